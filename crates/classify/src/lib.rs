@@ -1,0 +1,1 @@
+//! classify (placeholder: filled in by its issue).

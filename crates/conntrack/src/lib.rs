@@ -1,0 +1,1 @@
+//! conntrack (placeholder: filled in by its issue).

@@ -1,0 +1,1 @@
+//! ports (placeholder: filled in by its issue).

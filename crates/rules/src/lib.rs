@@ -1,0 +1,1 @@
+//! rules (placeholder: filled in by its issue).
