@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of fwd: formatting, lints, unit/property/differential tests, and the end-to-end
+# tests on network-namespace testbeds. Needs root (network namespaces, AF_XDP, iptables oracle).
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $EUID -ne 0 ]]; then
+  echo "error: scripts/test.sh must run as root (network namespaces, AF_XDP, iptables-legacy)" >&2
+  exit 1
+fi
+
+scripts/install-deps.sh
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --release -- -D warnings
+echo "== cargo test"
+# --test-threads=2: the machine has 2 cores; end-to-end tests build their own namespaces.
+cargo test --workspace --release -- --test-threads=2
+echo "== benchmark scripts: syntax"
+for f in $(find bench scripts -name '*.sh'); do bash -n "$f"; done
+echo "all tests passed"
