@@ -1,0 +1,480 @@
+//! The compiled structure: rules split into up to four groups by which addresses are "small"
+//! (EffiCuts/CutSplit-style separation, so wide rules are not replicated into every cut of the
+//! narrow ones), one HiCuts-style cutting tree per group with power-of-two equal-size cuts on one
+//! dimension per node, and leaves holding at most `binth` rule indices in chain order. Every leaf
+//! candidate is checked exactly, so the tree itself only has to over-approximate: negations and
+//! non-prefix ranges simply count as wildcards for cutting.
+
+use std::collections::HashMap;
+
+use crate::spec::{Key, ProtoMatch, RuleSpec, NO_MATCH};
+
+/// Dimensions the tree may cut: source address words 0..4 (most significant first), destination
+/// words 4..8, source port, destination port, protocol.
+pub(crate) const NDIMS: usize = 11;
+const WIDTH: [u8; NDIMS] = [32, 32, 32, 32, 32, 32, 32, 32, 16, 16, 8];
+
+const LEAF: u32 = 0x8000_0000;
+const EMPTY: u32 = u32::MAX;
+/// Internal burst size: stage arrays live on the stack.
+pub(crate) const CHUNK: usize = 64;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    dim: u8,
+    shift: u8,
+    mask: u16,
+    first: u32,
+}
+
+/// The part of a rule the leaf checks without touching `RuleSpec`.
+#[derive(Clone, Copy, Debug)]
+struct Fast {
+    src_lo: u128,
+    src_hi: u128,
+    dst_lo: u128,
+    dst_hi: u128,
+    sp_lo: u16,
+    sp_hi: u16,
+    dp_lo: u16,
+    dp_hi: u16,
+    pr_lo: u8,
+    pr_hi: u8,
+    flags: u8,
+}
+
+/// The rule needs the full `RuleSpec::matches` (and maybe the caller's leaf check).
+const SLOW: u8 = 1;
+/// The rule looks at layer-4 fields, so a non-first fragment never matches it.
+const L4: u8 = 2;
+
+impl Fast {
+    fn of(r: &RuleSpec) -> Fast {
+        let exact = !r.src.negate
+            && !r.dst.negate
+            && !r.sport.negate
+            && !r.dport.negate
+            && !matches!(r.proto, ProtoMatch::IsNot(_))
+            && r.iif == crate::spec::IfaceSet::ANY
+            && r.oif == crate::spec::IfaceSet::ANY
+            && r.ct.is_none()
+            && r.icmp.is_none()
+            && r.tcp_flags.is_none()
+            && r.fragment.is_none()
+            && !r.leaf_check;
+        let (pr_lo, pr_hi) = match r.proto {
+            ProtoMatch::Is(p) => (p, p),
+            _ => (0, 255),
+        };
+        Fast {
+            src_lo: r.src.lo,
+            src_hi: r.src.hi,
+            dst_lo: r.dst.lo,
+            dst_hi: r.dst.hi,
+            sp_lo: r.sport.lo,
+            sp_hi: r.sport.hi,
+            dp_lo: r.dport.lo,
+            dp_hi: r.dport.hi,
+            pr_lo,
+            pr_hi,
+            flags: if exact { 0 } else { SLOW } | if r.needs_l4() { L4 } else { 0 },
+        }
+    }
+
+    #[inline(always)]
+    fn hit(&self, k: &Key) -> bool {
+        self.src_lo <= k.src
+            && k.src <= self.src_hi
+            && self.dst_lo <= k.dst
+            && k.dst <= self.dst_hi
+            && self.sp_lo <= k.sport
+            && k.sport <= self.sp_hi
+            && self.dp_lo <= k.dport
+            && k.dport <= self.dp_hi
+            && self.pr_lo <= k.proto
+            && k.proto <= self.pr_hi
+            && (self.flags & L4 == 0 || !k.frag)
+    }
+}
+
+/// Per-dimension over-approximation `[lo, hi]` of a rule.
+fn rule_box(r: &RuleSpec) -> [(u32, u32); NDIMS] {
+    let mut b = [(0u32, u32::MAX); NDIMS];
+    for (base, a) in [(0usize, &r.src), (4, &r.dst)] {
+        if a.negate {
+            continue;
+        }
+        for w in 0..4 {
+            let shift = 96 - 32 * w as u32;
+            // lo and hi agree on every more significant word: the word's range is exact
+            if w == 0 || (a.lo ^ a.hi) >> (shift + 32) == 0 {
+                b[base + w] = ((a.lo >> shift) as u32, (a.hi >> shift) as u32);
+            }
+        }
+    }
+    if !r.sport.negate {
+        b[8] = (r.sport.lo as u32, r.sport.hi as u32);
+    } else {
+        b[8] = (0, 0xffff);
+    }
+    if !r.dport.negate {
+        b[9] = (r.dport.lo as u32, r.dport.hi as u32);
+    } else {
+        b[9] = (0, 0xffff);
+    }
+    b[10] = match r.proto {
+        ProtoMatch::Is(p) => (p as u32, p as u32),
+        _ => (0, 255),
+    };
+    b
+}
+
+#[inline(always)]
+fn project(k: &Key) -> [u32; NDIMS] {
+    [
+        (k.src >> 96) as u32,
+        (k.src >> 64) as u32,
+        (k.src >> 32) as u32,
+        k.src as u32,
+        (k.dst >> 96) as u32,
+        (k.dst >> 64) as u32,
+        (k.dst >> 32) as u32,
+        k.dst as u32,
+        k.sport as u32,
+        k.dport as u32,
+        k.proto as u32,
+    ]
+}
+
+/// Tuning of the tree build.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildParams {
+    /// A node with at most this many rules becomes a leaf.
+    pub binth: usize,
+    /// HiCuts space factor: the rules of a node's children (with replication) plus the number of
+    /// children may not exceed `spfac` times the node's rules.
+    pub spfac: usize,
+    /// At most `2^max_cut_bits` children per node.
+    pub max_cut_bits: u8,
+    pub max_depth: usize,
+}
+
+impl Default for BuildParams {
+    fn default() -> Self {
+        BuildParams {
+            binth: 8,
+            spfac: 4,
+            max_cut_bits: 8,
+            max_depth: 32,
+        }
+    }
+}
+
+/// Build statistics, for the benchmark and the docs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TreeStats {
+    pub groups: usize,
+    pub nodes: usize,
+    pub leaves: usize,
+    pub leaf_entries: usize,
+    pub max_depth: usize,
+    pub max_leaf: usize,
+}
+
+/// An immutable compiled chain.
+#[derive(Debug)]
+pub struct Tree {
+    roots: Vec<u32>,
+    nodes: Vec<Node>,
+    children: Vec<u32>,
+    leaf_rules: Vec<u32>,
+    fast: Vec<Fast>,
+    rules: Vec<RuleSpec>,
+    stats: TreeStats,
+}
+
+struct Builder<'a> {
+    boxes: &'a [[(u32, u32); NDIMS]],
+    p: BuildParams,
+    nodes: Vec<Node>,
+    children: Vec<u32>,
+    leaf_rules: Vec<u32>,
+    leaf_dedup: HashMap<Vec<u32>, u32>,
+    stats: TreeStats,
+}
+
+impl Builder<'_> {
+    fn leaf(&mut self, rules: &[u32], depth: usize) -> u32 {
+        if rules.is_empty() {
+            return EMPTY;
+        }
+        self.stats.max_depth = self.stats.max_depth.max(depth);
+        if let Some(&r) = self.leaf_dedup.get(rules) {
+            return r;
+        }
+        let off = self.leaf_rules.len() as u32;
+        assert!(off < LEAF - 1, "classifier too large");
+        self.leaf_rules.push(rules.len() as u32);
+        self.leaf_rules.extend_from_slice(rules);
+        self.stats.leaves += 1;
+        self.stats.leaf_entries += rules.len();
+        self.stats.max_leaf = self.stats.max_leaf.max(rules.len());
+        self.leaf_dedup.insert(rules.to_vec(), LEAF | off);
+        LEAF | off
+    }
+
+    /// Child index range `[a, b]` of a rule's box in a cut of `(base, bits)` into `2^c` parts.
+    #[inline]
+    fn span(bx: (u32, u32), base: u32, bits: u8, c: u8) -> (usize, usize) {
+        let top = base as u64 + ((1u64 << bits) - 1);
+        let lo = (bx.0 as u64).max(base as u64);
+        let hi = (bx.1 as u64).min(top);
+        let shift = bits - c;
+        (
+            ((lo - base as u64) >> shift) as usize,
+            ((hi - base as u64) >> shift) as usize,
+        )
+    }
+
+    fn build(
+        &mut self,
+        rules: &[u32],
+        region: [(u32, u8); NDIMS],
+        depth: usize,
+        dims: &[usize],
+    ) -> u32 {
+        let n = rules.len();
+        if n <= self.p.binth || depth >= self.p.max_depth {
+            return self.leaf(rules, depth);
+        }
+        // choose the dimension and cut count: largest cut within the space factor, then the
+        // dimension whose largest child is smallest
+        let budget = self.p.spfac * n;
+        let mut best: Option<(usize, u8, usize, usize)> = None; // (dim, c, max child, sum)
+        let mut counts: Vec<i64> = Vec::new();
+        for &d in dims {
+            let (base, bits) = region[d];
+            if bits == 0 {
+                continue;
+            }
+            let cmax = bits.min(self.p.max_cut_bits);
+            let mut chosen: Option<(u8, usize, usize)> = None;
+            for c in 1..=cmax {
+                let nc = 1usize << c;
+                counts.clear();
+                counts.resize(nc + 1, 0);
+                let mut sum = nc;
+                for &r in rules {
+                    let (a, b) = Self::span(self.boxes[r as usize][d], base, bits, c);
+                    counts[a] += 1;
+                    counts[b + 1] -= 1;
+                    sum += b - a + 1;
+                }
+                if c > 1 && sum > budget {
+                    break;
+                }
+                let mut run = 0i64;
+                let mut mx = 0i64;
+                for &x in &counts[..nc] {
+                    run += x;
+                    mx = mx.max(run);
+                }
+                chosen = Some((c, mx as usize, sum));
+                if mx as usize <= self.p.binth {
+                    break;
+                }
+            }
+            if let Some((c, mx, sum)) = chosen {
+                let better = match best {
+                    None => true,
+                    Some((_, _, bmx, bsum)) => mx < bmx || (mx == bmx && sum < bsum),
+                };
+                if better {
+                    best = Some((d, c, mx, sum));
+                }
+            }
+        }
+        let Some((d, c, mx, _)) = best else {
+            return self.leaf(rules, depth);
+        };
+        if mx >= n {
+            return self.leaf(rules, depth);
+        }
+        let (base, bits) = region[d];
+        let nc = 1usize << c;
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); nc];
+        for &r in rules {
+            let (a, b) = Self::span(self.boxes[r as usize][d], base, bits, c);
+            for l in &mut lists[a..=b] {
+                l.push(r);
+            }
+        }
+        let idx = self.nodes.len();
+        let first = self.children.len();
+        self.nodes.push(Node {
+            dim: d as u8,
+            shift: bits - c,
+            mask: (nc - 1) as u16,
+            first: first as u32,
+        });
+        self.stats.nodes += 1;
+        self.children.resize(first + nc, EMPTY);
+        let shift = bits - c;
+        for i in 0..nc {
+            let r = if i > 0 && lists[i] == lists[i - 1] {
+                self.children[first + i - 1]
+            } else {
+                let mut sub = region;
+                sub[d] = (base.wrapping_add((i as u32) << shift), shift);
+                self.build(&lists[i], sub, depth + 1, dims)
+            };
+            self.children[first + i] = r;
+        }
+        idx as u32
+    }
+}
+
+impl Tree {
+    pub fn build(rules: &[RuleSpec], p: BuildParams) -> Tree {
+        let boxes: Vec<_> = rules.iter().map(rule_box).collect();
+        let fast: Vec<_> = rules.iter().map(Fast::of).collect();
+        let v6 = rules.iter().any(|r| {
+            [r.src, r.dst]
+                .iter()
+                .any(|a| !a.is_any() && (a.hi > u32::MAX as u128 || a.lo > u32::MAX as u128))
+        });
+        let small_span: u128 = if v6 { 1 << 80 } else { 1 << 16 };
+        let small = |a: &crate::spec::AddrMatch| !a.negate && a.hi - a.lo < small_span;
+        let mut groups: [Vec<u32>; 4] = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            let g = (small(&r.src) as usize) | (small(&r.dst) as usize) << 1;
+            groups[g].push(i as u32);
+        }
+        // dimensions where rules differ at all
+        let dims: Vec<usize> = (0..NDIMS)
+            .filter(|&d| boxes.iter().any(|b| b[d] != boxes[0][d]))
+            .collect();
+        let mut b = Builder {
+            boxes: &boxes,
+            p,
+            nodes: Vec::new(),
+            children: Vec::new(),
+            leaf_rules: Vec::new(),
+            leaf_dedup: HashMap::new(),
+            stats: TreeStats::default(),
+        };
+        let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
+        let mut roots = Vec::new();
+        for g in groups.iter().rev() {
+            if !g.is_empty() {
+                roots.push(b.build(g, region, 0, &dims));
+            }
+        }
+        let mut stats = b.stats;
+        stats.groups = roots.len();
+        Tree {
+            roots,
+            nodes: b.nodes,
+            children: b.children,
+            leaf_rules: b.leaf_rules,
+            fast,
+            rules: rules.to_vec(),
+            stats,
+        }
+    }
+
+    pub fn rules(&self) -> &[RuleSpec] {
+        &self.rules
+    }
+
+    pub fn stats(&self) -> TreeStats {
+        self.stats
+    }
+
+    /// Bytes of the lookup structure (nodes, child pointers, leaves, per-rule check records).
+    pub fn size_bytes(&self) -> usize {
+        self.nodes.len() * std::mem::size_of::<Node>()
+            + self.children.len() * 4
+            + self.leaf_rules.len() * 4
+            + self.fast.len() * std::mem::size_of::<Fast>()
+            + self.roots.len() * 4
+    }
+
+    #[inline(always)]
+    fn check<F: FnMut(usize, u32) -> bool>(&self, id: u32, ki: usize, k: &Key, cb: &mut F) -> bool {
+        let f = &self.fast[id as usize];
+        if f.flags & SLOW == 0 {
+            f.hit(k)
+        } else {
+            let r = &self.rules[id as usize];
+            r.matches(k) && (!r.leaf_check || cb(ki, id))
+        }
+    }
+
+    /// For each key `i`: the first rule with index `>= starts[i]` that matches, skipping rules
+    /// set in `deleted` (when `DEL`), or `NO_MATCH`. `keys.len() <= CHUNK`.
+    #[inline]
+    pub(crate) fn lookup_chunk<F: FnMut(usize, u32) -> bool, const DEL: bool>(
+        &self,
+        keys: &[Key],
+        starts: &[u32],
+        out: &mut [u32],
+        deleted: &[u64],
+        cb: &mut F,
+    ) {
+        let n = keys.len();
+        debug_assert!(n <= CHUNK && starts.len() >= n && out.len() >= n);
+        let mut proj = [[0u32; NDIMS]; CHUNK];
+        for i in 0..n {
+            proj[i] = project(&keys[i]);
+            out[i] = NO_MATCH;
+        }
+        let mut cur = [EMPTY; CHUNK];
+        for &root in &self.roots {
+            cur[..n].fill(root);
+            // level-synchronous descent: the loads of different keys are independent, so the
+            // CPU overlaps their cache misses
+            loop {
+                let mut busy = false;
+                for i in 0..n {
+                    let r = cur[i];
+                    if r & LEAF == 0 {
+                        let node = self.nodes[r as usize];
+                        let v = proj[i][node.dim as usize];
+                        cur[i] = self.children[node.first as usize
+                            + ((v >> node.shift) as usize & node.mask as usize)];
+                        busy = true;
+                    }
+                }
+                if !busy {
+                    break;
+                }
+            }
+            for i in 0..n {
+                let r = cur[i];
+                if r == EMPTY {
+                    continue;
+                }
+                let off = (r & !LEAF) as usize;
+                let len = self.leaf_rules[off] as usize;
+                let start = starts[i];
+                let best = out[i];
+                for &id in &self.leaf_rules[off + 1..off + 1 + len] {
+                    if id >= best {
+                        break;
+                    }
+                    if id < start {
+                        continue;
+                    }
+                    if DEL && deleted[id as usize / 64] & (1 << (id % 64)) != 0 {
+                        continue;
+                    }
+                    if self.check(id, i, &keys[i], cb) {
+                        out[i] = id;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
