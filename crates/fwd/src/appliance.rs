@@ -1,0 +1,144 @@
+//! Running the appliance: open the ports, start pinned workers, serve metrics and the control
+//! socket, stop cleanly on SIGINT/SIGTERM (workers drain, programs detach).
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ports::xdp::{RingSizes, XdpPorts};
+use ports::ForwardAll;
+
+use crate::config::Config;
+use crate::control::{ControlContext, ControlServer};
+use crate::http;
+use crate::stats::{self, WorkerShared};
+use crate::worker::Worker;
+
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &cfg.log.file {
+        Some(f) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .map_err(|e| anyhow::anyhow!("log.file {}: {e}", f.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Runs until SIGINT or SIGTERM; an error means nothing was left running or attached.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    init_logging(&cfg)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+
+    let specs = cfg.port_specs();
+    let cores = cfg.workers.cores.get_ref().clone();
+    let queues = *cfg.ports.a.queues.get_ref();
+    let xdp = XdpPorts::open(
+        [&specs[0], &specs[1]],
+        queues,
+        cores.len(),
+        RingSizes::default(),
+    )?;
+    tracing::info!(
+        a = %specs[0].interface,
+        b = %specs[1].interface,
+        queues,
+        workers = cores.len(),
+        bind = ?xdp.bind,
+        attach = ?xdp.attach_modes(),
+        "AF_XDP ports open, fail-closed XDP programs attached"
+    );
+    let XdpPorts {
+        workers: worker_ports,
+        attachments,
+        ..
+    } = xdp;
+
+    // Bound before the workers start so that a clash leaves nothing running.
+    let metrics_listener = TcpListener::bind(cfg.stats.listen)
+        .map_err(|e| anyhow::anyhow!("stats.listen {}: {e}", cfg.stats.listen))?;
+    let control_server = ControlServer::bind(&cfg.control.socket)
+        .map_err(|e| anyhow::anyhow!("control.socket {}: {e}", cfg.control.socket.display()))?;
+
+    let shared: Vec<Arc<WorkerShared>> = cores
+        .iter()
+        .map(|&c| Arc::new(WorkerShared::new(c)))
+        .collect();
+    let burst = *cfg.workers.burst.get_ref();
+    let idle = Duration::from_micros(cfg.workers.idle_sleep_us);
+    let mut handles = Vec::new();
+    for (i, wp) in worker_ports.into_iter().enumerate() {
+        let core = cores[i];
+        let sh = shared[i].clone();
+        let st = stop.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("fwd-worker-{i}"))
+            .spawn(move || {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                    tracing::warn!(worker = i, core, "could not pin worker to its core");
+                }
+                let mut w = Worker::new(wp.pool, wp.queues, ForwardAll, burst);
+                w.run(&sh, &st, idle);
+            })?;
+        handles.push(h);
+    }
+
+    let ctx = Arc::new(ControlContext {
+        workers: shared.clone(),
+    });
+    let control_thread = {
+        let (ctx, st) = (ctx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("fwd-control".into())
+            .spawn(move || control_server.serve(&ctx, &st))?
+    };
+    let http_thread = {
+        let (ctx, st) = (ctx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("fwd-metrics".into())
+            .spawn(move || http::serve(metrics_listener, &ctx, &st))?
+    };
+    tracing::info!(
+        metrics = %cfg.stats.listen,
+        control = %cfg.control.socket.display(),
+        "fwd running"
+    );
+
+    let interval = Duration::from_secs(cfg.stats.log_interval_s);
+    let mut next_log = Instant::now() + interval;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if !interval.is_zero() && Instant::now() >= next_log {
+            for line in stats::render_summary(&shared).lines() {
+                tracing::info!("stats {line}");
+            }
+            next_log += interval;
+        }
+    }
+    tracing::info!("stopping: draining workers");
+    for h in handles {
+        let _ = h.join();
+    }
+    // Workers have closed their sockets; now detach the programs.
+    drop(attachments);
+    let _ = control_thread.join();
+    let _ = http_thread.join();
+    for line in stats::render_summary(&shared).lines() {
+        tracing::info!("final {line}");
+    }
+    tracing::info!("stopped; XDP programs detached");
+    Ok(())
+}

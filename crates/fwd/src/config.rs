@@ -1,0 +1,548 @@
+//! `appliance.toml`: parsed with serde + toml, unknown keys refused, every error one line that
+//! names `file:line:col` (or the interface / core it is about).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The two ports of the bump in the wire.
+    pub ports: Ports,
+    /// Worker threads.
+    pub workers: Workers,
+    /// Metrics export.
+    #[serde(default)]
+    pub stats: Stats,
+    /// Rule files (iptables-restore format).
+    pub rules: Option<Rules>,
+    /// Connection tracking.
+    #[serde(default)]
+    pub conntrack: Conntrack,
+    /// The Unix control socket.
+    #[serde(default)]
+    pub control: Control,
+    /// Logging.
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[ports.a]` and `[ports.b]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    /// Port A (client side).
+    pub a: PortConfig,
+    /// Port B (server side).
+    pub b: PortConfig,
+}
+
+/// One port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Interface name.
+    pub interface: Spanned<String>,
+    /// Socket bind mode.
+    #[serde(default = "auto_mode")]
+    pub mode: Spanned<BindMode>,
+    /// XDP attach mode.
+    #[serde(default)]
+    pub attach: AttachMode,
+    /// Number of queues (one AF_XDP socket each), from queue 0.
+    #[serde(default = "one")]
+    pub queues: Spanned<u32>,
+}
+
+fn auto_mode() -> Spanned<BindMode> {
+    Spanned::new(0..0, BindMode::Auto)
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// `mode`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindMode {
+    /// Zero-copy where possible, else copy.
+    #[default]
+    Auto,
+    /// Copy mode.
+    Copy,
+    /// Zero-copy mode.
+    ZeroCopy,
+}
+
+/// `attach`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachMode {
+    /// Native where possible, else generic.
+    #[default]
+    Auto,
+    /// Native.
+    Drv,
+    /// Generic.
+    Skb,
+}
+
+/// `[workers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    /// One pinned worker per listed core.
+    pub cores: Spanned<Vec<usize>>,
+    /// Frames per receive burst (1..=64).
+    #[serde(default = "default_burst")]
+    pub burst: Spanned<usize>,
+    /// After this many empty poll rounds a worker sleeps `idle_sleep_us`; 0 = always busy-poll.
+    #[serde(default = "default_idle_sleep")]
+    pub idle_sleep_us: u64,
+}
+
+fn default_burst() -> Spanned<usize> {
+    Spanned::new(0..0, 32)
+}
+fn default_idle_sleep() -> u64 {
+    20
+}
+
+/// `[stats]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Address of the Prometheus endpoint (`/metrics`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Seconds between stats log lines (0: none).
+    #[serde(default = "default_interval")]
+    pub log_interval_s: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:9900".parse().expect("valid address")
+}
+fn default_interval() -> u64 {
+    10
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            listen: default_listen(),
+            log_interval_s: default_interval(),
+        }
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// iptables-restore file for IPv4.
+    pub ipv4: Option<PathBuf>,
+    /// ip6tables-restore file for IPv6.
+    pub ipv6: Option<PathBuf>,
+}
+
+/// `[conntrack]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Conntrack {
+    /// Table capacity.
+    pub max: Option<u64>,
+    /// Timeouts in seconds by name (e.g. `tcp_established = 432000`).
+    #[serde(default)]
+    pub timeouts: BTreeMap<String, u32>,
+}
+
+/// `[control]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Path of the Unix control socket.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+/// Where `fwd stats` looks when no config is given.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/fwd.sock";
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: default_socket(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter directive).
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// Append logs to this file instead of stderr.
+    pub file: Option<PathBuf>,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: default_level(),
+            file: None,
+        }
+    }
+}
+
+/// A configuration error: one line, naming where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+fn at(file: &Path, text: &str, span: Option<Range<usize>>, msg: &str) -> ConfigError {
+    match span {
+        Some(s) if !(s.start == 0 && s.end == 0) => {
+            let (l, c) = line_col(text, s.start);
+            ConfigError(format!("{}:{l}:{c}: {msg}", file.display()))
+        }
+        _ => ConfigError(format!("{}: {msg}", file.display())),
+    }
+}
+
+/// What the environment must provide for a config to be usable.
+pub trait Environment {
+    /// True if the interface exists (in this network namespace).
+    fn interface_exists(&self, name: &str) -> bool;
+    /// The core ids this process may run on.
+    fn cores(&self) -> Vec<usize>;
+}
+
+/// The real machine.
+pub struct Host;
+
+impl Environment for Host {
+    fn interface_exists(&self, name: &str) -> bool {
+        ports::xdp::ifindex(name).is_some()
+    }
+    fn cores(&self) -> Vec<usize> {
+        core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    }
+}
+
+impl Config {
+    /// Reads and validates `path` against `env`.
+    pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Parses and validates `text` (from `path`, for messages).
+    pub fn parse(path: &Path, text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().replace('\n', " ");
+            at(path, text, e.span(), &msg)
+        })?;
+        cfg.validate(path, text, env)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path, text: &str, env: &dyn Environment) -> Result<(), ConfigError> {
+        let err = |span: Range<usize>, msg: String| Err(at(path, text, Some(span), &msg));
+        for (name, p) in [("a", &self.ports.a), ("b", &self.ports.b)] {
+            let iface = p.interface.get_ref();
+            if iface.is_empty() {
+                return err(
+                    p.interface.span(),
+                    format!("ports.{name}.interface is empty"),
+                );
+            }
+            if !env.interface_exists(iface) {
+                return err(
+                    p.interface.span(),
+                    format!(
+                        "ports.{name}.interface: no interface {iface:?} in this network namespace"
+                    ),
+                );
+            }
+            let q = *p.queues.get_ref();
+            if q == 0 || q > 64 {
+                return err(
+                    p.queues.span(),
+                    format!("ports.{name}.queues must be 1..=64, got {q}"),
+                );
+            }
+        }
+        if self.ports.a.interface.get_ref() == self.ports.b.interface.get_ref() {
+            return err(
+                self.ports.b.interface.span(),
+                "ports.a and ports.b use the same interface".into(),
+            );
+        }
+        if self.ports.a.queues.get_ref() != self.ports.b.queues.get_ref() {
+            return err(
+                self.ports.b.queues.span(),
+                "ports.a.queues and ports.b.queues must be equal (queue q of A pairs with queue q of B in one worker)".into(),
+            );
+        }
+        if self.ports.a.mode.get_ref() != self.ports.b.mode.get_ref() {
+            return err(
+                self.ports.b.mode.span(),
+                "ports.a.mode and ports.b.mode must agree (a worker's sockets share one UMEM)"
+                    .into(),
+            );
+        }
+        let cores = self.workers.cores.get_ref();
+        if cores.is_empty() {
+            return err(
+                self.workers.cores.span(),
+                "workers.cores lists no core".into(),
+            );
+        }
+        let available = env.cores();
+        for (i, c) in cores.iter().enumerate() {
+            if !available.contains(c) {
+                return err(
+                    self.workers.cores.span(),
+                    format!("workers.cores: core {c} does not exist (available: {available:?})"),
+                );
+            }
+            if cores[..i].contains(c) {
+                return err(
+                    self.workers.cores.span(),
+                    format!("workers.cores: core {c} listed twice"),
+                );
+            }
+        }
+        let queues = *self.ports.a.queues.get_ref() as usize;
+        if cores.len() > queues {
+            return err(
+                self.workers.cores.span(),
+                format!("workers.cores lists {} cores but the ports have only {queues} queue(s): a worker would have nothing to poll", cores.len()),
+            );
+        }
+        let burst = *self.workers.burst.get_ref();
+        if burst == 0 || burst > ports::xdp::MAX_BURST {
+            return err(
+                self.workers.burst.span(),
+                format!(
+                    "workers.burst must be 1..={}, got {burst}",
+                    ports::xdp::MAX_BURST
+                ),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError(format!(
+                "{}: log.level {:?} is not a level or filter",
+                path.display(),
+                self.log.level
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ports as the AF_XDP layer wants them.
+    pub fn port_specs(&self) -> [ports::xdp::PortSpec; 2] {
+        let spec = |p: &PortConfig| ports::xdp::PortSpec {
+            interface: p.interface.get_ref().clone(),
+            bind: match p.mode.get_ref() {
+                BindMode::Auto => ports::xdp::BindMode::Auto,
+                BindMode::Copy => ports::xdp::BindMode::Copy,
+                BindMode::ZeroCopy => ports::xdp::BindMode::ZeroCopy,
+            },
+            attach: match p.attach {
+                AttachMode::Auto => ports::xdp::AttachMode::Auto,
+                AttachMode::Drv => ports::xdp::AttachMode::Drv,
+                AttachMode::Skb => ports::xdp::AttachMode::Skb,
+            },
+        };
+        [spec(&self.ports.a), spec(&self.ports.b)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+    impl Environment for Fake {
+        fn interface_exists(&self, name: &str) -> bool {
+            name.starts_with("fw-")
+        }
+        fn cores(&self) -> Vec<usize> {
+            vec![0, 1]
+        }
+    }
+
+    const GOOD: &str = r#"
+[ports.a]
+interface = "fw-c"
+mode = "copy"
+attach = "skb"
+queues = 2
+[ports.b]
+interface = "fw-s"
+mode = "copy"
+queues = 2
+[workers]
+cores = [0, 1]
+[stats]
+listen = "127.0.0.1:9911"
+[rules]
+ipv4 = "rules.v4"
+[conntrack]
+max = 65536
+[conntrack.timeouts]
+tcp_established = 432000
+[control]
+socket = "/tmp/x.sock"
+[log]
+level = "debug"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("fwd.toml"), text, &Fake)
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.ports.a.interface.get_ref(), "fw-c");
+        assert_eq!(*c.ports.a.mode.get_ref(), BindMode::Copy);
+        assert_eq!(c.ports.a.attach, AttachMode::Skb);
+        assert_eq!(c.ports.b.attach, AttachMode::Auto);
+        assert_eq!(*c.ports.b.queues.get_ref(), 2);
+        assert_eq!(c.workers.cores.get_ref(), &vec![0, 1]);
+        assert_eq!(*c.workers.burst.get_ref(), 32);
+        assert_eq!(c.stats.listen.port(), 9911);
+        assert_eq!(c.conntrack.max, Some(65536));
+        assert_eq!(c.conntrack.timeouts["tcp_established"], 432000);
+        assert_eq!(c.control.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.rules.unwrap().ipv4, Some(PathBuf::from("rules.v4")));
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse("[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n").unwrap();
+        assert_eq!(*c.ports.a.queues.get_ref(), 1);
+        assert_eq!(*c.ports.a.mode.get_ref(), BindMode::Auto);
+        assert_eq!(c.stats.listen, "127.0.0.1:9900".parse().unwrap());
+        assert_eq!(c.control.socket, PathBuf::from("/run/fwd.sock"));
+        assert!(c.rules.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\n  bogus = 1\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(e.starts_with("fwd.toml:3:3: "), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_column() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\nqueues = \"two\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(e.starts_with("fwd.toml:3:10: "), "{e}");
+    }
+
+    #[test]
+    fn bad_mode_is_refused() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\nmode = \"fast\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(e.starts_with("fwd.toml:3:8: "), "{e}");
+        assert!(e.contains("zero-copy"), "{e}");
+    }
+
+    #[test]
+    fn missing_interface_is_named() {
+        let text =
+            "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\nqueues = 1\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(e.contains("interface"), "{e}");
+        assert!(e.starts_with("fwd.toml:"), "{e}");
+    }
+
+    #[test]
+    fn nonexistent_interface_is_named_with_position() {
+        let text = "[ports.a]\ninterface = \"eth9\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert_eq!(
+            e,
+            "fwd.toml:2:13: ports.a.interface: no interface \"eth9\" in this network namespace"
+        );
+    }
+
+    #[test]
+    fn nonexistent_core_is_named() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [7]\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(
+            e.starts_with("fwd.toml:6:9: workers.cores: core 7 does not exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn more_workers_than_queues_is_refused() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [0, 1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(e.contains("only 1 queue"), "{e}");
+    }
+
+    #[test]
+    fn unequal_queues_and_modes_are_refused() {
+        let q = "[ports.a]\ninterface = \"fw-c\"\nqueues = 2\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        assert!(parse(q).unwrap_err().0.contains("must be equal"));
+        let m = "[ports.a]\ninterface = \"fw-c\"\nmode = \"copy\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        assert!(parse(m).unwrap_err().0.contains("must agree"));
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+        assert_eq!(line_col("éx", 2), (1, 2));
+    }
+}

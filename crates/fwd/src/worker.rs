@@ -1,0 +1,357 @@
+//! The worker loop: poll each queue pair's two ports in bursts, hand each burst to the
+//! [`Pipeline`], transmit what it forwards or replies, recycle what it drops. No allocation,
+//! lock or syscall per frame; the ports' `maintain` does at most one syscall per port per round.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ports::xdp::MAX_BURST;
+use ports::{Action, DropReason, Frame, FramePool, KernelStats, Pipeline, Port, PortId};
+
+use crate::stats::{new_histogram, LocalCounters, WorkerShared};
+
+/// Empty rounds before a worker naps (when `idle_sleep` is non-zero).
+const IDLE_ROUNDS: u32 = 256;
+
+/// One worker's state: its pool, its queue pairs, its pipeline, its counters.
+pub struct Worker<P: Port, L: Pipeline> {
+    pool: P::Pool,
+    queues: Vec<(P, P)>,
+    pipeline: L,
+    burst: usize,
+    local: LocalCounters,
+    latency: Histogram<u64>,
+    // Stage arrays, reused for every burst.
+    frames: [Frame; MAX_BURST],
+    actions: [Action; MAX_BURST],
+    forward: [Frame; MAX_BURST],
+    reply: [Frame; MAX_BURST],
+}
+
+impl<P: Port, L: Pipeline> Worker<P, L> {
+    /// A worker over `queues` (port A, port B per queue), all on `pool`.
+    pub fn new(pool: P::Pool, queues: Vec<(P, P)>, pipeline: L, burst: usize) -> Self {
+        Worker {
+            pool,
+            queues,
+            pipeline,
+            burst: burst.clamp(1, MAX_BURST),
+            local: LocalCounters::default(),
+            latency: new_histogram(),
+            frames: [Frame::default(); MAX_BURST],
+            actions: [Action::Forward; MAX_BURST],
+            forward: [Frame::default(); MAX_BURST],
+            reply: [Frame::default(); MAX_BURST],
+        }
+    }
+
+    /// The worker's running totals.
+    pub fn counters(&self) -> &LocalCounters {
+        &self.local
+    }
+
+    /// The queue pairs (for tests: reach the in-memory ports).
+    pub fn queues_mut(&mut self) -> &mut [(P, P)] {
+        &mut self.queues
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &P::Pool {
+        &self.pool
+    }
+
+    /// One poll round over all queues and both directions; returns frames received.
+    /// `now_ns` is the clock for the pipeline; `clock` measures burst processing time.
+    pub fn poll_once(&mut self, now_ns: u64, clock: &Instant) -> usize {
+        let mut received = 0;
+        for q in 0..self.queues.len() {
+            for ingress in [PortId::A, PortId::B] {
+                received += self.burst_from(q, ingress, now_ns, clock);
+            }
+            let (a, b) = &mut self.queues[q];
+            a.maintain(&mut self.pool);
+            b.maintain(&mut self.pool);
+        }
+        self.local.polls += 1;
+        received
+    }
+
+    fn burst_from(&mut self, q: usize, ingress: PortId, now_ns: u64, clock: &Instant) -> usize {
+        let (a, b) = &mut self.queues[q];
+        let (inp, outp) = match ingress {
+            PortId::A => (a, b),
+            PortId::B => (b, a),
+        };
+        let n = inp.receive(&mut self.pool, &mut self.frames[..self.burst]);
+        if n == 0 {
+            return 0;
+        }
+        let t0 = clock.elapsed();
+        let lin = &mut self.local.ports[ingress.index()];
+        lin.rx_packets += n as u64;
+        for f in &self.frames[..n] {
+            lin.rx_bytes += f.len() as u64;
+        }
+        self.pipeline.process_burst(
+            ingress,
+            &mut self.frames[..n],
+            &mut self.pool,
+            &mut self.actions[..n],
+            now_ns,
+        );
+        let (mut nf, mut nr) = (0, 0);
+        for i in 0..n {
+            let f = self.frames[i];
+            match self.actions[i] {
+                Action::Forward => {
+                    self.forward[nf] = f;
+                    nf += 1;
+                }
+                Action::Reply => {
+                    self.reply[nr] = f;
+                    nr += 1;
+                }
+                Action::Drop(reason) => {
+                    self.local.ports[ingress.index()].drops[reason.index()] += 1;
+                    self.pool.release(f);
+                }
+            }
+        }
+        let sent = outp.transmit(&mut self.pool, &self.forward[..nf]);
+        account_tx(
+            &mut self.local,
+            &mut self.pool,
+            ingress,
+            ingress.other(),
+            &self.forward[..nf],
+            sent,
+        );
+        if nr > 0 {
+            let sent = inp.transmit(&mut self.pool, &self.reply[..nr]);
+            account_tx(
+                &mut self.local,
+                &mut self.pool,
+                ingress,
+                ingress,
+                &self.reply[..nr],
+                sent,
+            );
+        }
+        self.local.bursts += 1;
+        let dt = clock.elapsed().saturating_sub(t0).as_nanos() as u64;
+        let _ = self.latency.record(dt.clamp(1, crate::stats::HIST_MAX_NS));
+        n
+    }
+
+    /// Publishes counters and merges the latency histogram (never blocks).
+    pub fn publish(&mut self, shared: &WorkerShared) {
+        shared.counters.publish(&self.local);
+        if let Ok(mut h) = shared.latency.try_lock() {
+            let _ = h.add(&self.latency);
+            self.latency.reset();
+        }
+    }
+
+    /// Publishes the kernel's counters of both ports (summed over queues).
+    pub fn publish_kernel(&self, shared: &WorkerShared) {
+        for port in [PortId::A, PortId::B] {
+            let mut sum = KernelStats::default();
+            let mut any = false;
+            for (a, b) in &self.queues {
+                let p = if port == PortId::A { a } else { b };
+                if let Some(k) = p.kernel_stats() {
+                    any = true;
+                    sum.rx_dropped += k.rx_dropped;
+                    sum.rx_ring_full += k.rx_ring_full;
+                    sum.rx_fill_ring_empty += k.rx_fill_ring_empty;
+                    sum.tx_invalid += k.tx_invalid;
+                }
+            }
+            if any {
+                shared.counters.publish_kernel(port, &sum);
+            }
+        }
+    }
+
+    /// Polls until `stop` is set, publishing counters after every non-empty round.
+    /// `idle_sleep` > 0 naps after a run of empty rounds, to give the core back.
+    pub fn run(&mut self, shared: &WorkerShared, stop: &AtomicBool, idle_sleep: Duration) {
+        let clock = Instant::now();
+        let mut empty_rounds = 0u32;
+        let mut next_kernel = Duration::ZERO;
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock.elapsed();
+            let got = self.poll_once(now.as_nanos() as u64, &clock);
+            if got > 0 {
+                empty_rounds = 0;
+                self.publish(shared);
+            } else {
+                empty_rounds += 1;
+                if empty_rounds >= IDLE_ROUNDS {
+                    self.publish(shared);
+                    if !idle_sleep.is_zero() {
+                        std::thread::sleep(idle_sleep);
+                    }
+                    empty_rounds = 0;
+                }
+            }
+            if now >= next_kernel {
+                self.publish_kernel(shared);
+                next_kernel = now + Duration::from_secs(1);
+            }
+        }
+        // Drain: let queued transmissions complete before the sockets close.
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < deadline {
+            for (a, b) in self.queues.iter_mut() {
+                a.maintain(&mut self.pool);
+                b.maintain(&mut self.pool);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.publish(shared);
+        self.publish_kernel(shared);
+    }
+}
+
+/// Counts what `transmit` took and drops (releases) the rest as `TxRingFull`.
+fn account_tx<M: FramePool>(
+    local: &mut LocalCounters,
+    pool: &mut M,
+    ingress: PortId,
+    egress: PortId,
+    frames: &[Frame],
+    sent: usize,
+) {
+    let out = &mut local.ports[egress.index()];
+    out.tx_packets += sent as u64;
+    for f in &frames[..sent] {
+        out.tx_bytes += f.len() as u64;
+    }
+    let rest = &frames[sent..];
+    if !rest.is_empty() {
+        local.ports[ingress.index()].drops[DropReason::TxRingFull.index()] += rest.len() as u64;
+        pool.release_all(rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ports::mem::{HeapPool, MemPort};
+    use ports::ForwardAll;
+
+    /// ARP request who-has 198.18.0.2 tell 198.18.0.1.
+    const ARP: [u8; 42] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x06, // ethernet
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, // htype, ptype, hlen, plen, op
+        0x02, 0, 0, 0, 0, 0x01, 198, 18, 0, 1, // sender
+        0, 0, 0, 0, 0, 0, 198, 18, 0, 2, // target
+    ];
+
+    fn worker<L: Pipeline>(pipeline: L, tx_cap: usize) -> Worker<MemPort, L> {
+        Worker::new(
+            HeapPool::new(256, 2048),
+            vec![(MemPort::new(tx_cap), MemPort::new(tx_cap))],
+            pipeline,
+            32,
+        )
+    }
+
+    #[test]
+    fn forwards_both_directions_and_counts() {
+        let mut w = worker(ForwardAll, 64);
+        let clock = Instant::now();
+        w.queues_mut()[0].0.inject(&ARP);
+        w.queues_mut()[0].0.inject(&ARP);
+        w.queues_mut()[0].1.inject(&ARP[..41]);
+        assert_eq!(w.poll_once(0, &clock), 3);
+        let (a, b) = &mut w.queues_mut()[0];
+        assert_eq!(b.take_transmitted(), vec![ARP.to_vec(), ARP.to_vec()]);
+        assert_eq!(a.take_transmitted(), vec![ARP[..41].to_vec()]);
+        let c = w.counters();
+        assert_eq!(c.ports[0].rx_packets, 2);
+        assert_eq!(c.ports[0].rx_bytes, 84);
+        assert_eq!(c.ports[1].tx_packets, 2);
+        assert_eq!(c.ports[1].rx_packets, 1);
+        assert_eq!(c.ports[0].tx_packets, 1);
+        assert_eq!(c.ports[0].tx_bytes, 41);
+        assert_eq!(w.pool().free_count(), 256);
+    }
+
+    #[test]
+    fn full_tx_ring_is_a_counted_drop_and_buffers_come_back() {
+        let mut w = worker(ForwardAll, 3);
+        let clock = Instant::now();
+        for _ in 0..5 {
+            w.queues_mut()[0].0.inject(&ARP);
+        }
+        assert_eq!(w.poll_once(0, &clock), 5);
+        let c = w.counters();
+        assert_eq!(c.ports[1].tx_packets, 3);
+        assert_eq!(c.ports[0].drops[DropReason::TxRingFull.index()], 2);
+        assert_eq!(w.pool().free_count(), 256);
+    }
+
+    /// Replies to every frame out of the ingress port, with the Ethernet addresses swapped in
+    /// place; drops frames shorter than an Ethernet header.
+    struct Mirror;
+    impl Pipeline for Mirror {
+        fn process_burst<M: FramePool + ?Sized>(
+            &mut self,
+            _ingress: PortId,
+            frames: &mut [Frame],
+            pool: &mut M,
+            actions: &mut [Action],
+            now_ns: u64,
+        ) {
+            assert_eq!(now_ns, 77);
+            for (f, a) in frames.iter().zip(actions.iter_mut()) {
+                let d = pool.data_mut(f);
+                if d.len() < 14 {
+                    *a = Action::Drop(DropReason::Malformed);
+                    continue;
+                }
+                let mut src = [0u8; 6];
+                src.copy_from_slice(&d[6..12]);
+                d.copy_within(0..6, 6);
+                d[0..6].copy_from_slice(&src);
+                *a = Action::Reply;
+            }
+        }
+    }
+
+    #[test]
+    fn replies_go_back_out_the_ingress_port_modified_in_place() {
+        let mut w = worker(Mirror, 64);
+        let clock = Instant::now();
+        w.queues_mut()[0].1.inject(&ARP);
+        w.queues_mut()[0].1.inject(&ARP[..10]);
+        assert_eq!(w.poll_once(77, &clock), 2);
+        let (a, b) = &mut w.queues_mut()[0];
+        assert!(a.take_transmitted().is_empty());
+        let out = b.take_transmitted();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0..6], ARP[6..12]);
+        assert_eq!(out[0][6..12], ARP[0..6]);
+        assert_eq!(out[0][12..], ARP[12..]);
+        let c = w.counters();
+        assert_eq!(c.ports[1].drops[DropReason::Malformed.index()], 1);
+        assert_eq!(c.ports[1].tx_packets, 1);
+        assert_eq!(w.pool().free_count(), 256);
+    }
+
+    #[test]
+    fn publish_makes_counters_visible() {
+        let mut w = worker(ForwardAll, 64);
+        let clock = Instant::now();
+        w.queues_mut()[0].0.inject(&ARP);
+        w.poll_once(0, &clock);
+        let shared = WorkerShared::new(0);
+        w.publish(&shared);
+        let t = crate::stats::totals(&[std::sync::Arc::new(shared)]);
+        assert_eq!(t[0].rx_packets, 1);
+        assert_eq!(t[1].tx_packets, 1);
+    }
+}

@@ -1,0 +1,147 @@
+//! The seam between I/O and the data plane: a burst of frames from one port goes into a
+//! [`Pipeline`], which decides per frame where it goes. The first pipeline, [`ForwardAll`],
+//! forwards everything to the other port; the firewall's sans-I/O data plane implements the
+//! same trait, with `now_ns` passed in and no I/O of its own.
+
+use crate::{Frame, FramePool};
+
+/// One of the two ports of the bump in the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PortId {
+    /// Port A (`[ports.a]`, usually the client side).
+    A,
+    /// Port B (`[ports.b]`, usually the server side).
+    B,
+}
+
+impl PortId {
+    /// The port on the other side of the wire.
+    pub fn other(self) -> PortId {
+        match self {
+            PortId::A => PortId::B,
+            PortId::B => PortId::A,
+        }
+    }
+    /// 0 for A, 1 for B (also the pcapng interface id).
+    pub fn index(self) -> usize {
+        match self {
+            PortId::A => 0,
+            PortId::B => 1,
+        }
+    }
+    /// Lower-case name, as in the config and the metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortId::A => "a",
+            PortId::B => "b",
+        }
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $desc:literal;)*) => {
+        /// Why a frame was dropped: the one listing that indexes every drop counter.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($variant,)* }
+
+        impl DropReason {
+            /// All reasons, in counter-index order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons (length of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+            /// Metric label value.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+            /// One line for humans.
+            pub fn description(self) -> &'static str {
+                match self { $(DropReason::$variant => $desc,)* }
+            }
+            /// Index into a counter array.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    TxRingFull => "tx_ring_full", "the egress port's transmit ring had no room";
+    Policy => "policy", "the pipeline decided to drop the frame";
+    Malformed => "malformed", "the frame could not be parsed";
+    NoBuffer => "no_buffer", "no free buffer to build a frame";
+}
+
+/// What happens to one frame of a burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Out of the other port (the bump in the wire's normal way).
+    #[default]
+    Forward,
+    /// Back out of the port it came in on (e.g. a REJECT reply built in place).
+    Reply,
+    /// Recycled; counted under the reason.
+    Drop(DropReason),
+}
+
+/// Decides, for a burst of frames that came in on `ingress`, what to do with each frame:
+/// `actions[i]` for `frames[i]`. May modify frames in place through `pool` (and change their
+/// lengths). Must not allocate, lock or do I/O; `now_ns` is the only clock.
+pub trait Pipeline: Send {
+    /// Processes one burst; `frames.len() == actions.len()`.
+    fn process_burst<M: FramePool + ?Sized>(
+        &mut self,
+        ingress: PortId,
+        frames: &mut [Frame],
+        pool: &mut M,
+        actions: &mut [Action],
+        now_ns: u64,
+    );
+}
+
+/// The first pipeline: everything crosses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForwardAll;
+
+impl Pipeline for ForwardAll {
+    fn process_burst<M: FramePool + ?Sized>(
+        &mut self,
+        _ingress: PortId,
+        _frames: &mut [Frame],
+        _pool: &mut M,
+        actions: &mut [Action],
+        _now_ns: u64,
+    ) {
+        actions.fill(Action::Forward);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::HeapPool;
+
+    #[test]
+    fn drop_reason_listing_is_dense_and_named() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(!r.name().is_empty() && !r.description().is_empty());
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn forward_all_overwrites_every_action() {
+        let mut pool = HeapPool::new(4, 2048);
+        let mut frames = [pool.alloc().unwrap(), pool.alloc().unwrap()];
+        let mut actions = [Action::Drop(DropReason::Policy), Action::Reply];
+        ForwardAll.process_burst(PortId::A, &mut frames, &mut pool, &mut actions, 0);
+        assert_eq!(actions, [Action::Forward, Action::Forward]);
+        assert_eq!(PortId::A.other(), PortId::B);
+        assert_eq!(PortId::B.other().index(), 0);
+    }
+}

@@ -1,0 +1,502 @@
+//! AF_XDP ports through xsk-rs: one socket per (interface, queue), all sockets of a worker on
+//! one UMEM, so forwarding from port A to port B hands over a buffer index, never bytes. Frames
+//! reach the sockets through our own fail-closed XDP program ([`bpf`]); libxdp's program load is
+//! inhibited.
+
+pub mod bpf;
+
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+pub use bpf::{ifindex, BpfError, XdpAttachment};
+
+use crate::{Frame, FramePool, KernelStats, Port};
+
+/// How sockets bind to a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BindMode {
+    /// Zero-copy if the driver supports it, else copy.
+    #[default]
+    Auto,
+    /// The kernel copies frames between its buffers and the UMEM (works everywhere, veth too).
+    Copy,
+    /// The NIC DMAs into the UMEM (needs driver support; not on veth).
+    ZeroCopy,
+}
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// Native if the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Native (driver) XDP.
+    Drv,
+    /// Generic (skb) XDP.
+    Skb,
+}
+
+/// One interface as fwd opens it.
+#[derive(Clone, Debug)]
+pub struct PortSpec {
+    /// Interface name.
+    pub interface: String,
+    /// Socket bind mode; must agree between the two ports (their sockets share a UMEM).
+    pub bind: BindMode,
+    /// XDP attach mode.
+    pub attach: AttachMode,
+}
+
+/// Sizes of rings and buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct RingSizes {
+    /// Bytes per UMEM frame (power of two, at least 2048).
+    pub frame_size: u32,
+    /// Entries of each RX, TX, fill and completion ring (power of two).
+    pub ring_size: u32,
+}
+
+impl Default for RingSizes {
+    fn default() -> Self {
+        RingSizes {
+            frame_size: 2048,
+            ring_size: 2048,
+        }
+    }
+}
+
+/// What went wrong opening the AF_XDP ports, with the interface and queue it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("interface {0:?} does not exist")]
+    NoInterface(String),
+    #[error("interface {interface:?}: {source}")]
+    Bpf {
+        interface: String,
+        #[source]
+        source: BpfError,
+    },
+    #[error("creating the UMEM failed: {0}")]
+    Umem(String),
+    #[error("interface {interface:?} queue {queue}: creating the AF_XDP socket ({mode}) failed: {reason}")]
+    Socket {
+        interface: String,
+        queue: u32,
+        mode: &'static str,
+        reason: String,
+    },
+    #[error("bad ring sizes: {0}")]
+    Sizes(String),
+}
+
+/// The UMEM of one worker as a [`FramePool`].
+pub struct XdpPool {
+    umem: Umem,
+    /// Descriptor templates from xsk-rs, one per buffer (length 0).
+    descs: Vec<FrameDesc>,
+    /// Start of each buffer's data segment inside the UMEM mapping.
+    bufs: Vec<NonNull<u8>>,
+    capacity: usize,
+    frame_size: usize,
+    free: Vec<u32>,
+}
+
+// SAFETY: the pointers in `bufs` point into the UMEM mapping that `umem` keeps alive and that
+// moves with this value; nothing else in this process accesses the buffers we hold.
+unsafe impl Send for XdpPool {}
+
+impl std::fmt::Debug for XdpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpPool")
+            .field("buffers", &self.bufs.len())
+            .field("capacity", &self.capacity)
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl XdpPool {
+    /// A UMEM of `count` frames.
+    pub fn new(count: u32, sizes: RingSizes) -> Result<XdpPool, XdpError> {
+        let frame_size =
+            FrameSize::new(sizes.frame_size).map_err(|e| XdpError::Sizes(e.to_string()))?;
+        let ring = QueueSize::new(sizes.ring_size).map_err(|e| XdpError::Sizes(e.to_string()))?;
+        let config = UmemConfig::builder()
+            .frame_size(frame_size)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .frame_headroom(0)
+            .build()
+            .map_err(|e| XdpError::Sizes(e.to_string()))?;
+        let count = NonZeroU32::new(count).ok_or_else(|| XdpError::Sizes("no frames".into()))?;
+        let (umem, descs) =
+            Umem::new(config, count, false).map_err(|e| XdpError::Umem(e.to_string()))?;
+        let mut bufs = Vec::with_capacity(descs.len());
+        let mut capacity = 0;
+        for d in &descs {
+            let mut d = *d;
+            // SAFETY: `d` is a descriptor of this UMEM, and no buffer is in a kernel ring yet.
+            let mut data = unsafe { umem.data_mut(&mut d) };
+            data.cursor().set_pos(usize::MAX);
+            let s = data.contents_mut();
+            capacity = s.len();
+            bufs.push(NonNull::new(s.as_mut_ptr()).expect("slice pointers are non-null"));
+        }
+        Ok(XdpPool {
+            umem,
+            free: (0..descs.len() as u32).rev().collect(),
+            descs,
+            bufs,
+            capacity,
+            frame_size: sizes.frame_size as usize,
+        })
+    }
+
+    fn index_of(&self, desc: &FrameDesc) -> u32 {
+        (desc.addr() / self.frame_size) as u32
+    }
+
+    /// A descriptor for `frame` with its length, ready for a TX ring.
+    fn tx_desc(&self, frame: &Frame) -> FrameDesc {
+        let mut d = self.descs[frame.index() as usize];
+        // SAFETY: `d` is a descriptor of this UMEM and the caller holds the buffer.
+        let mut data = unsafe { self.umem.data_mut(&mut d) };
+        data.cursor().set_pos(frame.len());
+        d
+    }
+}
+
+impl FramePool for XdpPool {
+    fn data(&self, frame: &Frame) -> &[u8] {
+        let p = self.bufs[frame.index() as usize];
+        // SAFETY: the buffer lies in the live UMEM mapping, holds `capacity` bytes, and the
+        // holder of `frame` owns it (it is in no kernel ring), so nobody writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), frame.len().min(self.capacity)) }
+    }
+    fn data_mut(&mut self, frame: &Frame) -> &mut [u8] {
+        let p = self.bufs[frame.index() as usize];
+        // SAFETY: as in `data`; `&mut self` keeps any other view through this pool away.
+        unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), frame.len().min(self.capacity)) }
+    }
+    fn buffer_capacity(&self) -> usize {
+        self.capacity
+    }
+    fn alloc(&mut self) -> Option<Frame> {
+        self.free.pop().map(|i| Frame::new(i, 0))
+    }
+    fn release(&mut self, frame: Frame) {
+        self.free.push(frame.index());
+    }
+    fn free_count(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// Largest burst a port moves through its rings at once.
+pub const MAX_BURST: usize = 64;
+
+/// One AF_XDP socket: a queue of an interface.
+pub struct XdpPort {
+    rx: RxQueue,
+    tx: TxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    queue: u32,
+    scratch: Vec<FrameDesc>,
+    /// Frames in the TX ring or the kernel, not yet completed.
+    tx_outstanding: u32,
+    ring_size: u32,
+}
+
+impl std::fmt::Debug for XdpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpPort")
+            .field("queue", &self.queue)
+            .field("tx_outstanding", &self.tx_outstanding)
+            .finish()
+    }
+}
+
+impl XdpPort {
+    /// The queue this socket is bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Keeps the fill ring full from the pool's free buffers.
+    fn refill(&mut self, pool: &mut XdpPool) -> bool {
+        let want = self.fill.nb_free(self.ring_size) as usize;
+        let n = want.min(pool.free.len()).min(self.scratch.len());
+        if n == 0 {
+            return false;
+        }
+        for i in 0..n {
+            let idx = pool.free.pop().expect("bounded by free.len()");
+            self.scratch[i] = pool.descs[idx as usize];
+        }
+        // SAFETY: the buffers came off the pool's free list, so neither userspace nor another
+        // ring holds them, and they belong to the UMEM this fill ring is tied to.
+        let done = unsafe { self.fill.produce(&self.scratch[..n]) };
+        if done < n {
+            // The ring refused the whole batch (it produces all or nothing): keep them.
+            for d in &self.scratch[..n] {
+                pool.free.push(pool.index_of(d));
+            }
+            return false;
+        }
+        true
+    }
+}
+
+impl Port for XdpPort {
+    type Pool = XdpPool;
+
+    fn receive(&mut self, pool: &mut XdpPool, out: &mut [Frame]) -> usize {
+        let n = out.len().min(self.scratch.len());
+        // SAFETY: `scratch` descriptors are overwritten with frames of this socket's UMEM.
+        let got = unsafe { self.rx.consume(&mut self.scratch[..n]) };
+        for (o, d) in out.iter_mut().zip(&self.scratch[..got]) {
+            *o = Frame::new(pool.index_of(d), d.lengths().data() as u32);
+        }
+        got
+    }
+
+    fn transmit(&mut self, pool: &mut XdpPool, frames: &[Frame]) -> usize {
+        let room = self.tx.nb_free(frames.len() as u32) as usize;
+        let n = frames.len().min(room).min(self.scratch.len());
+        if n == 0 {
+            return 0;
+        }
+        for (s, f) in self.scratch.iter_mut().zip(&frames[..n]) {
+            *s = pool.tx_desc(f);
+        }
+        // SAFETY: the caller held these buffers (none is in another ring), they belong to this
+        // UMEM, and `nb_free` said there is room for all `n`, so the ring takes them all.
+        let done = unsafe { self.tx.produce(&self.scratch[..n]) };
+        self.tx_outstanding += done as u32;
+        done
+    }
+
+    fn kernel_stats(&self) -> Option<KernelStats> {
+        let s = self.rx.fd().xdp_statistics().ok()?;
+        Some(KernelStats {
+            rx_dropped: s.rx_dropped(),
+            rx_ring_full: s.rx_ring_full(),
+            rx_fill_ring_empty: s.rx_fill_ring_empty_descs(),
+            tx_invalid: s.tx_invalid_descs(),
+        })
+    }
+
+    fn maintain(&mut self, pool: &mut XdpPool) {
+        if self.tx_outstanding > 0 {
+            let n = self.scratch.len();
+            // SAFETY: completed descriptors are buffers of this UMEM the kernel is done with.
+            let done = unsafe { self.comp.consume(&mut self.scratch[..n]) };
+            for d in &self.scratch[..done] {
+                pool.free.push(pool.index_of(d));
+            }
+            self.tx_outstanding -= done as u32;
+            if self.tx_outstanding > 0 && self.tx.needs_wakeup() {
+                // Copy mode transmits only inside this syscall, 32 frames per call.
+                let _ = self.tx.wakeup();
+            }
+        }
+        if self.refill(pool) && self.fill.needs_wakeup() {
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
+    }
+}
+
+/// The sockets of one worker: for each of its queues, the socket on port A and on port B, all
+/// on one pool.
+#[derive(Debug)]
+pub struct WorkerPorts {
+    /// The worker's UMEM.
+    pub pool: XdpPool,
+    /// `(a, b)` per queue of this worker.
+    pub queues: Vec<(XdpPort, XdpPort)>,
+}
+
+/// Everything opened on the two interfaces. Drop order: workers' sockets, then the programs.
+#[derive(Debug)]
+pub struct XdpPorts {
+    /// Per worker.
+    pub workers: Vec<WorkerPorts>,
+    /// The attached programs of port A and B; detached when dropped.
+    pub attachments: Vec<XdpAttachment>,
+    /// The bind mode in use.
+    pub bind: BindMode,
+}
+
+impl XdpPorts {
+    /// Opens `queues` queues on both interfaces and spreads them over `workers` workers
+    /// (queue q to worker q % workers). Auto modes try zero-copy and native first and fall
+    /// back; everything half-opened by a failed try is closed (and detached) before the next.
+    pub fn open(
+        specs: [&PortSpec; 2],
+        queues: u32,
+        workers: usize,
+        sizes: RingSizes,
+    ) -> Result<XdpPorts, XdpError> {
+        for s in specs {
+            if ifindex(&s.interface).is_none() {
+                return Err(XdpError::NoInterface(s.interface.clone()));
+            }
+        }
+        let binds: &[BindMode] = match specs[0].bind {
+            BindMode::Auto => &[BindMode::ZeroCopy, BindMode::Copy],
+            BindMode::Copy => &[BindMode::Copy],
+            BindMode::ZeroCopy => &[BindMode::ZeroCopy],
+        };
+        let mut last_err = None;
+        for &bind in binds {
+            match Self::open_with(specs, queues, workers, sizes, bind) {
+                Ok(p) => return Ok(p),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.expect("at least one bind mode is tried"))
+    }
+
+    fn open_with(
+        specs: [&PortSpec; 2],
+        queues: u32,
+        workers: usize,
+        sizes: RingSizes,
+        bind: BindMode,
+    ) -> Result<XdpPorts, XdpError> {
+        let mut attachments = Vec::with_capacity(2);
+        for s in specs {
+            let idx =
+                ifindex(&s.interface).ok_or_else(|| XdpError::NoInterface(s.interface.clone()))?;
+            let tries: &[bool] = match (s.attach, bind) {
+                (AttachMode::Drv, _) | (AttachMode::Auto, BindMode::ZeroCopy) => &[true],
+                (AttachMode::Skb, _) => &[false],
+                (AttachMode::Auto, _) => &[true, false],
+            };
+            let mut res = None;
+            for &drv in tries {
+                res = Some(XdpAttachment::attach(idx, queues, drv));
+                if matches!(res, Some(Ok(_))) {
+                    break;
+                }
+            }
+            let att = res
+                .expect("at least one attach mode is tried")
+                .map_err(|source| XdpError::Bpf {
+                    interface: s.interface.clone(),
+                    source,
+                })?;
+            attachments.push(att);
+        }
+
+        let workers = workers.max(1);
+        let mut worker_ports = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let my_queues: Vec<u32> = (0..queues).filter(|q| *q as usize % workers == w).collect();
+            if my_queues.is_empty() {
+                continue;
+            }
+            // Per socket: a full fill ring plus a full TX ring of buffers.
+            let count = my_queues.len() as u32 * 2 * 2 * sizes.ring_size;
+            let pool = XdpPool::new(count, sizes)?;
+            let mut wp = WorkerPorts {
+                pool,
+                queues: Vec::with_capacity(my_queues.len()),
+            };
+            for &q in &my_queues {
+                let a = open_socket(&wp.pool, specs[0], &attachments[0], q, sizes, bind)?;
+                let b = open_socket(&wp.pool, specs[1], &attachments[1], q, sizes, bind)?;
+                wp.queues.push((a, b));
+            }
+            // Give each socket's fill ring its buffers now, so frames flow before the first poll.
+            for (a, b) in wp.queues.iter_mut() {
+                while a.refill(&mut wp.pool) {}
+                while b.refill(&mut wp.pool) {}
+            }
+            worker_ports.push(wp);
+        }
+        Ok(XdpPorts {
+            workers: worker_ports,
+            attachments,
+            bind,
+        })
+    }
+
+    /// Whether port A and B's programs run in native (driver) mode.
+    pub fn attach_modes(&self) -> Vec<&'static str> {
+        self.attachments
+            .iter()
+            .map(|a| if a.is_drv() { "drv" } else { "skb" })
+            .collect()
+    }
+}
+
+fn open_socket(
+    pool: &XdpPool,
+    spec: &PortSpec,
+    att: &XdpAttachment,
+    queue: u32,
+    sizes: RingSizes,
+    bind: BindMode,
+) -> Result<XdpPort, XdpError> {
+    let mode = if bind == BindMode::ZeroCopy {
+        "zero-copy"
+    } else {
+        "copy"
+    };
+    let err = |reason: String| XdpError::Socket {
+        interface: spec.interface.clone(),
+        queue,
+        mode,
+        reason,
+    };
+    let ring = QueueSize::new(sizes.ring_size).map_err(|e| err(e.to_string()))?;
+    let mut flags = BindFlags::XDP_USE_NEED_WAKEUP;
+    flags |= if bind == BindMode::ZeroCopy {
+        BindFlags::XDP_ZEROCOPY
+    } else {
+        BindFlags::XDP_COPY
+    };
+    let config = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .xdp_flags(XdpFlags::empty())
+        .bind_flags(flags)
+        .build();
+    let iface: Interface = spec
+        .interface
+        .parse()
+        .map_err(|_| err("interface name contains NUL".into()))?;
+    // SAFETY: libxdp's program load is inhibited (the flag set above), as xsk-rs requires for
+    // sockets sharing a UMEM.
+    let (tx, rx, rings) = unsafe { xsk_rs::Socket::new(config, &pool.umem, &iface, queue) }
+        .map_err(|e| {
+            err(format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+    let (fill, comp) = rings.ok_or_else(|| err("queue already bound by this worker".into()))?;
+    att.bind_queue(queue, rx.fd().as_raw_fd())
+        .map_err(|e| err(e.to_string()))?;
+    Ok(XdpPort {
+        rx,
+        tx,
+        fill,
+        comp,
+        queue,
+        scratch: vec![FrameDesc::default(); MAX_BURST],
+        tx_outstanding: 0,
+        ring_size: sizes.ring_size,
+    })
+}
