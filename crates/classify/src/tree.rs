@@ -14,17 +14,39 @@ use crate::spec::{Key, ProtoMatch, RuleSpec, NO_MATCH};
 pub(crate) const NDIMS: usize = 11;
 const WIDTH: [u8; NDIMS] = [32, 32, 32, 32, 32, 32, 32, 32, 16, 16, 8];
 
-const LEAF: u32 = 0x8000_0000;
-const EMPTY: u32 = u32::MAX;
 /// Internal burst size: stage arrays live on the stack.
 pub(crate) const CHUNK: usize = 64;
+/// The dimension index of leaves: the projected key has a constant 0 there, so a leaf entry
+/// (mask 0, `first` = its own slot) maps to itself and the descent needs no branch per level.
+const LEAF_DIM: u8 = NDIMS as u8;
 
-#[derive(Clone, Copy, Debug)]
-struct Node {
+/// One slot of the child array: the child's own cut (or, for a leaf, its rule range), so each
+/// level of the descent is a single load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ent {
+    first: u32,
+    leaf_start: u32,
+    leaf_len: u32,
     dim: u8,
     shift: u8,
     mask: u16,
-    first: u32,
+}
+
+/// A leaf candidate with an IPv4 copy of its ranges, so the scan stays in one cache line run.
+#[derive(Clone, Copy, Debug)]
+struct LeafEnt {
+    id: u32,
+    src_lo: u32,
+    src_hi: u32,
+    dst_lo: u32,
+    dst_hi: u32,
+    sp_lo: u16,
+    sp_hi: u16,
+    dp_lo: u16,
+    dp_hi: u16,
+    pr_lo: u8,
+    pr_hi: u8,
+    flags: u8,
 }
 
 /// The part of a rule the leaf checks without touching `RuleSpec`.
@@ -47,6 +69,8 @@ struct Fast {
 const SLOW: u8 = 1;
 /// The rule looks at layer-4 fields, so a non-first fragment never matches it.
 const L4: u8 = 2;
+/// The IPv4 copy in `LeafEnt` cannot decide (an IPv6 chain, or a key beyond IPv4).
+const WIDE: u8 = 4;
 
 impl Fast {
     fn of(r: &RuleSpec) -> Fast {
@@ -184,43 +208,65 @@ pub struct TreeStats {
 /// An immutable compiled chain.
 #[derive(Debug)]
 pub struct Tree {
-    roots: Vec<u32>,
-    nodes: Vec<Node>,
-    children: Vec<u32>,
-    leaf_rules: Vec<u32>,
+    /// Per group: its root entry and the depth of its deepest leaf.
+    roots: Vec<(Ent, usize)>,
+    children: Vec<Ent>,
+    leaf_ents: Vec<LeafEnt>,
     fast: Vec<Fast>,
     rules: Vec<RuleSpec>,
+    /// Some rule has an address beyond IPv4: the `LeafEnt` copies are not used.
+    v6: bool,
     stats: TreeStats,
 }
 
 struct Builder<'a> {
     boxes: &'a [[(u32, u32); NDIMS]],
+    fast: &'a [Fast],
+    v6: bool,
     p: BuildParams,
-    nodes: Vec<Node>,
-    children: Vec<u32>,
-    leaf_rules: Vec<u32>,
-    leaf_dedup: HashMap<Vec<u32>, u32>,
+    children: Vec<Ent>,
+    leaf_ents: Vec<LeafEnt>,
+    leaf_dedup: HashMap<Vec<u32>, Ent>,
     stats: TreeStats,
+    depth: usize,
 }
 
 impl Builder<'_> {
-    fn leaf(&mut self, rules: &[u32], depth: usize) -> u32 {
-        if rules.is_empty() {
-            return EMPTY;
-        }
+    fn leaf(&mut self, rules: &[u32], depth: usize) -> Ent {
         self.stats.max_depth = self.stats.max_depth.max(depth);
-        if let Some(&r) = self.leaf_dedup.get(rules) {
-            return r;
+        self.depth = self.depth.max(depth);
+        if let Some(&e) = self.leaf_dedup.get(rules) {
+            return e;
         }
-        let off = self.leaf_rules.len() as u32;
-        assert!(off < LEAF - 1, "classifier too large");
-        self.leaf_rules.push(rules.len() as u32);
-        self.leaf_rules.extend_from_slice(rules);
-        self.stats.leaves += 1;
-        self.stats.leaf_entries += rules.len();
-        self.stats.max_leaf = self.stats.max_leaf.max(rules.len());
-        self.leaf_dedup.insert(rules.to_vec(), LEAF | off);
-        LEAF | off
+        let home = self.children.len() as u32;
+        let leaf_start = self.leaf_ents.len() as u32;
+        for &r in rules {
+            let f = &self.fast[r as usize];
+            let wide = self.v6 || f.src_hi > u32::MAX as u128 && f.src_lo != 0 || f.dst_hi > u32::MAX as u128 && f.dst_lo != 0;
+            self.leaf_ents.push(LeafEnt {
+                id: r,
+                src_lo: f.src_lo as u32,
+                src_hi: f.src_hi.min(u32::MAX as u128) as u32,
+                dst_lo: f.dst_lo as u32,
+                dst_hi: f.dst_hi.min(u32::MAX as u128) as u32,
+                sp_lo: f.sp_lo,
+                sp_hi: f.sp_hi,
+                dp_lo: f.dp_lo,
+                dp_hi: f.dp_hi,
+                pr_lo: f.pr_lo,
+                pr_hi: f.pr_hi,
+                flags: f.flags | if wide { WIDE } else { 0 },
+            });
+        }
+        let e = Ent { first: home, leaf_start, leaf_len: rules.len() as u32, dim: LEAF_DIM, shift: 0, mask: 0 };
+        self.children.push(e);
+        if !rules.is_empty() {
+            self.stats.leaves += 1;
+            self.stats.leaf_entries += rules.len();
+            self.stats.max_leaf = self.stats.max_leaf.max(rules.len());
+        }
+        self.leaf_dedup.insert(rules.to_vec(), e);
+        e
     }
 
     /// Child index range `[a, b]` of a rule's box in a cut of `(base, bits)` into `2^c` parts.
@@ -230,19 +276,10 @@ impl Builder<'_> {
         let lo = (bx.0 as u64).max(base as u64);
         let hi = (bx.1 as u64).min(top);
         let shift = bits - c;
-        (
-            ((lo - base as u64) >> shift) as usize,
-            ((hi - base as u64) >> shift) as usize,
-        )
+        (((lo - base as u64) >> shift) as usize, ((hi - base as u64) >> shift) as usize)
     }
 
-    fn build(
-        &mut self,
-        rules: &[u32],
-        region: [(u32, u8); NDIMS],
-        depth: usize,
-        dims: &[usize],
-    ) -> u32 {
+    fn build(&mut self, rules: &[u32], region: [(u32, u8); NDIMS], depth: usize, dims: &[usize]) -> Ent {
         let n = rules.len();
         if n <= self.p.binth || depth >= self.p.max_depth {
             return self.leaf(rules, depth);
@@ -257,7 +294,7 @@ impl Builder<'_> {
             if bits == 0 {
                 continue;
             }
-            let cmax = bits.min(self.p.max_cut_bits);
+            let cmax = bits.min(self.p.max_cut_bits.min(16));
             let mut chosen: Option<(u8, usize, usize)> = None;
             for c in 1..=cmax {
                 let nc = 1usize << c;
@@ -309,28 +346,23 @@ impl Builder<'_> {
                 l.push(r);
             }
         }
-        let idx = self.nodes.len();
         let first = self.children.len();
-        self.nodes.push(Node {
-            dim: d as u8,
-            shift: bits - c,
-            mask: (nc - 1) as u16,
-            first: first as u32,
-        });
+        assert!(first + nc < u32::MAX as usize / 2, "classifier too large");
         self.stats.nodes += 1;
-        self.children.resize(first + nc, EMPTY);
+        let blank = Ent { first: 0, leaf_start: 0, leaf_len: 0, dim: LEAF_DIM, shift: 0, mask: 0 };
+        self.children.resize(first + nc, blank);
         let shift = bits - c;
         for i in 0..nc {
-            let r = if i > 0 && lists[i] == lists[i - 1] {
+            let e = if i > 0 && lists[i] == lists[i - 1] {
                 self.children[first + i - 1]
             } else {
                 let mut sub = region;
                 sub[d] = (base.wrapping_add((i as u32) << shift), shift);
                 self.build(&lists[i], sub, depth + 1, dims)
             };
-            self.children[first + i] = r;
+            self.children[first + i] = e;
         }
-        idx as u32
+        Ent { first: first as u32, leaf_start: 0, leaf_len: 0, dim: d as u8, shift, mask: (nc - 1) as u16 }
     }
 }
 
@@ -339,9 +371,7 @@ impl Tree {
         let boxes: Vec<_> = rules.iter().map(rule_box).collect();
         let fast: Vec<_> = rules.iter().map(Fast::of).collect();
         let v6 = rules.iter().any(|r| {
-            [r.src, r.dst]
-                .iter()
-                .any(|a| !a.is_any() && (a.hi > u32::MAX as u128 || a.lo > u32::MAX as u128))
+            [r.src, r.dst].iter().any(|a| !a.is_any() && (a.hi > u32::MAX as u128 || a.lo > u32::MAX as u128))
         });
         let small_span: u128 = if v6 { 1 << 80 } else { 1 << 16 };
         let small = |a: &crate::spec::AddrMatch| !a.negate && a.hi - a.lo < small_span;
@@ -351,36 +381,30 @@ impl Tree {
             groups[g].push(i as u32);
         }
         // dimensions where rules differ at all
-        let dims: Vec<usize> = (0..NDIMS)
-            .filter(|&d| boxes.iter().any(|b| b[d] != boxes[0][d]))
-            .collect();
+        let dims: Vec<usize> = (0..NDIMS).filter(|&d| boxes.iter().any(|b| b[d] != boxes[0][d])).collect();
         let mut b = Builder {
             boxes: &boxes,
+            fast: &fast,
+            v6,
             p,
-            nodes: Vec::new(),
             children: Vec::new(),
-            leaf_rules: Vec::new(),
+            leaf_ents: Vec::new(),
             leaf_dedup: HashMap::new(),
             stats: TreeStats::default(),
+            depth: 0,
         };
         let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
         let mut roots = Vec::new();
         for g in groups.iter().rev() {
             if !g.is_empty() {
-                roots.push(b.build(g, region, 0, &dims));
+                b.depth = 0;
+                let root = b.build(g, region, 0, &dims);
+                roots.push((root, b.depth));
             }
         }
         let mut stats = b.stats;
         stats.groups = roots.len();
-        Tree {
-            roots,
-            nodes: b.nodes,
-            children: b.children,
-            leaf_rules: b.leaf_rules,
-            fast,
-            rules: rules.to_vec(),
-            stats,
-        }
+        Tree { roots, children: b.children, leaf_ents: b.leaf_ents, fast, rules: rules.to_vec(), v6, stats }
     }
 
     pub fn rules(&self) -> &[RuleSpec] {
@@ -391,13 +415,12 @@ impl Tree {
         self.stats
     }
 
-    /// Bytes of the lookup structure (nodes, child pointers, leaves, per-rule check records).
+    /// Bytes of the lookup structure (child entries, leaves, per-rule check records).
     pub fn size_bytes(&self) -> usize {
-        self.nodes.len() * std::mem::size_of::<Node>()
-            + self.children.len() * 4
-            + self.leaf_rules.len() * 4
+        self.children.len() * std::mem::size_of::<Ent>()
+            + self.leaf_ents.len() * std::mem::size_of::<LeafEnt>()
             + self.fast.len() * std::mem::size_of::<Fast>()
-            + self.roots.len() * 4
+            + self.roots.len() * std::mem::size_of::<(Ent, usize)>()
     }
 
     #[inline(always)]
@@ -424,42 +447,41 @@ impl Tree {
     ) {
         let n = keys.len();
         debug_assert!(n <= CHUNK && starts.len() >= n && out.len() >= n);
-        let mut proj = [[0u32; NDIMS]; CHUNK];
+        let mut proj = [[0u32; NDIMS + 1]; CHUNK];
+        let mut wide = [0u8; CHUNK];
         for i in 0..n {
-            proj[i] = project(&keys[i]);
+            let k = &keys[i];
+            let p = project(k);
+            proj[i][..NDIMS].copy_from_slice(&p);
+            wide[i] = if self.v6 || (k.src | k.dst) >> 32 != 0 { WIDE } else { 0 };
             out[i] = NO_MATCH;
         }
-        let mut cur = [EMPTY; CHUNK];
-        for &root in &self.roots {
+        let blank = Ent { first: 0, leaf_start: 0, leaf_len: 0, dim: LEAF_DIM, shift: 0, mask: 0 };
+        let mut cur = [blank; CHUNK];
+        for &(root, depth) in &self.roots {
             cur[..n].fill(root);
             // level-synchronous descent: the loads of different keys are independent, so the
-            // CPU overlaps their cache misses
-            loop {
+            // CPU overlaps their cache misses; leaves map to themselves
+            for _ in 0..depth {
                 let mut busy = false;
                 for i in 0..n {
-                    let r = cur[i];
-                    if r & LEAF == 0 {
-                        let node = self.nodes[r as usize];
-                        let v = proj[i][node.dim as usize];
-                        cur[i] = self.children[node.first as usize
-                            + ((v >> node.shift) as usize & node.mask as usize)];
-                        busy = true;
-                    }
+                    let e = cur[i];
+                    let v = proj[i][e.dim as usize];
+                    cur[i] = self.children[e.first as usize + ((v >> e.shift) as usize & e.mask as usize)];
+                    busy |= cur[i].dim != LEAF_DIM;
                 }
                 if !busy {
                     break;
                 }
             }
             for i in 0..n {
-                let r = cur[i];
-                if r == EMPTY {
-                    continue;
-                }
-                let off = (r & !LEAF) as usize;
-                let len = self.leaf_rules[off] as usize;
+                let e = cur[i];
+                let k = &keys[i];
+                let (p, w) = (&proj[i], wide[i]);
                 let start = starts[i];
                 let best = out[i];
-                for &id in &self.leaf_rules[off + 1..off + 1 + len] {
+                for le in &self.leaf_ents[e.leaf_start as usize..(e.leaf_start + e.leaf_len) as usize] {
+                    let id = le.id;
                     if id >= best {
                         break;
                     }
@@ -469,7 +491,22 @@ impl Tree {
                     if DEL && deleted[id as usize / 64] & (1 << (id % 64)) != 0 {
                         continue;
                     }
-                    if self.check(id, i, &keys[i], cb) {
+                    let hit = if (le.flags | w) & (SLOW | WIDE) == 0 {
+                        le.src_lo <= p[3]
+                            && p[3] <= le.src_hi
+                            && le.dst_lo <= p[7]
+                            && p[7] <= le.dst_hi
+                            && le.sp_lo as u32 <= p[8]
+                            && p[8] <= le.sp_hi as u32
+                            && le.dp_lo as u32 <= p[9]
+                            && p[9] <= le.dp_hi as u32
+                            && le.pr_lo as u32 <= p[10]
+                            && p[10] <= le.pr_hi as u32
+                            && (le.flags & L4 == 0 || !k.frag)
+                    } else {
+                        self.check(id, i, k, cb)
+                    };
+                    if hit {
                         out[i] = id;
                         break;
                     }
