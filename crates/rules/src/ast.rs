@@ -1,0 +1,619 @@
+//! The parsed ruleset: what `iptables-save` would show, already normalised to iptables' canonical
+//! form (host bits cleared, ports and ICMP types numeric, states as bit sets), so that consumers
+//! (the classifier, the printers) never re-interpret text.
+//!
+//! Layout for a consumer such as `classify`: a [`Ruleset`] holds [`Table`]s, a table holds
+//! [`Chain`]s (built-in ones carry a [`Policy`]), a chain holds [`Rule`]s in evaluation order. A
+//! [`Rule`] is the generic part (addresses as prefix/mask with negation, interfaces with the `+`
+//! wildcard, protocol, fragment flag) plus its [`Match`] list in load order plus a [`Target`].
+//! Every field that can be negated carries `negated`; all conditions of a rule are ANDed.
+
+use std::net::IpAddr;
+
+/// Address family of a ruleset: `iptables` or `ip6tables`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// The tables fwd understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TableName {
+    Filter,
+    Nat,
+    Raw,
+}
+
+impl TableName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableName::Filter => "filter",
+            TableName::Nat => "nat",
+            TableName::Raw => "raw",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<TableName> {
+        match s {
+            "filter" => Some(TableName::Filter),
+            "nat" => Some(TableName::Nat),
+            "raw" => Some(TableName::Raw),
+            _ => None,
+        }
+    }
+    /// Built-in chains in kernel order (the order `iptables-save` prints them).
+    pub fn builtin_chains(self) -> &'static [Hook] {
+        match self {
+            TableName::Filter => &[Hook::Input, Hook::Forward, Hook::Output],
+            TableName::Nat => &[Hook::Prerouting, Hook::Input, Hook::Output, Hook::Postrouting],
+            TableName::Raw => &[Hook::Prerouting, Hook::Output],
+        }
+    }
+}
+
+/// A netfilter hook, i.e. the name of a built-in chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 5] = [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+    pub(crate) fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Policy of a built-in chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Accept => "ACCEPT",
+            Policy::Drop => "DROP",
+        }
+    }
+}
+
+/// A whole ruleset of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    pub family: Family,
+    /// Tables in the order `iptables-save` prints them (most recently first-used first, as the
+    /// kernel lists them in a fresh namespace).
+    pub tables: Vec<Table>,
+}
+
+impl Ruleset {
+    pub fn new(family: Family) -> Ruleset {
+        Ruleset {
+            family,
+            tables: Vec::new(),
+        }
+    }
+    pub fn table(&self, name: TableName) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+    pub fn table_mut(&mut self, name: TableName) -> Option<&mut Table> {
+        self.tables.iter_mut().find(|t| t.name == name)
+    }
+    /// The table, created fresh (built-in chains, ACCEPT policies) on first use.
+    pub fn table_or_create(&mut self, name: TableName) -> &mut Table {
+        if let Some(i) = self.tables.iter().position(|t| t.name == name) {
+            return &mut self.tables[i];
+        }
+        self.tables.insert(0, Table::new(name));
+        &mut self.tables[0]
+    }
+}
+
+/// One table: built-in chains first in kernel order, then user chains sorted by byte value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: TableName,
+    pub chains: Vec<Chain>,
+}
+
+impl Table {
+    pub fn new(name: TableName) -> Table {
+        Table {
+            name,
+            chains: name
+                .builtin_chains()
+                .iter()
+                .map(|h| Chain {
+                    name: h.as_str().to_string(),
+                    builtin: Some(*h),
+                    policy: Some(Policy::Accept),
+                    rules: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+    pub fn chain_mut(&mut self, name: &str) -> Option<&mut Chain> {
+        self.chains.iter_mut().find(|c| c.name == name)
+    }
+    /// Inserts a user chain keeping the canonical order (built-ins, then user chains by bytes).
+    pub fn add_user_chain(&mut self, name: &str) {
+        let pos = self
+            .chains
+            .iter()
+            .position(|c| c.builtin.is_none() && c.name.as_bytes() > name.as_bytes())
+            .unwrap_or(self.chains.len());
+        self.chains.insert(
+            pos,
+            Chain {
+                name: name.to_string(),
+                builtin: None,
+                policy: None,
+                rules: Vec::new(),
+            },
+        );
+    }
+}
+
+/// A chain. `builtin`/`policy` are `Some` exactly for built-in chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub builtin: Option<Hook>,
+    pub policy: Option<Policy>,
+    pub rules: Vec<Rule>,
+}
+
+/// An address condition (`-s`/`-d`): `addr & mask == self.addr` (host bits already cleared).
+/// `0.0.0.0/0` is represented by the field being `None`, except when negated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrMatch {
+    pub addr: IpAddr,
+    pub mask: IpAddr,
+    pub negated: bool,
+}
+
+impl AddrMatch {
+    /// Prefix length when the mask is contiguous, else `None` (an IPv4 dotted mask like
+    /// `255.0.255.0`, which the classifier must treat as a ternary match).
+    pub fn prefix_len(&self) -> Option<u8> {
+        let (bits, width) = match self.mask {
+            IpAddr::V4(m) => (u128::from(u32::from(m)) << 96, 32u32),
+            IpAddr::V6(m) => (u128::from(m), 128u32),
+        };
+        let ones = bits.leading_ones();
+        let _ = width;
+        if bits.checked_shl(ones).unwrap_or(0) == 0 {
+            Some(ones as u8)
+        } else {
+            None
+        }
+    }
+}
+
+/// An interface condition (`-i`/`-o`). `wildcard` means the name is a prefix (`eth+`); `name`
+/// holds the part before the `+`. `-i +` is represented by the field being `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IfaceMatch {
+    pub name: String,
+    pub wildcard: bool,
+    pub negated: bool,
+}
+
+/// A protocol condition (`-p`); `-p all` is the field being `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProtoMatch {
+    /// IP protocol number (IPv6: the upper-layer protocol after extension headers).
+    pub proto: u8,
+    pub negated: bool,
+}
+
+/// An inclusive port range; a single port has `lo == hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const ANY: PortRange = PortRange { lo: 0, hi: 65535 };
+}
+
+/// Ports of `-m tcp`/`-m udp`: `None` means any (also what `0:65535` becomes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortMatch {
+    pub range: PortRange,
+    pub negated: bool,
+}
+
+/// TCP flag bits as in the TCP header (`FIN` = 0x01 ... `URG` = 0x20).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ALL: u8 = 0x3f;
+    /// Names in the order iptables prints them.
+    pub const NAMES: [(&str, u8); 6] = [
+        ("FIN", FIN),
+        ("SYN", SYN),
+        ("RST", RST),
+        ("PSH", PSH),
+        ("ACK", ACK),
+        ("URG", URG),
+    ];
+}
+
+/// `--tcp-flags MASK COMP`: `(flags & mask) == comp`, optionally negated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TcpFlagsMatch {
+    pub mask: u8,
+    pub comp: u8,
+    pub negated: bool,
+}
+
+/// `-m tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpMatch {
+    pub sport: Option<PortMatch>,
+    pub dport: Option<PortMatch>,
+    /// `--tcp-option N`: the option kind is present (negated: absent).
+    pub option: Option<(u8, bool)>,
+    pub flags: Option<TcpFlagsMatch>,
+}
+
+/// `-m udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct UdpMatch {
+    pub sport: Option<PortMatch>,
+    pub dport: Option<PortMatch>,
+}
+
+/// ICMP / ICMPv6 type with an inclusive code range (`code_min=0, code_max=255`: any code).
+/// IPv4 type 255 with any code is iptables' `any`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IcmpMatch {
+    pub icmp_type: u8,
+    pub code_min: u8,
+    pub code_max: u8,
+    pub negated: bool,
+}
+
+/// Which ports `-m multiport` looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MultiportDir {
+    Source,
+    Destination,
+    /// `--ports`: source or destination.
+    Either,
+}
+
+/// `-m multiport`: any of `ports` (at most 15 slots, a range takes two).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MultiportMatch {
+    pub dir: MultiportDir,
+    pub ports: Vec<PortRange>,
+    pub negated: bool,
+}
+
+/// Conntrack state bits as the kernel defines them (`XT_STATE_*` / `XT_CONNTRACK_STATE_*`).
+pub mod ct_state {
+    pub const INVALID: u16 = 1 << 0;
+    pub const ESTABLISHED: u16 = 1 << 1;
+    pub const RELATED: u16 = 1 << 2;
+    pub const NEW: u16 = 1 << 3;
+    pub const UNTRACKED: u16 = 1 << 6;
+    pub const SNAT: u16 = 1 << 8;
+    pub const DNAT: u16 = 1 << 9;
+    /// Names in the order iptables prints them.
+    pub const NAMES: [(&str, u16); 7] = [
+        ("INVALID", INVALID),
+        ("NEW", NEW),
+        ("RELATED", RELATED),
+        ("ESTABLISHED", ESTABLISHED),
+        ("UNTRACKED", UNTRACKED),
+        ("SNAT", SNAT),
+        ("DNAT", DNAT),
+    ];
+}
+
+/// `-m state --state` or `-m conntrack --ctstate`: the connection's state is in `states`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateMatch {
+    /// Bit set of [`ct_state`] values.
+    pub states: u16,
+    pub negated: bool,
+}
+
+/// An inclusive address range of `-m iprange`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpRange {
+    pub lo: IpAddr,
+    pub hi: IpAddr,
+    pub negated: bool,
+}
+
+/// `-m iprange`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct IpRangeMatch {
+    pub src: Option<IpRange>,
+    pub dst: Option<IpRange>,
+}
+
+/// `-m limit`: token bucket. `avg` is in iptables' units (1/10000 s per packet, `XT_LIMIT_SCALE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LimitMatch {
+    pub avg: u32,
+    pub burst: u32,
+}
+
+impl LimitMatch {
+    /// `XT_LIMIT_SCALE`: `avg` is seconds per packet times this.
+    pub const SCALE: u32 = 10000;
+    pub const DEFAULT: LimitMatch = LimitMatch {
+        avg: Self::SCALE * 3600 / 3,
+        burst: 5,
+    };
+}
+
+/// Comparison of `-m ttl` / `-m hl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TtlOp {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+}
+
+/// A match module with its options. Variants carry only what the module tests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Match {
+    Tcp(TcpMatch),
+    Udp(UdpMatch),
+    Icmp(IcmpMatch),
+    Icmp6(IcmpMatch),
+    Multiport(MultiportMatch),
+    /// `-m state --state`.
+    State(StateMatch),
+    /// `-m conntrack --ctstate` (the only conntrack option fwd supports).
+    Conntrack(StateMatch),
+    IpRange(IpRangeMatch),
+    Mac { addr: [u8; 6], negated: bool },
+    Limit(LimitMatch),
+    /// `-m length`: IP total length (IPv6: payload length plus header) in `[min, max]`.
+    Length { min: u16, max: u16, negated: bool },
+    Ttl { op: TtlOp, value: u8 },
+    HopLimit { op: TtlOp, value: u8 },
+    Comment(String),
+}
+
+impl Match {
+    /// The `-m` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Match::Tcp(_) => "tcp",
+            Match::Udp(_) => "udp",
+            Match::Icmp(_) => "icmp",
+            Match::Icmp6(_) => "icmp6",
+            Match::Multiport(_) => "multiport",
+            Match::State(_) => "state",
+            Match::Conntrack(_) => "conntrack",
+            Match::IpRange(_) => "iprange",
+            Match::Mac { .. } => "mac",
+            Match::Limit(_) => "limit",
+            Match::Length { .. } => "length",
+            Match::Ttl { .. } => "ttl",
+            Match::HopLimit { .. } => "hl",
+            Match::Comment(_) => "comment",
+        }
+    }
+}
+
+/// `--reject-with` types. The IPv4 ones are ICMP, the `Icmp6*` ones ICMPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    IcmpNetUnreachable,
+    IcmpHostUnreachable,
+    IcmpPortUnreachable,
+    IcmpProtoUnreachable,
+    IcmpNetProhibited,
+    IcmpHostProhibited,
+    IcmpAdminProhibited,
+    TcpReset,
+    Icmp6NoRoute,
+    Icmp6AdmProhibited,
+    Icmp6AddrUnreachable,
+    Icmp6PortUnreachable,
+    Icmp6PolicyFail,
+    Icmp6RejectRoute,
+}
+
+impl RejectWith {
+    /// (canonical name, alias, value) in iptables' table order (prefixes pick the first hit).
+    pub(crate) const V4: [(&'static str, &'static str, RejectWith); 8] = [
+        ("icmp-net-unreachable", "net-unreach", RejectWith::IcmpNetUnreachable),
+        ("icmp-host-unreachable", "host-unreach", RejectWith::IcmpHostUnreachable),
+        ("icmp-port-unreachable", "port-unreach", RejectWith::IcmpPortUnreachable),
+        ("icmp-proto-unreachable", "proto-unreach", RejectWith::IcmpProtoUnreachable),
+        ("icmp-net-prohibited", "net-prohib", RejectWith::IcmpNetProhibited),
+        ("icmp-host-prohibited", "host-prohib", RejectWith::IcmpHostProhibited),
+        ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
+        ("icmp-admin-prohibited", "admin-prohib", RejectWith::IcmpAdminProhibited),
+    ];
+    pub(crate) const V6: [(&'static str, &'static str, RejectWith); 7] = [
+        ("icmp6-no-route", "no-route", RejectWith::Icmp6NoRoute),
+        ("icmp6-adm-prohibited", "adm-prohibited", RejectWith::Icmp6AdmProhibited),
+        ("icmp6-addr-unreachable", "addr-unreach", RejectWith::Icmp6AddrUnreachable),
+        ("icmp6-port-unreachable", "port-unreach", RejectWith::Icmp6PortUnreachable),
+        ("tcp-reset", "tcp-reset", RejectWith::TcpReset),
+        ("icmp6-policy-fail", "policy-fail", RejectWith::Icmp6PolicyFail),
+        ("icmp6-reject-route", "reject-route", RejectWith::Icmp6RejectRoute),
+    ];
+    pub fn as_str(self) -> &'static str {
+        RejectWith::V4
+            .iter()
+            .chain(RejectWith::V6.iter())
+            .find(|e| e.2 == self)
+            .map(|e| e.0)
+            .unwrap_or("tcp-reset")
+    }
+    /// The ICMP (v4) or ICMPv6 type/code sent, `None` for a TCP reset.
+    pub fn icmp_type_code(self) -> Option<(u8, u8)> {
+        Some(match self {
+            RejectWith::IcmpNetUnreachable => (3, 0),
+            RejectWith::IcmpHostUnreachable => (3, 1),
+            RejectWith::IcmpProtoUnreachable => (3, 2),
+            RejectWith::IcmpPortUnreachable => (3, 3),
+            RejectWith::IcmpNetProhibited => (3, 9),
+            RejectWith::IcmpHostProhibited => (3, 10),
+            RejectWith::IcmpAdminProhibited => (3, 13),
+            RejectWith::Icmp6NoRoute => (1, 0),
+            RejectWith::Icmp6AdmProhibited => (1, 1),
+            RejectWith::Icmp6AddrUnreachable => (1, 3),
+            RejectWith::Icmp6PortUnreachable => (1, 4),
+            RejectWith::Icmp6PolicyFail => (1, 5),
+            RejectWith::Icmp6RejectRoute => (1, 6),
+            RejectWith::TcpReset => return None,
+        })
+    }
+}
+
+/// `LOG` target options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogTarget {
+    /// syslog level 0..=7; 4 (warning) is the default.
+    pub level: u8,
+    /// At most 29 bytes (longer input is truncated, as iptables does).
+    pub prefix: String,
+    pub tcp_sequence: bool,
+    pub tcp_options: bool,
+    pub ip_options: bool,
+    pub uid: bool,
+    pub macdecode: bool,
+}
+
+/// `NFLOG` target options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NflogTarget {
+    pub group: u16,
+    /// At most 63 bytes.
+    pub prefix: String,
+    /// `--nflog-size` (`Some`) copy length.
+    pub size: Option<u32>,
+    /// Queue threshold; 1 is the default.
+    pub threshold: u16,
+}
+
+/// A NAT range: `--to-source`/`--to-destination` `[addr[-addr]][:port[-port]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NatRange {
+    pub addrs: Option<(IpAddr, IpAddr)>,
+    pub ports: Option<PortRange>,
+    pub random: bool,
+    pub random_fully: bool,
+    pub persistent: bool,
+}
+
+/// What a rule does when it matches. `None` in [`Rule::target`] means no `-j` (count only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Accept,
+    Drop,
+    Return,
+    /// `-j CHAIN`: the user chain's name.
+    Jump(String),
+    /// `-g CHAIN`.
+    Goto(String),
+    Reject(RejectWith),
+    Log(LogTarget),
+    Nflog(NflogTarget),
+    Snat(NatRange),
+    Dnat(NatRange),
+    Masquerade {
+        ports: Option<PortRange>,
+        random: bool,
+        random_fully: bool,
+    },
+    Redirect {
+        ports: Option<PortRange>,
+        random: bool,
+    },
+    /// `-j NOTRACK` (printed as such).
+    Notrack,
+    /// `-j CT --notrack`.
+    CtNotrack,
+}
+
+/// One rule. Equality ignores nothing; use [`Rule::same_spec`] to compare without `line`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub src: Option<AddrMatch>,
+    pub dst: Option<AddrMatch>,
+    pub in_iface: Option<IfaceMatch>,
+    pub out_iface: Option<IfaceMatch>,
+    pub proto: Option<ProtoMatch>,
+    /// `-f` (`Some(false)`): only non-first fragments; `! -f` (`Some(true)`): only first/unfragmented.
+    pub fragment: Option<bool>,
+    /// Matches in load order (how iptables evaluates and prints them).
+    pub matches: Vec<Match>,
+    pub target: Option<Target>,
+    /// 1-based source line the rule came from (0 when built programmatically).
+    pub line: u32,
+}
+
+impl Rule {
+    pub fn new() -> Rule {
+        Rule {
+            src: None,
+            dst: None,
+            in_iface: None,
+            out_iface: None,
+            proto: None,
+            fragment: None,
+            matches: Vec::new(),
+            target: None,
+            line: 0,
+        }
+    }
+    /// Equal apart from the source line (what `-D rule-spec` compares).
+    pub fn same_spec(&self, other: &Rule) -> bool {
+        let mut a = self.clone();
+        a.line = other.line;
+        a == *other
+    }
+}
+
+impl Default for Rule {
+    fn default() -> Self {
+        Rule::new()
+    }
+}
