@@ -1,6 +1,8 @@
 //! fwd as a library: the binary's parts, so that tests and later issues (the data plane,
 //! `fwd replay`) reuse them.
 
+#![deny(unsafe_code)]
+
 pub mod appliance;
 pub mod config;
 pub mod control;

@@ -3,6 +3,8 @@
 //! `fwd --config FILE` (or `fwd run --config FILE`) runs it, `fwd check --config FILE`
 //! validates the configuration, `fwd stats` asks a running fwd over its control socket.
 
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -9,6 +9,7 @@
 //! [`mem`] (in-memory queues for tests and benchmarks), [`pcapng`] (capture files, for replay).
 
 pub mod mem;
+pub mod netns;
 pub mod pcapng;
 pub mod pipeline;
 pub mod xdp;

@@ -1,0 +1,570 @@
+//! End-to-end tests on the network-namespace testbed (`scripts/testbed.sh`): the real `fwd`
+//! binary between a client and a server namespace, real traffic, real kernel.
+//!
+//! They need root (CI runs as root) and fail loudly without it. Each test builds its own
+//! testbed under a unique namespace prefix and tears it down on drop, also when it fails.
+//! Tests run one at a time (a lock): they share the machine's two cores.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const FWD: &str = env!("CARGO_BIN_EXE_fwd");
+const CLIENT_V4: &str = "198.18.0.1";
+const SERVER_V4: &str = "198.18.0.2";
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("Uid line");
+    assert_eq!(
+        uid, "0",
+        "the e2e tests need root (network namespaces, XDP); CI runs them as root"
+    );
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sh(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    out
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = sh(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A testbed with its own namespaces; `down` on drop.
+struct Testbed {
+    prefix: String,
+    dir: PathBuf,
+}
+
+impl Testbed {
+    fn up(name: &str, queues: u32) -> Testbed {
+        require_root();
+        let prefix = format!("fe{}{name}-", std::process::id() % 100000);
+        let dir = std::env::temp_dir().join(format!("{prefix}dir"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tb = Testbed { prefix, dir };
+        ok(Command::new(repo_root().join("scripts/testbed.sh")).args([
+            "up",
+            "--queues",
+            &queues.to_string(),
+            "--prefix",
+            &tb.prefix,
+        ]));
+        tb
+    }
+    fn ns(&self, role: &str) -> String {
+        format!("{}{role}", self.prefix)
+    }
+    fn exec(&self, role: &str, args: &[&str]) -> Output {
+        sh(Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(args))
+    }
+    fn ping(&self, dst: &str, count: u32) -> bool {
+        let c = count.to_string();
+        let out = self.exec(
+            "client",
+            &["ping", "-q", "-c", &c, "-i", "0.2", "-W", "1", dst],
+        );
+        out.status.success()
+    }
+    fn fw_links(&self) -> String {
+        ok(Command::new("ip").args(["-n", &self.ns("fw"), "link", "show"]))
+    }
+    fn mac(&self, role: &str, dev: &str) -> String {
+        let s = ok(Command::new("ip").args(["-n", &self.ns(role), "-br", "link", "show", dev]));
+        s.split_whitespace().nth(2).expect("mac column").to_string()
+    }
+    fn config(&self, queues: u32, extra: &str) -> PathBuf {
+        let path = self.dir.join("fwd.toml");
+        let text = format!(
+            "[ports.a]\ninterface = \"fw-c\"\nmode = \"copy\"\nqueues = {queues}\n\
+             [ports.b]\ninterface = \"fw-s\"\nmode = \"copy\"\nqueues = {queues}\n\
+             [workers]\ncores = [1]\n[stats]\nlisten = \"127.0.0.1:9900\"\n\
+             [control]\nsocket = \"{}\"\n{extra}",
+            self.dir.join("ctl.sock").display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+    fn control_socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/testbed.sh"))
+            .args(["down", "--prefix", &self.prefix])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running fwd in the fw namespace; SIGTERM then SIGKILL on drop.
+struct Fwd {
+    child: Option<Child>,
+    socket: PathBuf,
+    ns: String,
+}
+
+impl Fwd {
+    fn start(tb: &Testbed, config: &Path) -> Fwd {
+        let log = std::fs::File::create(tb.dir.join("fwd.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &tb.ns("fw"), FWD, "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn fwd");
+        let mut f = Fwd {
+            child: Some(child),
+            socket: tb.control_socket(),
+            ns: tb.ns("fw"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(a) = fwd::control::request(&f.socket, "ping") {
+                if a == "pong\n" {
+                    return f;
+                }
+            }
+            if let Some(st) = f.child.as_mut().unwrap().try_wait().unwrap() {
+                let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap_or_default();
+                panic!("fwd exited early ({st}): {log}");
+            }
+            assert!(Instant::now() < deadline, "fwd did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops fwd with SIGTERM and returns its exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fwd did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stats(&self) -> String {
+        fwd::control::request(&self.socket, "stats").expect("control socket")
+    }
+
+    /// `/metrics` over HTTP, from inside the fw namespace.
+    fn metrics(&self) -> String {
+        let ns = self.ns.clone();
+        in_netns(&ns, || {
+            let mut s = TcpStream::connect("127.0.0.1:9900").expect("connect to /metrics");
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
+            out
+        })
+    }
+}
+
+impl Drop for Fwd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_netns(ns, f).join().expect("netns thread")
+}
+
+fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        ports::netns::enter(&ns).unwrap_or_else(|e| panic!("enter netns {ns}: {e}"));
+        f()
+    })
+}
+
+/// The value of a metric line `name{labels} value`.
+fn metric(text: &str, name_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_labels)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no metric {name_labels} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a corrupted byte cannot hide.
+fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Sends `data` over TCP from namespace `from` to `to_addr` (listening in namespace `to`) and
+/// returns what arrived.
+fn tcp_transfer(from: &str, to: &str, to_addr: &str, data: Vec<u8>) -> Vec<u8> {
+    let addr: SocketAddr = to_addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(to, move || {
+        let l = TcpListener::bind(addr).expect("bind");
+        tx.send(()).unwrap();
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("read");
+        got
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("server up");
+    in_netns(from, move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&data).expect("write");
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    server.join().expect("server thread")
+}
+
+/// Sends `n` UDP datagrams (payload: the sequence number, padded to `size`) from `from` to
+/// `dst`, each from its own source port when `spread`, and returns how many `to` received
+/// (bound at `bind`) within `wait`.
+fn udp_burst(
+    from: &str,
+    to: &str,
+    bind: &str,
+    dst: &str,
+    n: usize,
+    size: usize,
+    spread: bool,
+) -> usize {
+    let bind: SocketAddr = bind.parse().unwrap();
+    let dst: SocketAddr = dst.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(to, move || {
+        let s = UdpSocket::bind(bind).expect("bind udp");
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        tx.send(()).unwrap();
+        let mut seen = vec![false; n];
+        let mut buf = [0u8; 2048];
+        while let Ok(k) = s.recv(&mut buf) {
+            assert_eq!(k, size, "datagram size");
+            let i = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            assert!(i < n && !seen[i], "unexpected or duplicate datagram {i}");
+            seen[i] = true;
+        }
+        seen.iter().filter(|s| **s).count()
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("udp server up");
+    in_netns(from, move || {
+        let mut sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..n {
+            if spread {
+                sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            }
+            let mut p = vec![0u8; size];
+            p[..4].copy_from_slice(&(i as u32).to_be_bytes());
+            sock.send_to(&p, dst).expect("send");
+            if i % 16 == 15 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    server.join().expect("udp server thread")
+}
+
+fn assert_no_xdp(tb: &Testbed) {
+    let links = tb.fw_links();
+    assert!(
+        !links.contains("xdp"),
+        "an XDP program stayed attached:\n{links}"
+    );
+}
+
+#[test]
+fn ping_crosses_only_while_fwd_runs_and_nothing_stays_attached() {
+    let _g = serial();
+    let tb = Testbed::up("p", 1);
+    assert!(!tb.ping(SERVER_V4, 1), "ping crossed without fwd");
+    let cfg = tb.config(1, "");
+    let mut fwd = Fwd::start(&tb, &cfg);
+    let links = tb.fw_links();
+    assert_eq!(links.matches("prog/xdp").count(), 2, "{links}");
+    assert!(tb.ping(SERVER_V4, 3), "ping did not cross fwd");
+    let st = fwd.stop();
+    assert!(st.success(), "fwd exit status {st}");
+    assert_no_xdp(&tb);
+    assert!(!tb.ping(SERVER_V4, 1), "ping crossed after fwd stopped");
+    assert!(!tb.control_socket().exists(), "control socket left behind");
+}
+
+#[test]
+fn arp_neighbour_discovery_and_ipv6_ping_work() {
+    let _g = serial();
+    let tb = Testbed::up("n", 1);
+    let cfg = tb.config(1, "");
+    let _fwd = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 2), "IPv4 ping");
+    assert!(tb.ping("2001:2::2", 2), "IPv6 ping");
+    let s0 = tb.mac("server", "S0");
+    let c0 = tb.mac("client", "C0");
+    let n4 = ok(Command::new("ip").args(["-n", &tb.ns("client"), "neigh", "show", SERVER_V4]));
+    assert!(
+        n4.contains(&s0),
+        "ARP did not resolve the server's MAC {s0}: {n4}"
+    );
+    let n6 =
+        ok(Command::new("ip").args(["-n", &tb.ns("client"), "-6", "neigh", "show", "2001:2::2"]));
+    assert!(
+        n6.contains(&s0),
+        "ND did not resolve the server's MAC {s0}: {n6}"
+    );
+    let back = ok(Command::new("ip").args(["-n", &tb.ns("server"), "neigh", "show", CLIENT_V4]));
+    assert!(back.contains(&c0) || back.is_empty(), "{back}");
+}
+
+#[test]
+fn tcp_20mb_arrives_byte_exact_in_each_direction() {
+    let _g = serial();
+    let tb = Testbed::up("t", 1);
+    let cfg = tb.config(1, "");
+    let fwd = Fwd::start(&tb, &cfg);
+    let data = payload(20 << 20, 0x5eed);
+    let got = tcp_transfer(
+        &tb.ns("client"),
+        &tb.ns("server"),
+        "198.18.0.2:5001",
+        data.clone(),
+    );
+    assert_eq!(got.len(), data.len(), "client->server length");
+    assert!(got == data, "client->server bytes differ");
+    let data = payload(20 << 20, 0xfeed);
+    let got = tcp_transfer(
+        &tb.ns("server"),
+        &tb.ns("client"),
+        "198.18.0.1:5002",
+        data.clone(),
+    );
+    assert_eq!(got.len(), data.len(), "server->client length");
+    assert!(got == data, "server->client bytes differ");
+    let m = fwd.metrics();
+    assert!(metric(&m, "fwd_rx_bytes_total{port=\"a\"}") > 20 << 20);
+    assert!(metric(&m, "fwd_rx_bytes_total{port=\"b\"}") > 20 << 20);
+}
+
+#[test]
+fn udp_datagrams_arrive_and_metrics_count_them() {
+    let _g = serial();
+    let tb = Testbed::up("u", 1);
+    let cfg = tb.config(1, "");
+    let fwd = Fwd::start(&tb, &cfg);
+    // Resolve neighbours first, so that only our datagrams cross while we count.
+    assert!(tb.ping(SERVER_V4, 1));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fwd.metrics();
+    let n = 200;
+    let size = 100;
+    let got = udp_burst(
+        &tb.ns("client"),
+        &tb.ns("server"),
+        "198.18.0.2:6001",
+        "198.18.0.2:6001",
+        n,
+        size,
+        false,
+    );
+    assert_eq!(got, n, "datagrams lost");
+    let after = fwd.metrics();
+    let d = |k: &str| metric(&after, k) - metric(&before, k);
+    let frame = (14 + 20 + 8 + size) as u64;
+    // Exactly our datagrams, give or take a little neighbour chatter.
+    let rx_a = d("fwd_rx_packets_total{port=\"a\"}");
+    assert!((n as u64..=n as u64 + 6).contains(&rx_a), "rx a {rx_a}");
+    let tx_b = d("fwd_tx_packets_total{port=\"b\"}");
+    assert_eq!(tx_b, rx_a, "everything received on a leaves on b");
+    let rx_bytes = d("fwd_rx_bytes_total{port=\"a\"}");
+    assert!(
+        (n as u64 * frame..=n as u64 * frame + 6 * 90).contains(&rx_bytes),
+        "rx bytes {rx_bytes}"
+    );
+    assert_eq!(d("fwd_drops_total{port=\"a\",reason=\"tx_ring_full\"}"), 0);
+    assert!(metric(&after, "fwd_burst_seconds_count") > 0);
+    let stats = fwd.stats();
+    assert!(stats.contains("port a: rx "), "{stats}");
+    // fwd stats, the CLI, says the same.
+    let cli = ok(Command::new(FWD)
+        .args(["stats", "--socket"])
+        .arg(tb.control_socket()));
+    assert!(cli.starts_with("port a: rx "), "{cli}");
+}
+
+/// Frames on a queue without a socket are dropped by the XDP program, never passed to the fw
+/// namespace's own stack. The fw port gets an address so that the stack would take them, and
+/// the same datagrams without fwd show that it does.
+#[test]
+fn frames_on_an_unbound_queue_never_reach_the_fw_stack() {
+    let _g = serial();
+    let tb = Testbed::up("q", 2);
+    let fw = tb.ns("fw");
+    ok(Command::new("ip").args(["-n", &fw, "addr", "add", "198.18.0.3/24", "dev", "fw-c"]));
+    let fw_mac = tb.mac("fw", "fw-c");
+    ok(Command::new("ip").args([
+        "-n",
+        &tb.ns("client"),
+        "neigh",
+        "replace",
+        "198.18.0.3",
+        "lladdr",
+        &fw_mac,
+        "dev",
+        "C0",
+        "nud",
+        "permanent",
+    ]));
+    let n = 64;
+    // Without fwd the stack of the fw namespace receives them: the detector works.
+    let got = udp_burst(
+        &tb.ns("client"),
+        &fw,
+        "198.18.0.3:7001",
+        "198.18.0.3:7001",
+        n,
+        64,
+        true,
+    );
+    assert_eq!(
+        got, n,
+        "control run: the fw stack should receive every datagram"
+    );
+
+    let cfg = tb.config(1, "");
+    let fwd = Fwd::start(&tb, &cfg);
+    let before = fwd.metrics();
+    let got = udp_burst(
+        &tb.ns("client"),
+        &fw,
+        "198.18.0.3:7002",
+        "198.18.0.3:7002",
+        n,
+        64,
+        true,
+    );
+    assert_eq!(
+        got, 0,
+        "frames reached the fw namespace's stack while fwd ran"
+    );
+    let after = fwd.metrics();
+    let seen = metric(&after, "fwd_rx_packets_total{port=\"a\"}")
+        - metric(&before, "fwd_rx_packets_total{port=\"a\"}");
+    // Queue 0 frames went through fwd (to the server, which does not want them); the rest
+    // arrived on queue 1, which has no socket, and were dropped.
+    assert!(
+        seen < n as u64,
+        "all {n} datagrams landed on queue 0; the test proves nothing"
+    );
+    assert!(seen > 0, "no datagram landed on queue 0");
+}
+
+#[test]
+fn bad_configs_are_refused_with_position_and_nothing_starts() {
+    let _g = serial();
+    require_root();
+    let dir = std::env::temp_dir().join(format!("fe{}cfg", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[ports.a]\ninterface = \"lo\"\n[ports.b]\ninterface = \"lo\"\nspeed = 10\n[workers]\ncores = [0]\n",
+    )
+    .unwrap();
+    for args in [
+        &["check", "--config"][..],
+        &["--config"][..],
+        &["run", "--config"][..],
+    ] {
+        let out = sh(Command::new(FWD).args(args).arg(&path));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{}:5:1:", path.display())) && err.contains("speed"),
+            "{err}"
+        );
+    }
+    std::fs::write(
+        &path,
+        "[ports.a]\ninterface = \"fwd-nope0\"\n[ports.b]\ninterface = \"lo\"\n[workers]\ncores = [0]\n",
+    )
+    .unwrap();
+    let out = sh(Command::new(FWD).args(["check", "--config"]).arg(&path));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no interface \"fwd-nope0\""));
+    std::fs::write(
+        &path,
+        "[ports.a]\ninterface = \"lo\"\n[ports.b]\ninterface = \"lo\"\n[workers]\ncores = [999]\n",
+    )
+    .unwrap();
+    let out = sh(Command::new(FWD).args(["check", "--config"]).arg(&path));
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
