@@ -1,0 +1,1822 @@
+//! The per-worker table: preallocated entries, a chained hash index, a timer wheel.
+//!
+//! Nothing here allocates after [`Shard::new`]: entries live in one `Vec` sized at creation,
+//! free slots form a list threaded through the entries, the hash chains and the timer wheel
+//! link entries by 32-bit index. Time is `now` in nanoseconds, passed in; expiry times are
+//! stored as wrapping 32-bit ticks of 2^20 ns (about 1 ms, wrapping every 52 days; a timeout
+//! may be at most 24 days).
+
+use crate::config::Config;
+use crate::hash::flow_hash;
+use crate::icmp;
+use crate::packet::{CtPacket, IcmpErrorInfo, L4};
+use crate::reason::CtReason;
+use crate::tcp::{self, TcpConn, TcpState, TcpVerdict};
+use crate::tuple::{Dir, Family, Tuple, PROTO_TCP};
+
+const NIL: u32 = u32::MAX;
+const TICK_SHIFT: u32 = 20;
+/// A wheel slot spans 2^10 ticks (about 1.07 s); 1024 slots cover about 18 minutes. Entries
+/// due later sit in the farthest slot and are looked at again when it comes round.
+const SLOT_SHIFT: u32 = 10;
+const SLOTS: u32 = 1024;
+const SLOT_TICKS: u32 = 1 << SLOT_SHIFT;
+/// Buckets scanned for an early-drop victim (`NF_CT_EVICTION_RANGE`).
+const EVICTION_RANGE: u32 = 8;
+
+const S_USED: u8 = 0x01;
+const S_CONFIRMED: u8 = 0x02;
+const S_SEEN_REPLY: u8 = 0x04;
+const S_ASSURED: u8 = 0x08;
+const S_SRC_NAT: u8 = 0x10;
+const S_DST_NAT: u8 = 0x20;
+
+#[inline]
+fn tick(now: u64) -> u32 {
+    (now >> TICK_SHIFT) as u32
+}
+
+/// Seconds to ticks, rounded up so an entry never expires early.
+#[inline]
+fn secs_to_ticks(s: u32) -> u32 {
+    ((u64::from(s) * 1_000_000_000).div_ceil(1 << TICK_SHIFT)) as u32
+}
+
+/// `a` is at or after `b` on the wrapping tick clock.
+#[inline]
+fn tick_reached(now: u32, deadline: u32) -> bool {
+    (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+/// One connection: exactly two cache lines.
+///
+/// The reply tuple is also the NAT binding: the NAT dataplane rewrites it ([`Shard::set_nat`])
+/// to the translated reply tuple before the first packet is confirmed, and marks the kind in the
+/// status bits, as netfilter does with `tuplehash[IP_CT_DIR_REPLY]`.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Entry {
+    tuple: [Tuple; 2],
+    /// Next node in the hash chain of each direction (node = index << 1 | direction); the
+    /// free list uses `hnext[0]`.
+    hnext: [u32; 2],
+    tprev: u32,
+    tnext: u32,
+    expires: u32,
+    mark: u32,
+    family: u8,
+    proto: u8,
+    status: u8,
+    /// TCP: state, last event, last direction (see `TcpConn::load`).
+    pstate: u8,
+    /// Protocol words. TCP: window data of both directions. UDP: `[0]` = tick after which a
+    /// replied flow counts as a stream. ICMP: `[0]` = requests not yet answered.
+    l4: [u32; 7],
+}
+
+/// Size of one entry in bytes.
+pub const ENTRY_SIZE: usize = core::mem::size_of::<Entry>();
+
+const EMPTY: Entry = Entry {
+    tuple: [Tuple {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+    }; 2],
+    hnext: [NIL; 2],
+    tprev: NIL,
+    tnext: NIL,
+    expires: 0,
+    mark: 0,
+    family: 0,
+    proto: 0,
+    status: 0,
+    pstate: 0,
+    l4: [0; 7],
+};
+
+/// Index of an entry in its shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId(pub u32);
+
+/// Connection state of a packet, as iptables' `-m conntrack --ctstate` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+}
+
+impl CtState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CtState::New => "NEW",
+            CtState::Established => "ESTABLISHED",
+            CtState::Related => "RELATED",
+            CtState::Invalid => "INVALID",
+            CtState::Untracked => "UNTRACKED",
+        }
+    }
+}
+
+/// Which NAT the reply tuple of an entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NatKind {
+    None,
+    Src,
+    Dst,
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    None,
+    /// A new connection waiting for the verdict on its first packet.
+    Confirm,
+    /// Destroy the entry once the packet has passed (ICMP reply, unreachable error, RST).
+    Kill,
+}
+
+/// Conntrack's answer for one packet; give it back to [`Shard::commit`].
+#[must_use = "every Tracked must be committed"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    pub state: CtState,
+    /// Direction of the packet in its connection (for RELATED: of the connection it is about).
+    pub dir: Dir,
+    /// The entry, for NAT and marks; `None` for INVALID and UNTRACKED.
+    pub entry: Option<EntryId>,
+    /// Why the packet is INVALID (or dropped).
+    pub reason: Option<CtReason>,
+    /// Conntrack itself drops the packet (table full), whatever the ruleset says.
+    pub drop: bool,
+    action: Action,
+}
+
+impl Tracked {
+    fn invalid(reason: CtReason) -> Tracked {
+        Tracked {
+            state: CtState::Invalid,
+            dir: Dir::Original,
+            entry: None,
+            reason: Some(reason),
+            drop: false,
+            action: Action::None,
+        }
+    }
+
+    fn untracked() -> Tracked {
+        Tracked {
+            state: CtState::Untracked,
+            dir: Dir::Original,
+            entry: None,
+            reason: None,
+            drop: false,
+            action: Action::None,
+        }
+    }
+
+    fn with(state: CtState, dir: Dir, idx: u32, action: Action) -> Tracked {
+        Tracked {
+            state,
+            dir,
+            entry: Some(EntryId(idx)),
+            reason: None,
+            drop: false,
+            action,
+        }
+    }
+}
+
+/// Counters of one shard; the control thread sums them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub found: u64,
+    pub new: u64,
+    pub confirmed: u64,
+    pub expired: u64,
+    pub early_drop: u64,
+    pub deleted: u64,
+    pub invalid: u64,
+    pub untracked: u64,
+    pub related: u64,
+    /// Per [`CtReason`] (index = discriminant).
+    pub reasons: [u64; CtReason::COUNT],
+}
+
+/// The connections of one worker.
+pub struct Shard {
+    entries: Vec<Entry>,
+    buckets: Vec<u32>,
+    mask: u32,
+    free: u32,
+    /// Confirmed entries.
+    live: u32,
+    /// Sentinels of the wheel's circular lists: `[prev, next]`, node id = capacity + slot.
+    wheel: Vec<[u32; 2]>,
+    /// Start tick of the next wheel slot to process.
+    wheel_tick: u32,
+    cfg: Config,
+    seed: u64,
+    stats: ShardStats,
+    #[cfg(debug_assertions)]
+    pending: bool,
+}
+
+impl Shard {
+    /// A shard holding at most `capacity` connections (at most 2^31 - 1), all allocated here.
+    /// `now` starts the timer wheel.
+    pub fn new(capacity: u32, cfg: &Config, now: u64) -> Shard {
+        let capacity = capacity.clamp(1, (1 << 31) - 1 - SLOTS);
+        let mut entries = vec![EMPTY; capacity as usize];
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.hnext[0] = if i + 1 < capacity as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
+        }
+        let nb = capacity.next_power_of_two();
+        let wheel = (0..SLOTS).map(|s| [capacity + s, capacity + s]).collect();
+        Shard {
+            entries,
+            buckets: vec![NIL; nb as usize],
+            mask: nb - 1,
+            free: 0,
+            live: 0,
+            wheel,
+            wheel_tick: tick(now) & !(SLOT_TICKS - 1),
+            cfg: *cfg,
+            seed: cfg.hash_seed,
+            stats: ShardStats::default(),
+            #[cfg(debug_assertions)]
+            pending: false,
+        }
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.entries.len() as u32
+    }
+
+    /// Confirmed connections (`conntrack -C`; entries past their timeout that the wheel has not
+    /// reached yet are included until then).
+    pub fn len(&self) -> u32 {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    // ---- hash index -------------------------------------------------------------------
+
+    #[inline]
+    fn bucket(&self, family: Family, proto: u8, t: &Tuple) -> usize {
+        (flow_hash(self.seed, family, proto, t) as u32 & self.mask) as usize
+    }
+
+    fn link_hash(&mut self, idx: u32) {
+        let e = self.entries[idx as usize];
+        let family = Family::from_u8(e.family);
+        for d in 0..2 {
+            let b = self.bucket(family, e.proto, &e.tuple[d]);
+            self.entries[idx as usize].hnext[d] = self.buckets[b];
+            self.buckets[b] = idx << 1 | d as u32;
+        }
+    }
+
+    fn unlink_hash(&mut self, idx: u32) {
+        let e = self.entries[idx as usize];
+        let family = Family::from_u8(e.family);
+        for d in 0..2u32 {
+            let b = self.bucket(family, e.proto, &e.tuple[d as usize]);
+            let node = idx << 1 | d;
+            // Read afresh: unlinking direction 0 may have rewritten direction 1's link.
+            let next = self.entries[idx as usize].hnext[d as usize];
+            if self.buckets[b] == node {
+                self.buckets[b] = next;
+                continue;
+            }
+            let mut n = self.buckets[b];
+            while n != NIL {
+                let (ni, nd) = ((n >> 1) as usize, (n & 1) as usize);
+                let after = self.entries[ni].hnext[nd];
+                if after == node {
+                    self.entries[ni].hnext[nd] = next;
+                    break;
+                }
+                n = after;
+            }
+        }
+    }
+
+    /// The confirmed entry with `t` as one of its tuples, and which; an entry found past its
+    /// timeout is destroyed on the spot (as netfilter's lookup does) and not returned.
+    #[inline]
+    fn find(&mut self, family: Family, proto: u8, t: &Tuple, now_t: u32) -> Option<(u32, Dir)> {
+        let mut n = self.buckets[self.bucket(family, proto, t)];
+        while n != NIL {
+            let (idx, d) = (n >> 1, (n & 1) as usize);
+            let e = &self.entries[idx as usize];
+            if e.tuple[d] == *t && e.proto == proto && e.family == family as u8 {
+                if tick_reached(now_t, e.expires) {
+                    self.destroy(idx);
+                    self.stats.expired += 1;
+                    return None;
+                }
+                return Some((idx, Dir::from_bit(d as u32)));
+            }
+            n = e.hnext[d];
+        }
+        None
+    }
+
+    /// Lookup without side effects: the entry and direction of a tuple, if confirmed and live.
+    pub fn lookup(&self, family: Family, proto: u8, t: &Tuple, now: u64) -> Option<(EntryId, Dir)> {
+        let mut n = self.buckets[self.bucket(family, proto, t)];
+        while n != NIL {
+            let (idx, d) = (n >> 1, (n & 1) as usize);
+            let e = &self.entries[idx as usize];
+            if e.tuple[d] == *t && e.proto == proto && e.family == family as u8 {
+                if tick_reached(tick(now), e.expires) {
+                    return None;
+                }
+                return Some((EntryId(idx), Dir::from_bit(d as u32)));
+            }
+            n = e.hnext[d];
+        }
+        None
+    }
+
+    // ---- timer wheel ------------------------------------------------------------------
+
+    #[inline]
+    fn tlink(&self, n: u32) -> [u32; 2] {
+        let cap = self.entries.len() as u32;
+        if n < cap {
+            let e = &self.entries[n as usize];
+            [e.tprev, e.tnext]
+        } else {
+            self.wheel[(n - cap) as usize]
+        }
+    }
+
+    #[inline]
+    fn set_tlink(&mut self, n: u32, which: usize, v: u32) {
+        let cap = self.entries.len() as u32;
+        if n < cap {
+            let e = &mut self.entries[n as usize];
+            if which == 0 {
+                e.tprev = v
+            } else {
+                e.tnext = v
+            }
+        } else {
+            self.wheel[(n - cap) as usize][which] = v;
+        }
+    }
+
+    fn timer_unlink(&mut self, idx: u32) {
+        let [p, n] = self.tlink(idx);
+        self.set_tlink(p, 1, n);
+        self.set_tlink(n, 0, p);
+    }
+
+    /// Put the entry in the slot of its deadline, or the farthest slot if that is beyond the
+    /// wheel, or the next slot if it is overdue: its slot never comes after its deadline.
+    fn timer_insert(&mut self, idx: u32) {
+        let deadline = self.entries[idx as usize].expires;
+        let ahead = deadline.wrapping_sub(self.wheel_tick) as i32;
+        let at = if ahead < 0 {
+            self.wheel_tick
+        } else if ahead as u32 >= (SLOTS - 1) * SLOT_TICKS {
+            self.wheel_tick.wrapping_add((SLOTS - 1) * SLOT_TICKS)
+        } else {
+            deadline
+        };
+        let sentinel = self.entries.len() as u32 + ((at >> SLOT_SHIFT) & (SLOTS - 1));
+        let first = self.tlink(sentinel)[1];
+        let e = &mut self.entries[idx as usize];
+        e.tprev = sentinel;
+        e.tnext = first;
+        self.set_tlink(first, 0, idx);
+        self.set_tlink(sentinel, 1, idx);
+    }
+
+    /// New deadline `timeout` seconds from `now_t`. A later deadline leaves the entry in its
+    /// slot (it is looked at again when the slot comes); an earlier one moves it.
+    fn refresh(&mut self, idx: u32, now_t: u32, timeout: u32) {
+        let deadline = now_t.wrapping_add(secs_to_ticks(timeout));
+        let e = &mut self.entries[idx as usize];
+        let earlier = (deadline.wrapping_sub(e.expires) as i32) < 0;
+        e.expires = deadline;
+        if earlier && e.status & S_CONFIRMED != 0 {
+            self.timer_unlink(idx);
+            self.timer_insert(idx);
+        }
+    }
+
+    /// Destroy entries whose timeout has passed, up to `now`; returns how many. Call it once per
+    /// burst (or more rarely): its cost is the number of wheel slots passed plus the entries
+    /// in them.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let now_t = tick(now);
+        let mut lag = now_t.wrapping_sub(self.wheel_tick) as i32;
+        if lag > (SLOTS * SLOT_TICKS) as i32 {
+            // Asleep for more than a turn: every slot is due once.
+            self.wheel_tick = now_t.wrapping_sub(SLOTS * SLOT_TICKS) & !(SLOT_TICKS - 1);
+            lag = now_t.wrapping_sub(self.wheel_tick) as i32;
+        }
+        let mut killed = 0;
+        while lag >= SLOT_TICKS as i32 {
+            let sentinel =
+                self.entries.len() as u32 + ((self.wheel_tick >> SLOT_SHIFT) & (SLOTS - 1));
+            let mut n = self.tlink(sentinel)[1];
+            // Detach the slot's list, then sort its entries out.
+            self.wheel[(sentinel - self.entries.len() as u32) as usize] = [sentinel, sentinel];
+            self.wheel_tick = self.wheel_tick.wrapping_add(SLOT_TICKS);
+            while n != sentinel {
+                let next = self.entries[n as usize].tnext;
+                if tick_reached(now_t, self.entries[n as usize].expires) {
+                    self.entries[n as usize].tprev = n;
+                    self.entries[n as usize].tnext = n;
+                    self.destroy_unlinked_timer(n);
+                    killed += 1;
+                } else {
+                    self.timer_insert(n);
+                }
+                n = next;
+            }
+            lag = now_t.wrapping_sub(self.wheel_tick) as i32;
+        }
+        self.stats.expired += killed as u64;
+        killed
+    }
+
+    // ---- slots ------------------------------------------------------------------------
+
+    fn release(&mut self, idx: u32) {
+        let e = &mut self.entries[idx as usize];
+        e.status = 0;
+        e.hnext[0] = self.free;
+        self.free = idx;
+    }
+
+    /// Remove a confirmed entry from the index and the wheel and free its slot.
+    fn destroy(&mut self, idx: u32) {
+        self.timer_unlink(idx);
+        self.destroy_unlinked_timer(idx);
+    }
+
+    fn destroy_unlinked_timer(&mut self, idx: u32) {
+        self.unlink_hash(idx);
+        self.live -= 1;
+        self.release(idx);
+    }
+
+    /// A free slot, early-dropping a connection that is not ASSURED (or a TCP one that is
+    /// closing) from the buckets after `bucket` when the shard is full, as `early_drop()`.
+    fn alloc(&mut self, bucket: usize, now_t: u32) -> Option<u32> {
+        if self.free == NIL {
+            self.early_drop(bucket, now_t);
+        }
+        if self.free == NIL {
+            return None;
+        }
+        let idx = self.free;
+        self.free = self.entries[idx as usize].hnext[0];
+        Some(idx)
+    }
+
+    fn early_drop(&mut self, bucket: usize, now_t: u32) {
+        for i in 0..EVICTION_RANGE {
+            let b = (bucket as u32).wrapping_add(i) & self.mask;
+            let mut n = self.buckets[b as usize];
+            while n != NIL {
+                let (idx, d) = (n >> 1, (n & 1) as usize);
+                let e = &self.entries[idx as usize];
+                let closing = e.proto == PROTO_TCP
+                    && matches!(
+                        TcpState::from_u8(e.pstate & 0x0f),
+                        TcpState::FinWait
+                            | TcpState::CloseWait
+                            | TcpState::LastAck
+                            | TcpState::TimeWait
+                            | TcpState::Close
+                    );
+                if e.status & S_ASSURED == 0 || closing || tick_reached(now_t, e.expires) {
+                    self.destroy(idx);
+                    self.stats.early_drop += 1;
+                    return;
+                }
+                n = e.hnext[d];
+            }
+        }
+    }
+
+    // ---- tracking ---------------------------------------------------------------------
+
+    fn count_invalid(&mut self, r: CtReason) -> Tracked {
+        self.stats.invalid += 1;
+        self.stats.reasons[r as usize] += 1;
+        Tracked::invalid(r)
+    }
+
+    /// Track one packet. No allocation, no syscall. The result must go to [`Shard::commit`]
+    /// before the next packet is tracked on this shard.
+    pub fn track(&mut self, p: &CtPacket, now: u64) -> Tracked {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(
+                !self.pending,
+                "Shard::track called before commit of the previous packet"
+            );
+            self.pending = true;
+        }
+        let now_t = tick(now);
+        match p.l4 {
+            L4::IcmpError(ref err) => return self.icmp_error(p, err, now_t),
+            L4::Icmp { ty, .. } if p.family == Family::V6 && icmp::is_untracked_v6(ty) => {
+                self.stats.untracked += 1;
+                return Tracked::untracked();
+            }
+            L4::Tcp(ref seg) if !tcp::valid_flags(seg.flags) => {
+                return self.count_invalid(CtReason::TcpBadFlags)
+            }
+            _ => {}
+        }
+        let key = p.tuple();
+        if let Some((idx, dir)) = self.find(p.family, p.proto, &key, now_t) {
+            self.stats.found += 1;
+            match self.update(idx, dir, p, now_t) {
+                Some(t) => return t,
+                None => {
+                    // TCP reopening a closed connection: forget the old one.
+                    self.destroy(idx);
+                }
+            }
+        }
+        self.create(key, p, now_t)
+    }
+
+    /// The packet belongs to entry `idx`; `None` asks for the entry to be replaced.
+    fn update(&mut self, idx: u32, dir: Dir, p: &CtPacket, now_t: u32) -> Option<Tracked> {
+        let e = self.entries[idx as usize];
+        let seen_reply = e.status & S_SEEN_REPLY != 0;
+        let state = if dir == Dir::Reply || seen_reply {
+            CtState::Established
+        } else {
+            CtState::New
+        };
+        let mut action = Action::None;
+        match p.l4 {
+            L4::Tcp(ref seg) => {
+                let mut c = TcpConn::load(e.pstate, &e.l4);
+                let verdict = tcp::packet(
+                    &mut c,
+                    dir,
+                    seg,
+                    seen_reply,
+                    e.status & S_ASSURED != 0,
+                    &self.cfg,
+                );
+                match verdict {
+                    TcpVerdict::Reopen => return None,
+                    TcpVerdict::Invalid(r) => {
+                        // State untouched: an invalid segment changes nothing.
+                        return Some(self.count_invalid(r));
+                    }
+                    TcpVerdict::Ignore => {
+                        let en = &mut self.entries[idx as usize];
+                        en.pstate = c.store(&mut en.l4);
+                    }
+                    TcpVerdict::Accept {
+                        timeout,
+                        assure,
+                        kill,
+                    } => {
+                        let en = &mut self.entries[idx as usize];
+                        en.pstate = c.store(&mut en.l4);
+                        if assure {
+                            en.status |= S_ASSURED;
+                        }
+                        if kill {
+                            action = Action::Kill;
+                        }
+                        self.refresh(idx, now_t, timeout);
+                    }
+                }
+            }
+            L4::Udp { .. } => {
+                let t = &self.cfg.timeouts;
+                if seen_reply {
+                    if tick_reached(now_t, e.l4[0]) {
+                        let udp_stream = t.udp_stream;
+                        self.entries[idx as usize].status |= S_ASSURED;
+                        self.refresh(idx, now_t, udp_stream);
+                    } else {
+                        let udp = t.udp;
+                        self.refresh(idx, now_t, udp);
+                    }
+                } else {
+                    let udp = t.udp;
+                    self.refresh(idx, now_t, udp);
+                }
+            }
+            L4::Icmp { .. } => {
+                // Old netfilter (the seed): count requests, destroy when all are answered.
+                let en = &mut self.entries[idx as usize];
+                if dir == Dir::Reply {
+                    en.l4[0] = en.l4[0].saturating_sub(1);
+                    if en.l4[0] == 0 {
+                        action = Action::Kill;
+                    }
+                } else {
+                    en.l4[0] = en.l4[0].saturating_add(1);
+                    let to = self.icmp_timeout(p.family);
+                    self.refresh(idx, now_t, to);
+                }
+            }
+            L4::Other => {
+                let to = self.cfg.timeouts.generic;
+                self.refresh(idx, now_t, to);
+            }
+            L4::IcmpError(_) => unreachable!("errors are handled before lookup"),
+        }
+        if dir == Dir::Reply {
+            self.entries[idx as usize].status |= S_SEEN_REPLY;
+        }
+        Some(Tracked::with(state, dir, idx, action))
+    }
+
+    fn icmp_timeout(&self, family: Family) -> u32 {
+        match family {
+            Family::V4 => self.cfg.timeouts.icmp,
+            Family::V6 => self.cfg.timeouts.icmpv6,
+        }
+    }
+
+    fn create(&mut self, key: Tuple, p: &CtPacket, now_t: u32) -> Tracked {
+        let tcp_conn = match p.l4 {
+            L4::Icmp { ty, .. } if !icmp::is_request(p.family, ty) => {
+                return self.count_invalid(CtReason::IcmpNotRequest)
+            }
+            L4::Tcp(ref seg) => match TcpConn::new(seg, &self.cfg) {
+                Ok(c) => Some(c),
+                Err(r) => return self.count_invalid(r),
+            },
+            _ => None,
+        };
+        let Some(reply) = key.invert(p.family, p.proto) else {
+            return self.count_invalid(CtReason::IcmpNotRequest);
+        };
+        let bucket = self.bucket(p.family, p.proto, &key);
+        let Some(idx) = self.alloc(bucket, now_t) else {
+            self.stats.reasons[CtReason::TableFull as usize] += 1;
+            let mut t = Tracked::invalid(CtReason::TableFull);
+            t.drop = true;
+            return t;
+        };
+        let t = &self.cfg.timeouts;
+        let mut e = EMPTY;
+        e.tuple = [key, reply];
+        e.family = p.family as u8;
+        e.proto = p.proto;
+        e.status = S_USED;
+        let timeout = match p.l4 {
+            L4::Tcp(ref seg) => {
+                let mut c = tcp_conn.expect("TCP has its state");
+                match tcp::packet(&mut c, Dir::Original, seg, false, false, &self.cfg) {
+                    TcpVerdict::Accept { timeout, .. } => {
+                        e.pstate = c.store(&mut e.l4);
+                        timeout
+                    }
+                    TcpVerdict::Invalid(r) => {
+                        self.release(idx);
+                        return self.count_invalid(r);
+                    }
+                    TcpVerdict::Ignore | TcpVerdict::Reopen => {
+                        self.release(idx);
+                        return self.count_invalid(CtReason::TcpInvalidTransition);
+                    }
+                }
+            }
+            L4::Udp { .. } => {
+                e.l4[0] = now_t.wrapping_add(secs_to_ticks(2));
+                t.udp
+            }
+            L4::Icmp { .. } => {
+                e.l4[0] = 1;
+                self.icmp_timeout(p.family)
+            }
+            _ => t.generic,
+        };
+        e.expires = now_t.wrapping_add(secs_to_ticks(timeout));
+        self.entries[idx as usize] = e;
+        self.stats.new += 1;
+        Tracked::with(CtState::New, Dir::Original, idx, Action::Confirm)
+    }
+
+    /// An ICMP or ICMPv6 error: RELATED to the connection of the embedded header, if the
+    /// error goes to one of that connection's endpoints (`nf_conntrack_inet_error`).
+    fn icmp_error(&mut self, p: &CtPacket, err: &IcmpErrorInfo, now_t: u32) -> Tracked {
+        let Some(inv) = err.inner.invert(p.family, err.inner_proto) else {
+            return self.count_invalid(CtReason::IcmpErrorBadInner);
+        };
+        let Some((idx, dir)) = self.find(p.family, err.inner_proto, &inv, now_t) else {
+            return self.count_invalid(CtReason::IcmpErrorNoConn);
+        };
+        let e = &self.entries[idx as usize];
+        if e.tuple[dir.idx()].dst != p.dst {
+            return self.count_invalid(CtReason::IcmpErrorForged);
+        }
+        let kill = !self.cfg.keep_on_icmp_unreachable
+            && icmp::is_unreachable(p.family, err.ty, err.code)
+            && e.status & S_ASSURED == 0;
+        self.stats.related += 1;
+        let action = if kill { Action::Kill } else { Action::None };
+        Tracked::with(CtState::Related, dir, idx, action)
+    }
+
+    /// Finish a packet: confirm a new connection if its packet was `accepted`, destroy an entry
+    /// whose last packet this was. Returns `false` if the packet must be dropped after all (a
+    /// new connection clashed with one confirmed since it was tracked).
+    pub fn commit(&mut self, t: Tracked, accepted: bool) -> bool {
+        #[cfg(debug_assertions)]
+        {
+            self.pending = false;
+        }
+        let Some(EntryId(idx)) = t.entry else {
+            return true;
+        };
+        match t.action {
+            Action::None => true,
+            Action::Kill => {
+                self.destroy(idx);
+                self.stats.deleted += 1;
+                true
+            }
+            Action::Confirm if !accepted => {
+                self.release(idx);
+                true
+            }
+            Action::Confirm => {
+                let e = self.entries[idx as usize];
+                let family = Family::from_u8(e.family);
+                let clash = (0..2).any(|d| self.lookup_raw(family, e.proto, &e.tuple[d]));
+                if clash {
+                    self.release(idx);
+                    self.stats.reasons[CtReason::Clash as usize] += 1;
+                    return false;
+                }
+                self.entries[idx as usize].status |= S_CONFIRMED;
+                self.link_hash(idx);
+                self.timer_insert(idx);
+                self.live += 1;
+                self.stats.confirmed += 1;
+                true
+            }
+        }
+    }
+
+    fn lookup_raw(&self, family: Family, proto: u8, t: &Tuple) -> bool {
+        let mut n = self.buckets[self.bucket(family, proto, t)];
+        while n != NIL {
+            let (idx, d) = (n >> 1, (n & 1) as usize);
+            let e = &self.entries[idx as usize];
+            if e.tuple[d] == *t && e.proto == proto && e.family == family as u8 {
+                return true;
+            }
+            n = e.hnext[d];
+        }
+        false
+    }
+
+    // ---- entry access (NAT, marks, control) --------------------------------------------
+
+    /// Original and reply tuple of an entry.
+    pub fn tuples(&self, id: EntryId) -> (Tuple, Tuple) {
+        let e = &self.entries[id.0 as usize];
+        (e.tuple[0], e.tuple[1])
+    }
+
+    /// The NAT binding: kind and the (translated) reply tuple.
+    pub fn nat(&self, id: EntryId) -> (NatKind, Tuple) {
+        let e = &self.entries[id.0 as usize];
+        let kind = match (e.status & S_SRC_NAT != 0, e.status & S_DST_NAT != 0) {
+            (false, false) => NatKind::None,
+            (true, false) => NatKind::Src,
+            (false, true) => NatKind::Dst,
+            (true, true) => NatKind::Both,
+        };
+        (kind, e.tuple[1])
+    }
+
+    /// Bind NAT for a connection not yet confirmed (its first packet, between `track` and
+    /// `commit`): `reply` is the translated reply tuple. Returns `false` if the entry is
+    /// already confirmed (netfilter decides NAT once, on the first packet).
+    pub fn set_nat(&mut self, t: &Tracked, kind: NatKind, reply: Tuple) -> bool {
+        let (Some(EntryId(idx)), Action::Confirm) = (t.entry, t.action) else {
+            return false;
+        };
+        let e = &mut self.entries[idx as usize];
+        e.tuple[1] = reply;
+        e.status &= !(S_SRC_NAT | S_DST_NAT);
+        e.status |= match kind {
+            NatKind::None => 0,
+            NatKind::Src => S_SRC_NAT,
+            NatKind::Dst => S_DST_NAT,
+            NatKind::Both => S_SRC_NAT | S_DST_NAT,
+        };
+        true
+    }
+
+    pub fn mark(&self, id: EntryId) -> u32 {
+        self.entries[id.0 as usize].mark
+    }
+
+    /// `CONNMARK --set-mark`.
+    pub fn set_mark(&mut self, id: EntryId, mark: u32) {
+        self.entries[id.0 as usize].mark = mark;
+    }
+
+    pub(crate) fn snapshot_of(&self, idx: u32, now: u64) -> Option<crate::list::Snapshot> {
+        let e = &self.entries[idx as usize];
+        if e.status & S_CONFIRMED == 0 {
+            return None;
+        }
+        let left = e.expires.wrapping_sub(tick(now)) as i32;
+        if left <= 0 {
+            return None;
+        }
+        let family = Family::from_u8(e.family);
+        Some(crate::list::Snapshot {
+            id: EntryId(idx),
+            family,
+            proto: e.proto,
+            orig: e.tuple[0],
+            reply: e.tuple[1],
+            tcp_state: (e.proto == PROTO_TCP).then(|| TcpState::from_u8(e.pstate & 0x0f)),
+            seen_reply: e.status & S_SEEN_REPLY != 0,
+            assured: e.status & S_ASSURED != 0,
+            mark: e.mark,
+            expires_at: now + ((left as u64) << TICK_SHIFT),
+            nat: self.nat(EntryId(idx)).0,
+        })
+    }
+
+    pub(crate) fn slots(&self) -> u32 {
+        self.entries.len() as u32
+    }
+
+    pub(crate) fn remove(&mut self, id: EntryId) {
+        self.destroy(id.0);
+        self.stats.deleted += 1;
+    }
+}
+
+#[cfg(test)]
+// `pass` commits; the Tracked it returns is only inspected.
+#[allow(unused_must_use)]
+mod tests {
+    use super::*;
+    use crate::config::Timeouts;
+    use crate::list::{format_entry, Filter, Snapshot};
+    use crate::packet::TcpSegment;
+    use crate::tcp::{ACK, FIN, PSH, RST, SYN};
+    use crate::tuple::PROTO_ICMP;
+    use core::net::IpAddr;
+
+    const S: u64 = 1_000_000_000;
+    const T0: u64 = 5_000 * S;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn shard_with(cfg: Config) -> Shard {
+        Shard::new(64, &cfg, T0)
+    }
+
+    fn shard() -> Shard {
+        shard_with(Config::default())
+    }
+
+    /// Track and accept.
+    fn pass(sh: &mut Shard, p: &CtPacket, now: u64) -> Tracked {
+        let t = sh.track(p, now);
+        assert!(sh.commit(t, true));
+        t
+    }
+
+    fn listing(sh: &Shard, now: u64) -> Vec<String> {
+        let mut snaps = Vec::new();
+        sh.snapshot(&Filter::default(), now, &mut snaps);
+        snaps
+            .iter()
+            .map(|s| {
+                let mut l = String::new();
+                format_entry(&mut l, s, now).unwrap();
+                l
+            })
+            .collect()
+    }
+
+    fn snap(sh: &Shard, now: u64) -> Snapshot {
+        let mut snaps = Vec::new();
+        sh.snapshot(&Filter::default(), now, &mut snaps);
+        assert_eq!(snaps.len(), 1, "{snaps:?}");
+        snaps[0]
+    }
+
+    const A: &str = "198.18.0.1";
+    const B: &str = "198.18.1.2";
+    const ROUTER: &str = "198.18.1.254";
+
+    #[test]
+    fn entry_is_two_cache_lines() {
+        assert_eq!(ENTRY_SIZE, 128);
+        assert_eq!(core::mem::align_of::<Entry>(), 64);
+    }
+
+    #[test]
+    fn ping_request_new_reply_established_then_gone() {
+        let mut sh = shard();
+        let req = CtPacket::icmp(ip(A), ip("198.18.0.2"), 8, 0, 4711);
+        let t = pass(&mut sh, &req, T0);
+        assert_eq!((t.state, t.dir), (CtState::New, Dir::Original));
+        assert_eq!(
+            listing(&sh, T0 + 5 * S),
+            [
+                "icmp     1 25 src=198.18.0.1 dst=198.18.0.2 type=8 code=0 id=4711 [UNREPLIED] \
+              src=198.18.0.2 dst=198.18.0.1 type=0 code=0 id=4711 mark=0 use=1"
+            ]
+        );
+        let rep = CtPacket::icmp(ip("198.18.0.2"), ip(A), 0, 0, 4711);
+        let t = pass(&mut sh, &rep, T0 + 6 * S);
+        assert_eq!((t.state, t.dir), (CtState::Established, Dir::Reply));
+        assert_eq!(sh.len(), 0, "entry destroyed once the reply has passed");
+        assert!(listing(&sh, T0 + 6 * S).is_empty());
+        // A second reply has nothing to belong to.
+        let t = pass(&mut sh, &rep, T0 + 7 * S);
+        assert_eq!(t.state, CtState::Invalid);
+        assert_eq!(t.reason, Some(CtReason::IcmpNotRequest));
+    }
+
+    #[test]
+    fn entry_survives_while_requests_are_outstanding() {
+        let mut sh = shard();
+        let req = CtPacket::icmp(ip(A), ip(B), 8, 0, 7);
+        let rep = CtPacket::icmp(ip(B), ip(A), 0, 0, 7);
+        assert_eq!(pass(&mut sh, &req, T0).state, CtState::New);
+        // Same id again before any reply: still NEW (no reply seen), one entry.
+        assert_eq!(pass(&mut sh, &req, T0 + S).state, CtState::New);
+        assert_eq!(sh.len(), 1);
+        assert_eq!(pass(&mut sh, &rep, T0 + 2 * S).state, CtState::Established);
+        assert_eq!(sh.len(), 1, "one request still unanswered");
+        assert_eq!(pass(&mut sh, &rep, T0 + 3 * S).state, CtState::Established);
+        assert_eq!(sh.len(), 0);
+    }
+
+    #[test]
+    fn unanswered_request_expires_after_icmp_timeout() {
+        for timeout in [30u32, 5] {
+            let mut cfg = Config::default();
+            cfg.timeouts.icmp = timeout;
+            let mut sh = shard_with(cfg);
+            let req = CtPacket::icmp(ip(A), ip(B), 8, 0, 1);
+            pass(&mut sh, &req, T0);
+            let t = u64::from(timeout) * S;
+            assert_eq!(sh.expire(T0 + t - S / 10), 0);
+            assert_eq!(sh.len(), 1);
+            // The wheel is lazy by up to a slot, the lookup is exact.
+            let rep = CtPacket::icmp(ip(B), ip(A), 0, 0, 1);
+            let late = pass(&mut sh, &rep, T0 + t + S / 100);
+            assert_eq!(late.state, CtState::Invalid);
+            assert_eq!(sh.len(), 0);
+            // And the wheel alone removes it too.
+            pass(&mut sh, &req, T0 + 100 * S);
+            assert_eq!(sh.expire(T0 + 100 * S + t + 2 * S), 1);
+            assert_eq!(sh.len(), 0);
+            assert!(sh.stats().expired >= 2);
+        }
+    }
+
+    #[test]
+    fn timestamp_information_and_address_mask_pairs() {
+        for (req_ty, rep_ty) in [(13u8, 14u8), (15, 16), (17, 18)] {
+            let mut sh = shard();
+            let req = CtPacket::icmp(ip(A), ip(B), req_ty, 0, 99);
+            assert_eq!(pass(&mut sh, &req, T0).state, CtState::New);
+            let line = &listing(&sh, T0)[0];
+            assert!(
+                line.contains(&format!("type={req_ty} code=0 id=99 [UNREPLIED]")),
+                "{line}"
+            );
+            assert!(
+                line.contains(&format!("dst=198.18.0.1 type={rep_ty} code=0 id=99")),
+                "{line}"
+            );
+            // A reply of another pair does not match.
+            let wrong = CtPacket::icmp(ip(B), ip(A), 0, 0, 99);
+            assert_eq!(pass(&mut sh, &wrong, T0 + S).state, CtState::Invalid);
+            // Another id does not match.
+            let other_id = CtPacket::icmp(ip(B), ip(A), rep_ty, 0, 100);
+            assert_eq!(pass(&mut sh, &other_id, T0 + S).state, CtState::Invalid);
+            let rep = CtPacket::icmp(ip(B), ip(A), rep_ty, 0, 99);
+            assert_eq!(pass(&mut sh, &rep, T0 + S).state, CtState::Established);
+            assert_eq!(sh.len(), 0);
+        }
+    }
+
+    #[test]
+    fn lone_replies_and_unknown_types_are_invalid() {
+        let mut sh = shard();
+        for ty in [0u8, 14, 16, 18, 9, 10] {
+            let t = pass(&mut sh, &CtPacket::icmp(ip(B), ip(A), ty, 0, 5), T0);
+            assert_eq!(t.state, CtState::Invalid, "type {ty}");
+        }
+        let t = pass(
+            &mut sh,
+            &CtPacket::icmp(ip("2001:2::2"), ip("2001:2::1"), 129, 0, 5),
+            T0,
+        );
+        assert_eq!(t.state, CtState::Invalid);
+        assert_eq!(sh.len(), 0);
+        assert_eq!(sh.stats().reasons[CtReason::IcmpNotRequest as usize], 7);
+    }
+
+    #[test]
+    fn icmpv6_echo_and_node_information_pairs() {
+        let (a, b) = (ip("2001:2::1"), ip("2001:2:0:1::2"));
+        for (req_ty, rep_ty) in [(128u8, 129u8), (139, 140)] {
+            let mut sh = shard();
+            assert_eq!(
+                pass(&mut sh, &CtPacket::icmp(a, b, req_ty, 0, 11920), T0).state,
+                CtState::New
+            );
+            let line = &listing(&sh, T0 + S)[0];
+            assert_eq!(
+                line,
+                &format!(
+                    "icmpv6   58 29 src=2001:2::1 dst=2001:2:0:1::2 type={req_ty} code=0 id=11920 \
+                     [UNREPLIED] src=2001:2:0:1::2 dst=2001:2::1 type={rep_ty} code=0 id=11920 mark=0 use=1"
+                )
+            );
+            let t = pass(&mut sh, &CtPacket::icmp(b, a, rep_ty, 0, 11920), T0 + S);
+            assert_eq!(t.state, CtState::Established);
+            assert_eq!(sh.len(), 0);
+        }
+    }
+
+    #[test]
+    fn neighbour_discovery_invalid_and_mld_untracked() {
+        let mut sh = shard();
+        let (a, b) = (ip("fe80::1"), ip("ff02::1:ff00:2"));
+        for ty in [133u8, 134, 135, 136, 137] {
+            let t = pass(&mut sh, &CtPacket::icmp(a, b, ty, 0, 0), T0);
+            assert_eq!(t.state, CtState::Invalid, "ND type {ty}");
+        }
+        for ty in [130u8, 131, 132, 143] {
+            let t = pass(&mut sh, &CtPacket::icmp(a, ip("ff02::16"), ty, 0, 0), T0);
+            assert_eq!(t.state, CtState::Untracked, "MLD type {ty}");
+        }
+        assert_eq!(sh.len(), 0);
+    }
+
+    fn seg(sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, len: u32) -> TcpSegment {
+        TcpSegment {
+            sport,
+            dport,
+            flags,
+            seq,
+            ack,
+            window: 64_000,
+            wscale: None,
+            sack_perm: false,
+            sack: None,
+            payload_len: len,
+        }
+    }
+
+    fn a_to_b(s: TcpSegment) -> CtPacket {
+        CtPacket::tcp(ip(A), ip(B), s)
+    }
+
+    fn b_to_a(s: TcpSegment) -> CtPacket {
+        CtPacket::tcp(ip(B), ip(A), s)
+    }
+
+    const CLI: u16 = 55862;
+    const SRV: u16 = 8080;
+    const ISN_A: u32 = 1_000;
+    const ISN_B: u32 = 900_000;
+
+    fn syn() -> CtPacket {
+        a_to_b(seg(CLI, SRV, SYN, ISN_A, 0, 0))
+    }
+
+    #[test]
+    fn tcp_syn_answered_by_network_unreachable_is_related_and_destroys() {
+        for keep in [false, true] {
+            let mut sh = shard_with(Config {
+                keep_on_icmp_unreachable: keep,
+                ..Config::default()
+            });
+            assert_eq!(pass(&mut sh, &syn(), T0).state, CtState::New);
+            let err = IcmpErrorInfo {
+                ty: 3,
+                code: 0,
+                inner_proto: PROTO_TCP,
+                inner: Tuple::new(ip(A), ip(B), CLI, SRV),
+            };
+            let t = pass(
+                &mut sh,
+                &CtPacket::icmp_error(ip(ROUTER), ip(A), err),
+                T0 + S,
+            );
+            assert_eq!((t.state, t.dir), (CtState::Related, Dir::Reply));
+            assert_eq!(sh.len(), u32::from(keep));
+        }
+    }
+
+    #[test]
+    fn udp_answered_by_network_prohibited_is_related_and_destroys() {
+        let mut sh = shard();
+        assert_eq!(
+            pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 51017, 5353), T0).state,
+            CtState::New
+        );
+        let err = IcmpErrorInfo {
+            ty: 3,
+            code: 9, // network administratively prohibited
+            inner_proto: crate::tuple::PROTO_UDP,
+            inner: Tuple::new(ip(A), ip(B), 51017, 5353),
+        };
+        let t = pass(
+            &mut sh,
+            &CtPacket::icmp_error(ip(ROUTER), ip(A), err),
+            T0 + S,
+        );
+        assert_eq!(t.state, CtState::Related);
+        assert_eq!(sh.len(), 0);
+    }
+
+    #[test]
+    fn time_exceeded_and_fragmentation_needed_keep_the_entry() {
+        let mut sh = shard();
+        pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 40000, 33434), T0);
+        for (ty, code) in [(11u8, 0u8), (3, 4)] {
+            let err = IcmpErrorInfo {
+                ty,
+                code,
+                inner_proto: crate::tuple::PROTO_UDP,
+                inner: Tuple::new(ip(A), ip(B), 40000, 33434),
+            };
+            let t = pass(
+                &mut sh,
+                &CtPacket::icmp_error(ip(ROUTER), ip(A), err),
+                T0 + S,
+            );
+            assert_eq!(t.state, CtState::Related);
+            assert_eq!(sh.len(), 1);
+        }
+    }
+
+    #[test]
+    fn forged_or_unrelated_errors_are_invalid() {
+        let mut sh = shard();
+        pass(&mut sh, &syn(), T0);
+        let inner = Tuple::new(ip(A), ip(B), CLI, SRV);
+        let err = IcmpErrorInfo {
+            ty: 3,
+            code: 1,
+            inner_proto: PROTO_TCP,
+            inner,
+        };
+        // Sent to a host that is not the connection's endpoint.
+        let t = pass(
+            &mut sh,
+            &CtPacket::icmp_error(ip(B), ip("198.18.0.99"), err),
+            T0 + S,
+        );
+        assert_eq!(
+            (t.state, t.reason),
+            (CtState::Invalid, Some(CtReason::IcmpErrorForged))
+        );
+        // About a connection that does not exist.
+        let other = IcmpErrorInfo {
+            inner: Tuple::new(ip(A), ip(B), CLI + 1, SRV),
+            ..err
+        };
+        let t = pass(
+            &mut sh,
+            &CtPacket::icmp_error(ip(ROUTER), ip(A), other),
+            T0 + S,
+        );
+        assert_eq!(
+            (t.state, t.reason),
+            (CtState::Invalid, Some(CtReason::IcmpErrorNoConn))
+        );
+        // Embedding an ICMP error (cannot be inverted).
+        let nested = IcmpErrorInfo {
+            inner_proto: PROTO_ICMP,
+            inner: Tuple::icmp(ip(A), ip(B), 3, 0, 0),
+            ..err
+        };
+        let t = pass(
+            &mut sh,
+            &CtPacket::icmp_error(ip(ROUTER), ip(A), nested),
+            T0 + S,
+        );
+        assert_eq!(
+            (t.state, t.reason),
+            (CtState::Invalid, Some(CtReason::IcmpErrorBadInner))
+        );
+        assert_eq!(sh.len(), 1, "nothing was destroyed");
+    }
+
+    #[test]
+    fn icmp_error_about_a_ping_and_icmpv6_errors() {
+        let mut sh = shard();
+        pass(&mut sh, &CtPacket::icmp(ip(A), ip(B), 8, 0, 3), T0);
+        let err = IcmpErrorInfo {
+            ty: 11,
+            code: 0,
+            inner_proto: PROTO_ICMP,
+            inner: Tuple::icmp(ip(A), ip(B), 8, 0, 3),
+        };
+        assert_eq!(
+            pass(&mut sh, &CtPacket::icmp_error(ip(ROUTER), ip(A), err), T0).state,
+            CtState::Related
+        );
+
+        let (a6, b6, r6) = (ip("2001:2::1"), ip("2001:2:0:1::2"), ip("2001:2:0:1::fe"));
+        pass(&mut sh, &CtPacket::udp(a6, b6, 47552, 5353), T0);
+        let err6 = IcmpErrorInfo {
+            ty: 1,
+            code: 4, // port unreachable
+            inner_proto: crate::tuple::PROTO_UDP,
+            inner: Tuple::new(a6, b6, 47552, 5353),
+        };
+        let t = pass(&mut sh, &CtPacket::icmp_error(b6, a6, err6), T0 + S);
+        assert_eq!(t.state, CtState::Related);
+        assert_eq!(
+            sh.count(
+                &Filter {
+                    family: Some(Family::V6),
+                    ..Filter::default()
+                },
+                T0 + S
+            ),
+            0
+        );
+        let _ = r6;
+    }
+
+    /// Handshake, data both ways, FIN from the client, FIN from the server, last ACK.
+    #[test]
+    fn tcp_handshake_data_teardown() {
+        let mut sh = shard();
+        let mut now = T0;
+        let mut step = |sh: &mut Shard, p: CtPacket, want: CtState, st: TcpState| {
+            now += S / 10;
+            let t = pass(sh, &p, now);
+            assert_eq!(t.state, want, "{p:?}");
+            assert_eq!(snap(sh, now).tcp_state, Some(st));
+            now
+        };
+        step(&mut sh, syn(), CtState::New, TcpState::SynSent);
+        step(
+            &mut sh,
+            b_to_a(seg(SRV, CLI, SYN | ACK, ISN_B, ISN_A + 1, 0)),
+            CtState::Established,
+            TcpState::SynRecv,
+        );
+        let t = step(
+            &mut sh,
+            a_to_b(seg(CLI, SRV, ACK, ISN_A + 1, ISN_B + 1, 0)),
+            CtState::Established,
+            TcpState::Established,
+        );
+        let s = snap(&sh, t);
+        assert!(s.assured && s.seen_reply);
+        step(
+            &mut sh,
+            a_to_b(seg(CLI, SRV, ACK | PSH, ISN_A + 1, ISN_B + 1, 100)),
+            CtState::Established,
+            TcpState::Established,
+        );
+        step(
+            &mut sh,
+            b_to_a(seg(SRV, CLI, ACK | PSH, ISN_B + 1, ISN_A + 101, 1000)),
+            CtState::Established,
+            TcpState::Established,
+        );
+        let t = step(
+            &mut sh,
+            a_to_b(seg(CLI, SRV, ACK, ISN_A + 101, ISN_B + 1001, 0)),
+            CtState::Established,
+            TcpState::Established,
+        );
+        assert_eq!(
+            listing(&sh, t + S / 2)[0],
+            "tcp      6 431999 ESTABLISHED src=198.18.0.1 dst=198.18.1.2 sport=55862 dport=8080 \
+            src=198.18.1.2 dst=198.18.0.1 sport=8080 dport=55862 [ASSURED] mark=0 use=1"
+        );
+        step(
+            &mut sh,
+            a_to_b(seg(CLI, SRV, FIN | ACK, ISN_A + 101, ISN_B + 1001, 0)),
+            CtState::Established,
+            TcpState::FinWait,
+        );
+        step(
+            &mut sh,
+            b_to_a(seg(SRV, CLI, ACK, ISN_B + 1001, ISN_A + 102, 0)),
+            CtState::Established,
+            TcpState::CloseWait,
+        );
+        step(
+            &mut sh,
+            b_to_a(seg(SRV, CLI, FIN | ACK, ISN_B + 1001, ISN_A + 102, 0)),
+            CtState::Established,
+            TcpState::LastAck,
+        );
+        let t = step(
+            &mut sh,
+            a_to_b(seg(CLI, SRV, ACK, ISN_A + 102, ISN_B + 1002, 0)),
+            CtState::Established,
+            TcpState::TimeWait,
+        );
+        // Byte for byte what the kernel listed for the same exchange (see CONNTRACK.md).
+        assert_eq!(
+            listing(&sh, t + S / 2)[0],
+            "tcp      6 119 TIME_WAIT src=198.18.0.1 dst=198.18.1.2 sport=55862 dport=8080 \
+            src=198.18.1.2 dst=198.18.0.1 sport=8080 dport=55862 [ASSURED] mark=0 use=1"
+        );
+        assert_eq!(sh.expire(t + 119 * S), 0);
+        assert!(sh.expire(t + 122 * S) == 1);
+        assert_eq!(sh.len(), 0);
+    }
+
+    /// Drives a connection into `state` and returns the time of its last packet.
+    fn tcp_into(sh: &mut Shard, state: TcpState) -> u64 {
+        let mut now = T0;
+        let mut go = |p: CtPacket| {
+            now += S;
+            let t = pass(sh, &p, now);
+            assert_ne!(t.state, CtState::Invalid, "{p:?}");
+        };
+        go(syn());
+        if state == TcpState::SynSent {
+            return now;
+        }
+        go(b_to_a(seg(SRV, CLI, SYN | ACK, ISN_B, ISN_A + 1, 0)));
+        if state == TcpState::SynRecv {
+            return now;
+        }
+        go(a_to_b(seg(CLI, SRV, ACK, ISN_A + 1, ISN_B + 1, 0)));
+        if state == TcpState::Established {
+            return now;
+        }
+        go(a_to_b(seg(CLI, SRV, FIN | ACK, ISN_A + 1, ISN_B + 1, 0)));
+        if state == TcpState::FinWait {
+            return now;
+        }
+        go(b_to_a(seg(SRV, CLI, ACK, ISN_B + 1, ISN_A + 2, 0)));
+        if state == TcpState::CloseWait {
+            return now;
+        }
+        go(b_to_a(seg(SRV, CLI, FIN | ACK, ISN_B + 1, ISN_A + 2, 0)));
+        if state == TcpState::LastAck {
+            return now;
+        }
+        go(a_to_b(seg(CLI, SRV, ACK, ISN_A + 2, ISN_B + 2, 0)));
+        if state == TcpState::TimeWait {
+            return now;
+        }
+        go(a_to_b(seg(CLI, SRV, RST, ISN_A + 2, 0, 0)));
+        now
+    }
+
+    #[test]
+    fn every_tcp_timeout() {
+        let t = Timeouts::default();
+        for (state, secs) in [
+            (TcpState::SynSent, t.tcp_syn_sent),
+            (TcpState::SynRecv, t.tcp_syn_recv),
+            (TcpState::Established, t.tcp_established),
+            (TcpState::FinWait, t.tcp_fin_wait),
+            (TcpState::CloseWait, t.tcp_close_wait),
+            (TcpState::LastAck, t.tcp_last_ack),
+            (TcpState::TimeWait, t.tcp_time_wait),
+            (TcpState::Close, t.tcp_close),
+        ] {
+            let mut sh = shard();
+            let last = tcp_into(&mut sh, state);
+            let s = snap(&sh, last);
+            assert_eq!(s.tcp_state, Some(state));
+            let left = (s.expires_at - last) / S;
+            assert!(
+                left == u64::from(secs) || left + 1 == u64::from(secs),
+                "{state:?}: {left}"
+            );
+            let deadline = last + u64::from(secs) * S;
+            assert_eq!(
+                sh.count(&Filter::default(), deadline - S / 100),
+                1,
+                "{state:?}"
+            );
+            assert_eq!(
+                sh.count(&Filter::default(), deadline + S / 100),
+                0,
+                "{state:?}"
+            );
+            // The wheel reclaims it within a slot.
+            sh.expire(deadline - 2 * S);
+            assert_eq!(sh.len(), 1, "{state:?}");
+            sh.expire(deadline + 2 * S);
+            assert_eq!(sh.len(), 0, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn unacknowledged_data_shortens_the_established_timeout() {
+        let mut sh = shard();
+        let now = tcp_into(&mut sh, TcpState::Established);
+        pass(
+            &mut sh,
+            &a_to_b(seg(CLI, SRV, ACK | PSH, ISN_A + 1, ISN_B + 1, 500)),
+            now + S,
+        );
+        let s = snap(&sh, now + S);
+        assert_eq!((s.expires_at - (now + S)) / S, 300);
+        pass(
+            &mut sh,
+            &b_to_a(seg(SRV, CLI, ACK, ISN_B + 1, ISN_A + 501, 0)),
+            now + 2 * S,
+        );
+        let s = snap(&sh, now + 2 * S);
+        assert_eq!((s.expires_at - (now + 2 * S)) / S, 432_000);
+    }
+
+    #[test]
+    fn out_of_window_segment_is_invalid_unless_liberal() {
+        for liberal in [false, true] {
+            let mut sh = shard_with(Config {
+                tcp_be_liberal: liberal,
+                ..Config::default()
+            });
+            let now = tcp_into(&mut sh, TcpState::Established);
+            // Far beyond what the receiver advertised.
+            let wild = a_to_b(seg(
+                CLI,
+                SRV,
+                ACK | PSH,
+                ISN_A + 1 + 10_000_000,
+                ISN_B + 1,
+                100,
+            ));
+            let t = pass(&mut sh, &wild, now + S);
+            if liberal {
+                assert_eq!(t.state, CtState::Established);
+            } else {
+                assert_eq!(
+                    (t.state, t.reason),
+                    (CtState::Invalid, Some(CtReason::TcpOutOfWindow))
+                );
+            }
+            // Acknowledging data never sent.
+            let ack = b_to_a(seg(SRV, CLI, ACK, ISN_B + 1, ISN_A + 1 + 5_000_000, 0));
+            let t = pass(&mut sh, &ack, now + S);
+            assert_eq!(t.state == CtState::Invalid, !liberal);
+            // In-window traffic still passes.
+            let ok = a_to_b(seg(CLI, SRV, ACK | PSH, ISN_A + 1, ISN_B + 1, 10));
+            assert_eq!(pass(&mut sh, &ok, now + 2 * S).state, CtState::Established);
+        }
+    }
+
+    #[test]
+    fn window_scaling_is_honoured() {
+        let mut sh = shard();
+        let mut s1 = seg(CLI, SRV, SYN, ISN_A, 0, 0);
+        s1.wscale = Some(7);
+        pass(&mut sh, &a_to_b(s1), T0);
+        let mut s2 = seg(SRV, CLI, SYN | ACK, ISN_B, ISN_A + 1, 0);
+        s2.wscale = Some(7);
+        pass(&mut sh, &b_to_a(s2), T0);
+        let mut ack = seg(CLI, SRV, ACK, ISN_A + 1, ISN_B + 1, 0);
+        ack.window = 1000; // * 128
+        pass(&mut sh, &a_to_b(ack), T0);
+        // The server may send 100 kB: beyond 64000 unscaled, within 1000 << 7.
+        let mut big = seg(SRV, CLI, ACK, ISN_B + 1 + 100_000, ISN_A + 1, 1000);
+        big.window = 1000;
+        assert_eq!(
+            pass(&mut sh, &b_to_a(big), T0 + S).state,
+            CtState::Established
+        );
+    }
+
+    #[test]
+    fn bad_flags_and_invalid_transitions() {
+        let mut sh = shard();
+        let t = pass(&mut sh, &a_to_b(seg(CLI, SRV, SYN | FIN, ISN_A, 0, 0)), T0);
+        assert_eq!(t.reason, Some(CtReason::TcpBadFlags));
+        // SYN/ACK and FIN|ACK cannot start a connection.
+        let t = pass(&mut sh, &a_to_b(seg(CLI, SRV, SYN | ACK, ISN_A, 1, 0)), T0);
+        assert_eq!(t.reason, Some(CtReason::TcpInvalidTransition));
+        pass(&mut sh, &syn(), T0);
+        // Client ACK before the SYN/ACK.
+        let t = pass(&mut sh, &a_to_b(seg(CLI, SRV, ACK, ISN_A + 1, 5, 0)), T0);
+        assert_eq!(t.reason, Some(CtReason::TcpInvalidTransition));
+        assert_eq!(snap(&sh, T0).tcp_state, Some(TcpState::SynSent));
+    }
+
+    #[test]
+    fn rst_answering_syn_destroys_the_entry() {
+        let mut sh = shard();
+        pass(&mut sh, &syn(), T0);
+        let t = pass(
+            &mut sh,
+            &b_to_a(seg(SRV, CLI, RST | ACK, 0, ISN_A + 1, 0)),
+            T0 + S,
+        );
+        assert_eq!(t.state, CtState::Established);
+        assert_eq!(sh.len(), 0);
+    }
+
+    #[test]
+    fn syn_after_time_wait_reopens() {
+        let mut sh = shard();
+        let now = tcp_into(&mut sh, TcpState::TimeWait);
+        let t = pass(
+            &mut sh,
+            &a_to_b(seg(CLI, SRV, SYN, ISN_A + 50_000, 0, 0)),
+            now + S,
+        );
+        assert_eq!(t.state, CtState::New);
+        let s = snap(&sh, now + S);
+        assert_eq!(
+            (s.tcp_state, s.assured, s.seen_reply),
+            (Some(TcpState::SynSent), false, false)
+        );
+    }
+
+    #[test]
+    fn mid_stream_pickup_is_loose() {
+        let mut sh = shard();
+        let p = a_to_b(seg(CLI, SRV, ACK | PSH, 77_777, 88_888, 100));
+        let t = pass(&mut sh, &p, T0);
+        assert_eq!(t.state, CtState::New);
+        let s = snap(&sh, T0);
+        assert_eq!(s.tcp_state, Some(TcpState::Established));
+        assert_eq!((s.expires_at - T0) / S, 300, "capped until a reply is seen");
+        let t = pass(
+            &mut sh,
+            &b_to_a(seg(SRV, CLI, ACK, 88_888, 77_877, 0)),
+            T0 + S,
+        );
+        assert_eq!(t.state, CtState::Established);
+        // As in Linux, SEEN_REPLY is set after that reply; the next segment assures.
+        assert!(!snap(&sh, T0 + S).assured);
+        pass(
+            &mut sh,
+            &a_to_b(seg(CLI, SRV, ACK, 77_877, 88_888, 0)),
+            T0 + 2 * S,
+        );
+        let s = snap(&sh, T0 + 2 * S);
+        assert!(s.assured);
+        assert_eq!((s.expires_at - (T0 + 2 * S)) / S, 432_000);
+
+        let mut strict = shard_with(Config {
+            tcp_loose: false,
+            ..Config::default()
+        });
+        let t = pass(&mut strict, &p, T0);
+        assert_eq!(
+            (t.state, t.reason),
+            (CtState::Invalid, Some(CtReason::TcpNoPickup))
+        );
+    }
+
+    #[test]
+    fn udp_unreplied_then_stream() {
+        let mut sh = shard();
+        let out = CtPacket::udp(ip(A), ip(B), 51017, 5353);
+        let back = CtPacket::udp(ip(B), ip(A), 5353, 51017);
+        pass(&mut sh, &out, T0);
+        assert_eq!(
+            listing(&sh, T0 + S / 2)[0],
+            "udp      17 29 src=198.18.0.1 dst=198.18.1.2 sport=51017 dport=5353 [UNREPLIED] \
+             src=198.18.1.2 dst=198.18.0.1 sport=5353 dport=51017 mark=0 use=1"
+        );
+        assert_eq!(pass(&mut sh, &back, T0 + S).state, CtState::Established);
+        assert_eq!(pass(&mut sh, &out, T0 + S).state, CtState::Established);
+        let s = snap(&sh, T0 + S);
+        assert!(s.seen_reply && !s.assured, "within 2 s: not yet a stream");
+        assert_eq!((s.expires_at - (T0 + S)) / S, 30);
+        pass(&mut sh, &out, T0 + 3 * S);
+        let s = snap(&sh, T0 + 3 * S);
+        assert!(s.assured);
+        assert_eq!((s.expires_at - (T0 + 3 * S)) / S, 120);
+    }
+
+    #[test]
+    fn other_protocols_are_tracked_generically() {
+        let mut sh = shard();
+        let gre = CtPacket::other(ip(A), ip(B), 47);
+        assert_eq!(pass(&mut sh, &gre, T0).state, CtState::New);
+        assert_eq!(
+            listing(&sh, T0 + S / 2)[0],
+            "gre      47 599 src=198.18.0.1 dst=198.18.1.2 [UNREPLIED] src=198.18.1.2 dst=198.18.0.1 mark=0 use=1"
+        );
+        let t = pass(&mut sh, &CtPacket::other(ip(B), ip(A), 47), T0 + S);
+        assert_eq!((t.state, t.dir), (CtState::Established, Dir::Reply));
+    }
+
+    #[test]
+    fn rejected_first_packet_leaves_no_entry() {
+        let mut sh = shard();
+        let t = sh.track(&syn(), T0);
+        assert_eq!(t.state, CtState::New);
+        assert!(sh.commit(t, false));
+        assert_eq!(sh.len(), 0);
+        // The next SYN is NEW again and can be confirmed.
+        let t = pass(&mut sh, &syn(), T0 + S);
+        assert_eq!(t.state, CtState::New);
+        assert_eq!(sh.len(), 1);
+    }
+
+    #[test]
+    fn full_table_early_drops_then_drops_with_a_counter() {
+        let mut sh = Shard::new(2, &Config::default(), T0);
+        pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 1, 53), T0);
+        pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 2, 53), T0);
+        // Full of unreplied flows: one is sacrificed.
+        let t = pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 3, 53), T0);
+        assert_eq!(t.state, CtState::New);
+        assert_eq!(sh.stats().early_drop, 1);
+        assert_eq!(sh.len(), 2);
+
+        // Two assured TCP connections fill it: nothing may be evicted.
+        let mut sh = Shard::new(2, &Config::default(), T0);
+        tcp_into(&mut sh, TcpState::Established);
+        let mut now = T0;
+        for p in [
+            a_to_b(seg(CLI + 1, SRV, SYN, ISN_A, 0, 0)),
+            b_to_a(seg(SRV, CLI + 1, SYN | ACK, ISN_B, ISN_A + 1, 0)),
+            a_to_b(seg(CLI + 1, SRV, ACK, ISN_A + 1, ISN_B + 1, 0)),
+        ] {
+            now += S;
+            pass(&mut sh, &p, now);
+        }
+        let t = sh.track(&CtPacket::udp(ip(A), ip(B), 3, 53), now);
+        assert_eq!(
+            (t.state, t.drop, t.reason),
+            (CtState::Invalid, true, Some(CtReason::TableFull))
+        );
+        assert!(sh.commit(t, false));
+        assert_eq!(sh.stats().reasons[CtReason::TableFull as usize], 1);
+        assert_eq!(sh.stats().early_drop, 0);
+        assert_eq!(sh.len(), 2);
+    }
+
+    #[test]
+    fn nat_binding_is_the_reply_tuple() {
+        let mut sh = shard();
+        let t = sh.track(&CtPacket::udp(ip(A), ip(B), 1234, 53), T0);
+        let translated = Tuple::new(ip(B), ip("198.18.1.254"), 53, 61000);
+        assert!(sh.set_nat(&t, NatKind::Src, translated));
+        assert!(sh.commit(t, true));
+        let id = t.entry.unwrap();
+        assert_eq!(sh.nat(id), (NatKind::Src, translated));
+        // The reply to the translated address finds the connection.
+        let back = pass(
+            &mut sh,
+            &CtPacket::udp(ip(B), ip("198.18.1.254"), 53, 61000),
+            T0 + S,
+        );
+        assert_eq!(
+            (back.state, back.dir, back.entry),
+            (CtState::Established, Dir::Reply, Some(id))
+        );
+        // NAT is decided once.
+        let again = pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 1234, 53), T0 + S);
+        assert!(!sh.set_nat(&again, NatKind::Dst, translated));
+    }
+
+    #[test]
+    fn delete_and_flush_by_filter() {
+        let mut sh = shard();
+        pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 1, 53), T0);
+        pass(&mut sh, &CtPacket::udp(ip("198.18.0.7"), ip(B), 1, 53), T0);
+        pass(&mut sh, &syn(), T0);
+        pass(&mut sh, &CtPacket::icmp(ip(A), ip(B), 8, 0, 1), T0);
+        let udp = Filter {
+            proto: Some(17),
+            ..Filter::default()
+        };
+        assert_eq!(sh.count(&udp, T0), 2);
+        let from_a = Filter {
+            src: Some(ip(A)),
+            ..Filter::default()
+        };
+        assert_eq!(sh.count(&from_a, T0), 3);
+        let to_a = Filter {
+            reply_dst: Some(ip(A)),
+            dport: Some(53),
+            ..Filter::default()
+        };
+        assert_eq!(sh.delete(&to_a, T0), 1);
+        assert_eq!(sh.count(&Filter::default(), T0), 3);
+        assert_eq!(sh.flush(T0), 3);
+        assert_eq!(sh.len(), 0);
+        // Everything is reusable after a flush.
+        pass(&mut sh, &syn(), T0 + S);
+        assert_eq!(sh.len(), 1);
+    }
+
+    /// Reference model of UDP tracking: one record per flow, linear and obvious.
+    #[derive(Clone, Copy, Debug)]
+    struct ModelFlow {
+        client_first: bool,
+        expires: u32,
+        stream_after: u32,
+        seen_reply: bool,
+    }
+
+    proptest::proptest! {
+        /// The table (hash chains, timer wheel, free list, early-drop-free capacity) agrees with
+        /// the model on every packet's state and on the number of live entries.
+        #[test]
+        fn udp_table_matches_reference_model(
+            ops in proptest::collection::vec((0u16..6, proptest::bool::ANY, 0u64..50_000, proptest::bool::ANY, proptest::bool::ANY), 1..200)
+        ) {
+            let mut sh = shard();
+            let mut model: [Option<ModelFlow>; 6] = [None; 6];
+            let mut now = T0;
+            let cfg = Config::default();
+            for (flow, from_client, step_ms, accept, run_wheel) in ops {
+                now += step_ms * 1_000_000;
+                let now_t = tick(now);
+                let port = 1000 + flow;
+                let p = if from_client {
+                    CtPacket::udp(ip(A), ip(B), port, 53)
+                } else {
+                    CtPacket::udp(ip(B), ip(A), 53, port)
+                };
+                let m = &mut model[flow as usize];
+                if m.is_some_and(|f| tick_reached(now_t, f.expires)) {
+                    *m = None;
+                }
+                let want = match m {
+                    None => CtState::New,
+                    Some(f) if f.client_first == from_client && !f.seen_reply => CtState::New,
+                    Some(_) => CtState::Established,
+                };
+                let t = sh.track(&p, now);
+                proptest::prop_assert_eq!(t.state, want);
+                sh.commit(t, accept);
+                match m {
+                    None if accept => {
+                        *m = Some(ModelFlow {
+                            client_first: from_client,
+                            expires: now_t.wrapping_add(secs_to_ticks(cfg.timeouts.udp)),
+                            stream_after: now_t.wrapping_add(secs_to_ticks(2)),
+                            seen_reply: false,
+                        })
+                    }
+                    None => {}
+                    Some(f) => {
+                        let stream = f.seen_reply && tick_reached(now_t, f.stream_after);
+                        let to = if stream { cfg.timeouts.udp_stream } else { cfg.timeouts.udp };
+                        f.expires = now_t.wrapping_add(secs_to_ticks(to));
+                        if f.client_first != from_client {
+                            f.seen_reply = true;
+                        }
+                    }
+                }
+                if run_wheel {
+                    sh.expire(now);
+                }
+                let live = model.iter().flatten().filter(|f| !tick_reached(now_t, f.expires)).count();
+                proptest::prop_assert_eq!(sh.count(&Filter::default(), now), live);
+                proptest::prop_assert!(sh.len() as usize >= live);
+            }
+            // Long after everything: the wheel empties the table.
+            sh.expire(now + 200 * S);
+            proptest::prop_assert_eq!(sh.len(), 0);
+        }
+    }
+}
