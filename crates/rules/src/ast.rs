@@ -527,9 +527,11 @@ pub struct NflogTarget {
     pub group: u16,
     /// At most 63 bytes.
     pub prefix: String,
-    /// `--nflog-size` (`Some`) copy length.
+    /// `--nflog-size` copy length.
     pub size: Option<u32>,
-    /// Queue threshold; 1 is the default.
+    /// `--nflog-range` (obsolete, ignored by the kernel; printed only when non-zero and no size).
+    pub range: u32,
+    /// Queue threshold; 0 (the default) means the kernel's default.
     pub threshold: u16,
 }
 

@@ -544,6 +544,10 @@ impl<'a> Line<'a> {
     fn resolve_long(&self, name: &str) -> Option<Result<(Owner, OptSpec), Fail>> {
         let mut cands: Vec<(Owner, OptSpec)> = GENERIC.iter().map(|o| (Owner::Generic, *o)).collect();
         for (i, m) in self.rule.matches.iter().enumerate() {
+            // A match is "completed" once another of the same name is loaded (libxtables).
+            if self.rule.matches[i + 1..].iter().any(|later| later.name() == m.name()) {
+                continue;
+            }
             cands.extend(match_opts(m.name()).iter().map(|o| (Owner::Match(i), *o)));
         }
         if let Some(t) = &self.target_name {
@@ -673,6 +677,16 @@ impl<'a> Line<'a> {
             }
             // Collect the option's arguments.
             let mut args: Vec<(String, u32)> = Vec::new();
+            if inline.is_some() && owner == Owner::Generic && matches!(spec.1, O::Proto | O::Src | O::Dst | O::InIf | O::OutIf | O::Jump | O::Goto) {
+                // iptables reads these values from the next word, so `--source=X` fails there.
+                return self.err(
+                    tok.col,
+                    Fail {
+                        msg: format!("`{shown}` does not take its value after `=`"),
+                        hint: Some(format!("write `{shown} {}`", inline.unwrap_or_default())),
+                    },
+                );
+            }
             if let Some(v) = inline {
                 if spec.2 == 0 {
                     return self.err(tok.col, Fail { msg: format!("option `{shown}` takes no argument"), hint: None });
@@ -1120,17 +1134,10 @@ impl<'a> Line<'a> {
             O::LogUid => self.log.uid = true,
             O::LogMac => self.log.macdecode = true,
             O::NflogGroup => self.nflog.group = values::number(a0, 65535, "NFLOG group")? as u16,
-            O::NflogRange => {
-                values::number(a0, u32::MAX as u64, "NFLOG range")?;
-                return fail_hint("`--nflog-range` is ignored by the kernel", "use `--nflog-size`");
-            }
+            O::NflogRange => self.nflog.range = values::number(a0, u32::MAX as u64, "NFLOG range")? as u32,
             O::NflogSize => self.nflog.size = Some(values::number(a0, u32::MAX as u64, "NFLOG size")? as u32),
             O::NflogThreshold => {
-                let v = values::number(a0, 65535, "NFLOG threshold")?;
-                if v == 0 {
-                    return fail("NFLOG threshold must be at least 1");
-                }
-                self.nflog.threshold = v as u16;
+                self.nflog.threshold = values::number(a0, 65535, "NFLOG threshold")? as u16;
             }
             O::ToSource | O::ToDestination => {
                 let (addrs, ports) = values::nat_range(a0, self.family)?;
@@ -1352,7 +1359,7 @@ pub(crate) fn parse_command(toks: &[Tok], line: u32, family: Family, table: &Tab
         numeric: false,
         in_restore,
         log: LogTarget { level: 4, prefix: String::new(), tcp_sequence: false, tcp_options: false, ip_options: false, uid: false, macdecode: false },
-        nflog: NflogTarget { group: 0, prefix: String::new(), size: None, threshold: 1 },
+        nflog: NflogTarget { group: 0, prefix: String::new(), size: None, range: 0, threshold: 0 },
         nat: NatRange { addrs: None, ports: None, random: false, random_fully: false, persistent: false },
         nat_set: false,
         reject: None,

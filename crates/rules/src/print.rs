@@ -308,8 +308,10 @@ fn target_text(o: &mut String, t: &Target) {
             }
             if let Some(s) = n.size {
                 let _ = write!(o, " --nflog-size {s}");
+            } else if n.range != 0 {
+                let _ = write!(o, " --nflog-range {}", n.range);
             }
-            if n.threshold != 1 {
+            if n.threshold != 0 {
                 let _ = write!(o, " --nflog-threshold {}", n.threshold);
             }
         }
