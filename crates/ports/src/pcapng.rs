@@ -220,7 +220,7 @@ impl<R: Read> PcapngReader<R> {
                     _ => return Err(self.err(start, "bad byte-order magic")),
                 };
                 let len = self.u32(&head[4..8]);
-                if !(28..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+                if !(28..=MAX_BLOCK).contains(&len) || len & 3 != 0 {
                     return Err(self.err(start, format!("bad section header length {len}")));
                 }
                 let mut body = vec![0u8; len as usize - 12];
@@ -246,7 +246,7 @@ impl<R: Read> PcapngReader<R> {
             }
             let btype = self.u32(&head[0..4]);
             let len = self.u32(&head[4..8]);
-            if !(12..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+            if !(12..=MAX_BLOCK).contains(&len) || len & 3 != 0 {
                 return Err(self.err(start, format!("bad block length {len}")));
             }
             let mut body = vec![0u8; len as usize - 8];
