@@ -217,3 +217,43 @@ pub fn parse_rule(rs: &Ruleset, table: TableName, chain: &str, spec: &str) -> Re
     let pc = parse::parse_command(&toks, 1, rs.family, &t, true).map_err(|d| attach("<rule>", vec![d]))?;
     Ok(pc.rules)
 }
+
+/// The body of the `parse_restore` fuzz target, shared with the plain test that runs it over
+/// the corpus: any bytes must parse or fail without panicking, and whatever parses must print
+/// and re-parse to the same ruleset.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Ruleset with source lines cleared and tables in name order, for comparisons.
+    pub fn normalised(rs: &Ruleset) -> Ruleset {
+        let mut rs = rs.clone();
+        rs.tables.sort_by_key(|t| t.name);
+        for t in &mut rs.tables {
+            for c in &mut t.chains {
+                for r in &mut c.rules {
+                    r.line = 0;
+                }
+            }
+        }
+        rs
+    }
+
+    pub fn parse_restore_body(data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        for family in [Family::Ipv4, Family::Ipv6] {
+            if let Ok(rs) = parse_restore("fuzz", text, family) {
+                let saved = rs.to_save();
+                for t in &rs.tables {
+                    let _ = rs.to_list(t.name.as_str(), None);
+                }
+                match parse_restore("fuzz-reparse", &saved, family) {
+                    Ok(again) => assert_eq!(normalised(&again), normalised(&rs), "re-parse of printed text differs:\n{saved}"),
+                    Err(d) => panic!("printed text does not parse:\n{saved}\n{d}"),
+                }
+            }
+        }
+    }
+}

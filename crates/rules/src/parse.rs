@@ -1221,7 +1221,7 @@ impl<'a> Line<'a> {
                 _ => None,
             };
             if let Some(n) = need {
-                return Err(e(self.toks.first().map(|t| t.col).unwrap_or(1), format!("`-m {}` needs {n}", m.name()), None));
+                return Err(e(self.word_col(m.name()), format!("`-m {}` needs {n}", m.name()), None));
             }
             let want = match m {
                 Match::Tcp(_) => Some((values::PROTO_TCP, "tcp")),
@@ -1232,12 +1232,13 @@ impl<'a> Line<'a> {
             };
             if let Some((p, pn)) = want {
                 if self.rule.proto != Some(ProtoMatch { proto: p, negated: false }) {
-                    return Err(e(self.proto_col.max(1), format!("`-m {}` needs `-p {pn}`", m.name()), Some(format!("add `-p {pn}` to the rule"))));
+                    let col = if self.proto_col != 0 { self.proto_col } else { self.word_col(m.name()) };
+                    return Err(e(col, format!("`-m {}` needs `-p {pn}`", m.name()), Some(format!("add `-p {pn}` to the rule"))));
                 }
             }
             if let Match::Limit(l) = m {
                 if u64::from(l.avg) * u64::from(l.burst) > u64::from(u32::MAX) {
-                    return Err(e(1, "limit rate times burst is too large for the kernel".into(), Some("use a faster rate or a smaller --limit-burst".into())));
+                    return Err(e(self.word_col("--limit"), "limit rate times burst is too large for the kernel".into(), Some("use a faster rate or a smaller --limit-burst".into())));
                 }
             }
         }
@@ -1267,6 +1268,16 @@ impl<'a> Line<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Column of the first word equal to `w` (else of the line's first word).
+    fn word_col(&self, w: &str) -> u32 {
+        self.toks
+            .iter()
+            .find(|t| t.text == w)
+            .or(self.toks.first())
+            .map(|t| t.col)
+            .unwrap_or(1)
     }
 
     fn expand(&self) -> Vec<Rule> {

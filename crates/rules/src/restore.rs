@@ -74,7 +74,7 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
             let ch = chain_or_err(t, &c, line, ac)?;
             let at = n as usize - 1;
             if at > ch.rules.len() {
-                return Err(d(line, cc, format!("cannot insert at rule {n}: chain `{c}` has {} rules", ch.rules.len()), None));
+                return Err(d(line, cc, format!("cannot insert at rule {n}: chain `{c}` has {} rule(s)", ch.rules.len()), None));
             }
             for (k, r) in pc.rules.into_iter().enumerate() {
                 ch.rules.insert(at + k, r);
@@ -98,7 +98,7 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
             let ch = chain_or_err(t, &c, line, ac)?;
             let i = n as usize - 1;
             if i >= ch.rules.len() {
-                return Err(d(line, cc, format!("no rule {n} in chain `{c}` (it has {} rules)", ch.rules.len()), None));
+                return Err(d(line, cc, format!("no rule {n} in chain `{c}` (it has {} rule(s))", ch.rules.len()), None));
             }
             if replace {
                 ch.rules[i] = pc.rules.into_iter().next().expect("checked above");
@@ -312,7 +312,16 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
 struct Open {
     table: Table,
     line: u32,
+    /// `usize::MAX` for an unknown table: its lines are skipped up to COMMIT.
     errors_before: usize,
+}
+
+/// Column of the first word of `line` that is one of `words` (1 if none).
+fn locate(line: &str, words: &[&str]) -> u32 {
+    split_restore(line)
+        .ok()
+        .and_then(|t| t.into_iter().find(|t| words.contains(&t.text.as_str())).map(|t| t.col))
+        .unwrap_or(1)
 }
 
 /// Parses a whole restore file into `rs`; all errors are returned (and `rs` must then be
@@ -358,8 +367,12 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
             match open.take() {
                 None => errs.push(d(line, col0, "COMMIT without a table", Some("start a table with `*filter`, `*nat` or `*raw`".into()))),
                 Some(o) => {
-                    let v = validate_table(&o.table);
-                    errs.extend(v);
+                    let lines: Vec<&str> = text.split('\n').collect();
+                    for mut e in validate_table(&o.table) {
+                        let src = lines.get(e.line as usize - 1).copied().unwrap_or("");
+                        e.col = if e.msg.starts_with("`-m mac`") { locate(src, &["mac"]) } else { locate(src, &["-j", "-g", "--jump", "--goto"]) };
+                        errs.push(e);
+                    }
                     if o.errors_before != usize::MAX {
                         let name = o.table.name;
                         *rs.table_or_create(name) = o.table;
@@ -372,6 +385,9 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
             errs.push(d(line, col0, "rule or chain outside a table", Some("start a table with `*filter`, `*nat` or `*raw`".into())));
             continue;
         };
+        if o.errors_before == usize::MAX {
+            continue;
+        }
         let toks = match split_restore(raw) {
             Ok(t) => t,
             Err(c) => {
