@@ -72,6 +72,8 @@ pub struct FrameBuilder {
     pub dont_frag: bool,
     /// IPv4 TOS / IPv6 traffic class.
     pub tos: u8,
+    /// IPv6 flow label.
+    pub flow_label: u32,
     /// Make the packet a fragment carrying the given L4 bytes.
     pub fragment: Option<FragmentSpec>,
 }
@@ -87,6 +89,7 @@ impl Default for FrameBuilder {
             ident: 1,
             dont_frag: true,
             tos: 0,
+            flow_label: 0,
             fragment: None,
         }
     }
@@ -175,7 +178,7 @@ impl FrameBuilder {
                     payload_len: (frag_len + l4.len()) as u16,
                     hop_limit: self.ttl,
                     traffic_class: self.tos,
-                    flow_label: 0,
+                    flow_label: self.flow_label,
                 }
                 .emit(&mut p);
                 if let Some(f) = self.fragment {
@@ -422,5 +425,230 @@ pub fn fix_checksums(frame: &mut [u8]) {
             Icmpv6Packet::new_unchecked(seg).fill_checksum(&info.src, &info.dst)
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::captured::*;
+    use crate::tcp::TcpFlags;
+    use crate::{arp, parse_frame, Family, Malformed};
+
+    const MAC1: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const MAC2: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    const C1: [u8; 4] = [198, 18, 0, 1];
+    const C2: [u8; 4] = [198, 18, 0, 2];
+    const A1: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const A2: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    fn from_2_to_1() -> FrameBuilder {
+        FrameBuilder {
+            src_mac: MAC2,
+            dst_mac: MAC1,
+            ..FrameBuilder::default()
+        }
+    }
+
+    // The builders reproduce the kernel's frames byte for byte, checksums included.
+
+    #[test]
+    fn reproduces_captured_tcp_syn() {
+        let b = FrameBuilder {
+            ident: 0xe5c5,
+            ..FrameBuilder::default()
+        };
+        let frame = b.tcp(
+            IpPair::V4(C1, C2),
+            &TcpSpec {
+                src_port: 40000,
+                dst_port: 8080,
+                seq: 292_909_402,
+                ack: 0,
+                flags: TcpFlags::SYN,
+                window: 64240,
+                options: vec![
+                    TcpOption::Mss(1460),
+                    TcpOption::SackPermitted,
+                    TcpOption::Timestamps {
+                        value: 151_697_264,
+                        echo: 0,
+                    },
+                    TcpOption::Nop,
+                    TcpOption::WindowScale(10),
+                ],
+                payload: &[],
+            },
+        );
+        assert_eq!(frame, TCP_SYN);
+    }
+
+    #[test]
+    fn reproduces_captured_udp() {
+        let b = FrameBuilder {
+            ident: 0xe888,
+            ..FrameBuilder::default()
+        };
+        assert_eq!(b.udp(IpPair::V4(C1, C2), 40001, 9999, b"ping"), UDP4);
+        let b = FrameBuilder {
+            flow_label: 0x21669,
+            ..FrameBuilder::default()
+        };
+        let frame = b.udp(IpPair::V6(A1, A2), 40002, 9999, b"ping6");
+        assert_eq!(frame, UDP6);
+    }
+
+    #[test]
+    fn reproduces_captured_echo() {
+        let b = FrameBuilder {
+            ident: 0x6bc0,
+            ..FrameBuilder::default()
+        };
+        let frame = b.echo(IpPair::V4(C1, C2), true, 8947, 1, &ICMP_ECHO_REQUEST[42..]);
+        assert_eq!(frame, ICMP_ECHO_REQUEST);
+        let b = FrameBuilder {
+            flow_label: 0x2ce8b,
+            ..FrameBuilder::default()
+        };
+        let frame = b.echo(
+            IpPair::V6(A1, A2),
+            true,
+            8948,
+            1,
+            &ICMPV6_ECHO_REQUEST[62..],
+        );
+        assert_eq!(frame, ICMPV6_ECHO_REQUEST);
+    }
+
+    #[test]
+    fn reproduces_captured_port_unreachable() {
+        let b = FrameBuilder {
+            ident: 0x6729,
+            dont_frag: false,
+            tos: 0xc0,
+            ..from_2_to_1()
+        };
+        let frame = b.icmp_error(
+            IpPair::V4(C2, C1),
+            icmpv4::msg_type::DEST_UNREACHABLE,
+            icmpv4::unreachable::PORT,
+            0,
+            &UDP4[14..],
+        );
+        assert_eq!(frame, ICMP_PORT_UNREACH);
+        let b = FrameBuilder {
+            flow_label: 0x4693d,
+            ..from_2_to_1()
+        };
+        let frame = b.icmp_error(
+            IpPair::V6(A2, A1),
+            icmpv6::msg_type::DEST_UNREACHABLE,
+            icmpv6::unreachable::PORT,
+            0,
+            &UDP6[14..],
+        );
+        assert_eq!(frame, ICMPV6_PORT_UNREACH);
+    }
+
+    #[test]
+    fn reproduces_captured_arp_and_neighbour_discovery() {
+        let b = FrameBuilder {
+            dst_mac: MacAddr::BROADCAST,
+            ..FrameBuilder::default()
+        };
+        let frame = b.arp(arp::operation::REQUEST, (MAC1, C1), (MacAddr([0; 6]), C2));
+        assert_eq!(frame, ARP_REQUEST);
+        let frame = from_2_to_1().arp(arp::operation::REPLY, (MAC2, C2), (MAC1, C1));
+        assert_eq!(frame, ARP_REPLY);
+
+        let solicited_node = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 2];
+        let b = FrameBuilder {
+            dst_mac: MacAddr::ipv6_multicast(&solicited_node),
+            ttl: 255,
+            ..FrameBuilder::default()
+        };
+        assert_eq!(
+            b.neighbor_solicit(A1, solicited_node, A2, MAC1),
+            NEIGHBOR_SOLICIT
+        );
+        let b = FrameBuilder {
+            ttl: 255,
+            ..from_2_to_1()
+        };
+        let flags = icmpv6::na_flags::SOLICITED | icmpv6::na_flags::OVERRIDE;
+        assert_eq!(b.neighbor_advert(A2, A1, A2, flags, MAC2), NEIGHBOR_ADVERT);
+    }
+
+    #[test]
+    fn icmp_errors_cut_long_quotes() {
+        let big = FrameBuilder::default().udp(IpPair::V4(C1, C2), 1, 2, &[7u8; 1400]);
+        let err = from_2_to_1().icmp_error(IpPair::V4(C2, C1), 3, 3, 0, &big[14..]);
+        assert_eq!(err.len(), 14 + 576);
+        let big6 = FrameBuilder::default().udp(IpPair::V6(A1, A2), 1, 2, &[7u8; 1400]);
+        let err = from_2_to_1().icmp_error(IpPair::V6(A2, A1), 1, 4, 0, &big6[14..]);
+        assert_eq!(err.len(), 14 + 1280);
+        let info = parse_frame(&err).unwrap();
+        assert_eq!(crate::verify_l4_checksum(&err, &info), Ok(()));
+        // The quote is truncated, but conntrack can still read its ports.
+        let inner = crate::parse_embedded(&err[14 + 48..], Family::Ipv6).unwrap();
+        assert_eq!((inner.src_port, inner.dst_port), (1, 2));
+    }
+
+    #[test]
+    fn vlan_tags_and_fragments() {
+        let b = FrameBuilder {
+            vlan: vec![(0x88a8, 10), (0x8100, 20)],
+            fragment: Some(FragmentSpec {
+                offset: 0,
+                more: true,
+                ident: 99,
+            }),
+            ..FrameBuilder::default()
+        };
+        let frame = b.udp(IpPair::V4(C1, C2), 5, 6, b"x");
+        let info = parse_frame(&frame).unwrap();
+        assert_eq!((info.vlan_count, info.vlan_tci), (2, [10, 20]));
+        assert!(info.is_first_fragment() && info.more_fragments);
+        assert_eq!((info.frag_ident, info.dst_port), (99, 6));
+
+        let b = FrameBuilder {
+            fragment: Some(FragmentSpec {
+                offset: 1448,
+                more: false,
+                ident: 0xdead_beef,
+            }),
+            ..FrameBuilder::default()
+        };
+        let frame = b.ip_frame(IpPair::V6(A1, A2), ip_proto::UDP, &[1, 2, 3]);
+        let info = parse_frame(&frame).unwrap();
+        assert!(info.is_later_fragment());
+        assert_eq!(
+            (info.frag_offset, info.frag_ident, info.l4_proto),
+            (1448, 0xdead_beef, ip_proto::UDP)
+        );
+        assert_eq!(info.l4_offset, 14 + 48);
+        assert_eq!(info.src_port, 0);
+    }
+
+    #[test]
+    fn fix_checksums_repairs_hand_edits() {
+        let mut frame = TCP_PSH_DATA;
+        frame[14 + 20 + 32] = b'j'; // "jello"
+        let info = parse_frame(&frame).unwrap();
+        assert_eq!(
+            crate::verify_l4_checksum(&frame, &info),
+            Err(Malformed::BadL4Checksum)
+        );
+        fix_checksums(&mut frame);
+        assert_eq!(crate::verify_l4_checksum(&frame, &info), Ok(()));
+        let mut same = TCP6_PSH_DATA;
+        fix_checksums(&mut same);
+        assert_eq!(same, TCP6_PSH_DATA);
+    }
+
+    #[test]
+    fn reversed_pair() {
+        assert_eq!(IpPair::V4(C1, C2).reversed(), IpPair::V4(C2, C1));
+        assert_eq!(IpPair::V6(A1, A2).reversed(), IpPair::V6(A2, A1));
     }
 }

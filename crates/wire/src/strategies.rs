@@ -63,6 +63,7 @@ pub fn frame_builder() -> impl Strategy<Value = FrameBuilder> {
                 ident,
                 dont_frag,
                 tos,
+                flow_label: u32::from(ident) << 4,
                 fragment: None,
             },
         )
