@@ -405,7 +405,7 @@ pub fn fix_checksums(frame: &mut [u8]) {
         return;
     }
     let start = usize::from(info.l4_offset);
-    let end = usize::from(info.l3_offset) + usize::from(info.l3_len);
+    let end = info.l3_end();
     let seg = &mut frame[start..end];
     match (info.family, info.l4_proto) {
         (crate::Family::Ipv4, ip_proto::TCP) => {

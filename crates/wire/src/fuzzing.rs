@@ -54,7 +54,7 @@ pub fn parse_frame_body(data: &[u8]) {
     if !info.has_l4_header() {
         return;
     }
-    let end = usize::from(info.l3_offset) + usize::from(info.l3_len);
+    let end = info.l3_end();
     let l4 = &data[usize::from(info.l4_offset)..end];
     match (info.family, info.l4_proto) {
         (_, ip_proto::TCP) => {

@@ -37,6 +37,9 @@ macro_rules! malformed_listing {
 }
 
 malformed_listing! {
+    /// Longer than 65535 bytes: offsets would not fit `FrameInfo`'s u16 fields, and no link fwd
+    /// runs on carries such frames.
+    OversizedFrame => ("oversized_frame", "frame longer than 65535 bytes"),
     /// Fewer than 14 bytes: no complete Ethernet header.
     TruncatedEthernet => ("truncated_ethernet", "frame shorter than the 14-byte Ethernet header"),
     /// An 802.1Q/802.1ad tag is cut off.

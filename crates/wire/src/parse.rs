@@ -101,7 +101,14 @@ impl FrameInfo {
     /// Length of the upper-layer segment (header and data, without link padding).
     #[inline]
     pub fn l4_len(&self) -> u16 {
-        (self.l3_offset + self.l3_len).saturating_sub(self.l4_offset)
+        (u32::from(self.l3_offset) + u32::from(self.l3_len))
+            .saturating_sub(u32::from(self.l4_offset)) as u16
+    }
+
+    /// Offset just past the IP packet (where link-layer padding starts).
+    #[inline]
+    pub fn l3_end(&self) -> usize {
+        usize::from(self.l3_offset) + usize::from(self.l3_len)
     }
 
     /// IPv4 source address (meaningful when `family == Ipv4`).
@@ -165,6 +172,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, Malformed> {
     if frame.len() < 14 {
         return Err(Malformed::TruncatedEthernet);
     }
+    if frame.len() > usize::from(u16::MAX) {
+        return Err(Malformed::OversizedFrame);
+    }
     let mut info = FrameInfo::default();
     let mut ethertype = be16(frame, 12);
     let mut offset = 14;
@@ -196,9 +206,11 @@ pub fn parse_frame(frame: &[u8]) -> Result<FrameInfo, Malformed> {
 /// present, and only the first 8 bytes of a TCP/UDP/ICMP header are required (ports, ICMP type,
 /// code and identifier, which is what conntrack needs to find the original connection).
 /// `tcp_flags` is filled only when the quote holds them. `ethertype` is set from `family`;
-/// `l3_len` is the original packet's length as quoted, which may exceed `packet.len()`.
+/// `l3_len` counts the quoted bytes of the packet (never more than its length field claims), so
+/// the offsets stay within `packet`.
 pub fn parse_embedded(packet: &[u8], family: Family) -> Result<FrameInfo, Malformed> {
     let mut info = FrameInfo::default();
+    let packet = &packet[..packet.len().min(usize::from(u16::MAX))];
     match family {
         Family::Ipv4 => {
             info.ethertype = ethertype::IPV4;
@@ -232,7 +244,7 @@ fn parse_ipv4(ip: &[u8], base: usize, mode: Mode, info: &mut FrameInfo) -> Resul
     }
     let ip = &ip[..total.min(ip.len())];
     info.family = Family::Ipv4;
-    info.l3_len = total as u16;
+    info.l3_len = ip.len() as u16;
     info.ttl = ip[8];
     info.l4_proto = ip[9];
     info.src[..4].copy_from_slice(&ip[12..16]);
@@ -263,7 +275,7 @@ fn parse_ipv6(ip: &[u8], base: usize, mode: Mode, info: &mut FrameInfo) -> Resul
     }
     let ip = &ip[..end.min(ip.len())];
     info.family = Family::Ipv6;
-    info.l3_len = end as u16;
+    info.l3_len = ip.len() as u16;
     info.ttl = ip[7];
     info.src.copy_from_slice(&ip[8..24]);
     info.dst.copy_from_slice(&ip[24..40]);
@@ -384,7 +396,7 @@ pub fn verify_l4_checksum(frame: &[u8], info: &FrameInfo) -> Result<(), Malforme
         return Ok(());
     }
     let start = usize::from(info.l4_offset);
-    let end = usize::from(info.l3_offset) + usize::from(info.l3_len);
+    let end = info.l3_end();
     let segment = &frame[start..end];
     let ok = match (info.family, info.l4_proto) {
         (Family::Ipv4, ip_proto::ICMP) => checksum::verify(segment),
@@ -543,8 +555,9 @@ mod tests {
         let inner = parse_embedded(quoted, Family::Ipv4).unwrap();
         assert_eq!(
             (inner.src_port, inner.dst_port, inner.l3_len),
-            (40001, 9999, 32)
+            (40001, 9999, 28)
         );
+        assert_eq!(inner.l4_len(), 8);
         // The same bytes on the wire are malformed.
         assert_eq!(
             parse_frame(&UDP4[..14 + 28]),
@@ -698,6 +711,20 @@ mod tests {
     }
 
     #[test]
+    fn oversized_frames_are_refused() {
+        let mut huge = UDP4.to_vec();
+        huge.resize(65536, 0);
+        assert_eq!(parse_frame(&huge), Err(Malformed::OversizedFrame));
+        huge.truncate(65535);
+        assert!(parse_frame(&huge).is_ok());
+        // A quoted IPv6 header claiming a 64 KiB payload stays within the quote.
+        let mut quote = UDP6[14..].to_vec();
+        quote[4..6].copy_from_slice(&0xffffu16.to_be_bytes());
+        let inner = parse_embedded(&quote, Family::Ipv6).unwrap();
+        assert_eq!(inner.l3_end(), quote.len());
+    }
+
+    #[test]
     fn padding_after_the_ip_packet_is_ignored() {
         let mut padded = UDP4.to_vec();
         padded.resize(60, 0); // Ethernet minimum frame size
@@ -714,7 +741,7 @@ mod tests {
             assert_eq!(verify_l4_checksum(frame, &info), Ok(()), "{name}");
             if info.has_l4_header() && !info.is_fragment {
                 let mut bad = frame.to_vec();
-                let last = usize::from(info.l3_offset + info.l3_len) - 1;
+                let last = info.l3_end() - 1;
                 bad[last] ^= 0x10;
                 assert_eq!(
                     verify_l4_checksum(&bad, &info),
