@@ -140,8 +140,8 @@ mod tests {
     #[test]
     fn restore_quotes_and_columns() {
         let t = split_restore(r#"-A INPUT -m comment --comment "a \"b\" c'd" -j ACCEPT"#).unwrap();
-        assert_eq!(t[4].text, "a \"b\" c'd");
-        assert_eq!(t[4].col, 31);
+        assert_eq!(t[5].text, "a \"b\" c'd");
+        assert_eq!(t[5].col, 31);
         assert_eq!(t[1].col, 4);
         assert_eq!(words(split_restore("a 'b c'").unwrap()), ["a", "'b", "c'"]);
         assert_eq!(words(split_restore("x \"\" y").unwrap()), ["x", "", "y"]);
