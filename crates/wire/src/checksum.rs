@@ -262,105 +262,83 @@ mod tests {
     }
 }
 
-/// NAT-style rewrites patched with RFC 1624 must equal a full recompute, byte for byte.
+/// NAT rewrites patched with RFC 1624 (through `crate::rewrite`) must equal a full
+/// recompute, byte for byte, on random valid frames.
 #[cfg(test)]
 mod nat_tests {
-    use super::*;
     use crate::builder::fix_checksums;
-    use crate::{ip_proto, parse_frame, strategies, Family};
+    use crate::rewrite::{self, Side};
+    use crate::{parse_frame, strategies, Family};
     use proptest::prelude::*;
 
-    fn be16(b: &[u8], at: usize) -> u16 {
-        u16::from_be_bytes([b[at], b[at + 1]])
-    }
-
-    /// Offset of the L4 checksum field, if the frame's protocol has one we patch.
-    fn l4_checksum_at(info: &crate::FrameInfo) -> Option<usize> {
-        let l4 = usize::from(info.l4_offset);
-        match info.l4_proto {
-            ip_proto::TCP => Some(l4 + 16),
-            ip_proto::UDP => Some(l4 + 6),
-            ip_proto::ICMP | ip_proto::ICMPV6 => Some(l4 + 2),
-            _ => None,
-        }
-    }
-
-    fn patch_l4(frame: &mut [u8], info: &crate::FrameInfo, f: impl FnOnce(u16) -> u16) {
-        let Some(at) = l4_checksum_at(info) else {
-            return;
-        };
-        let old = be16(frame, at);
-        let new = if info.l4_proto == ip_proto::UDP {
-            udp_update(old, f)
-        } else {
-            f(old)
-        };
-        frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
-    }
-
-    fn assert_matches_recompute(frame: &[u8]) -> Result<(), TestCaseError> {
+    fn assert_matches_recompute(
+        frame: &[u8],
+        info: &crate::FrameInfo,
+    ) -> Result<(), TestCaseError> {
         let mut recomputed = frame.to_vec();
         fix_checksums(&mut recomputed);
         prop_assert_eq!(frame, &recomputed[..]);
-        let info = parse_frame(frame).unwrap();
-        prop_assert_eq!(crate::verify_l4_checksum(frame, &info), Ok(()));
-        prop_assert_eq!(crate::verify_ipv4_header(frame, &info), Ok(()));
+        prop_assert_eq!(&parse_frame(frame).unwrap(), info);
+        prop_assert_eq!(crate::verify_l4_checksum(frame, info), Ok(()));
+        prop_assert_eq!(crate::verify_ipv4_header(frame, info), Ok(()));
         Ok(())
+    }
+
+    fn side(src: bool) -> Side {
+        if src {
+            Side::Src
+        } else {
+            Side::Dst
+        }
     }
 
     proptest! {
         #[test]
         fn port_rewrite(frame in prop_oneof![strategies::tcp_frame(), strategies::udp_frame()],
-                        new_port in any::<u16>(), which in any::<bool>()) {
+                        new_port in any::<u16>(), src in any::<bool>()) {
             let mut frame = frame;
-            let info = parse_frame(&frame).unwrap();
-            let at = usize::from(info.l4_offset) + if which { 0 } else { 2 };
-            let old = be16(&frame, at);
-            frame[at..at + 2].copy_from_slice(&new_port.to_be_bytes());
-            patch_l4(&mut frame, &info, |c| update16(c, old, new_port));
-            assert_matches_recompute(&frame)?;
+            let mut info = parse_frame(&frame).unwrap();
+            prop_assert!(rewrite::set_port(&mut frame, &mut info, side(src), new_port));
+            assert_matches_recompute(&frame, &info)?;
         }
 
         #[test]
-        fn ipv4_address_rewrite(frame in strategies::valid_frame(), new in any::<[u8; 4]>(), which in any::<bool>()) {
+        fn ipv4_address_rewrite(frame in strategies::valid_frame(), new in any::<[u8; 4]>(), src in any::<bool>()) {
             let mut frame = frame;
-            let info = parse_frame(&frame).unwrap();
-            prop_assume!(info.family == Family::Ipv4);
-            let at = usize::from(info.l3_offset) + if which { 12 } else { 16 };
-            let old: [u8; 4] = frame[at..at + 4].try_into().unwrap();
-            frame[at..at + 4].copy_from_slice(&new);
-            let ip_csum = usize::from(info.l3_offset) + 10;
-            let c = update32(be16(&frame, ip_csum), old, new);
-            frame[ip_csum..ip_csum + 2].copy_from_slice(&c.to_be_bytes());
-            // TCP and UDP cover the addresses through the pseudo-header; ICMP does not.
-            if matches!(info.l4_proto, ip_proto::TCP | ip_proto::UDP) {
-                patch_l4(&mut frame, &info, |c| update32(c, old, new));
-            }
-            assert_matches_recompute(&frame)?;
+            let mut info = parse_frame(&frame).unwrap();
+            let applied = rewrite::set_ipv4_addr(&mut frame, &mut info, side(src), new);
+            prop_assert_eq!(applied, info.family == Family::Ipv4);
+            assert_matches_recompute(&frame, &info)?;
         }
 
         #[test]
-        fn ipv6_address_rewrite(frame in strategies::valid_frame(), new in any::<[u8; 16]>(), which in any::<bool>()) {
+        fn ipv6_address_rewrite(frame in strategies::valid_frame(), new in any::<[u8; 16]>(), src in any::<bool>()) {
             let mut frame = frame;
-            let info = parse_frame(&frame).unwrap();
-            prop_assume!(info.family == Family::Ipv6);
-            let at = usize::from(info.l3_offset) + if which { 8 } else { 24 };
-            let old: [u8; 16] = frame[at..at + 16].try_into().unwrap();
-            frame[at..at + 16].copy_from_slice(&new);
-            patch_l4(&mut frame, &info, |c| update128(c, &old, &new));
-            assert_matches_recompute(&frame)?;
+            let mut info = parse_frame(&frame).unwrap();
+            let applied = rewrite::set_ipv6_addr(&mut frame, &mut info, side(src), new);
+            prop_assert_eq!(applied, info.family == Family::Ipv6);
+            assert_matches_recompute(&frame, &info)?;
         }
 
         #[test]
         fn icmp_ident_rewrite(frame in strategies::echo_frame(), new_id in any::<u16>()) {
             let mut frame = frame;
-            let info = parse_frame(&frame).unwrap();
-            let at = usize::from(info.l4_offset) + 4;
-            let old = be16(&frame, at);
-            prop_assert_eq!(old, info.icmp_ident);
-            frame[at..at + 2].copy_from_slice(&new_id.to_be_bytes());
-            patch_l4(&mut frame, &info, |c| update16(c, old, new_id));
-            assert_matches_recompute(&frame)?;
+            let mut info = parse_frame(&frame).unwrap();
+            prop_assert!(rewrite::set_icmp_ident(&mut frame, &mut info, new_id));
+            assert_matches_recompute(&frame, &info)?;
+        }
+
+        #[test]
+        fn full_nat_then_ttl(frame in strategies::valid_frame(), a4 in any::<[u8; 4]>(), a6 in any::<[u8; 16]>(),
+                             port in any::<u16>(), id in any::<u16>()) {
+            let mut frame = frame;
+            let mut info = parse_frame(&frame).unwrap();
+            rewrite::set_ipv4_addr(&mut frame, &mut info, Side::Src, a4);
+            rewrite::set_ipv6_addr(&mut frame, &mut info, Side::Dst, a6);
+            rewrite::set_port(&mut frame, &mut info, Side::Src, port);
+            rewrite::set_icmp_ident(&mut frame, &mut info, id);
+            rewrite::decrement_ttl(&mut frame, &mut info);
+            assert_matches_recompute(&frame, &info)?;
         }
     }
 }

@@ -6,6 +6,8 @@
 //! * [`parse_frame`] does one allocation-free pass over a frame and returns a small `Copy`
 //!   [`FrameInfo`]; every failure is a [`Malformed`] drop reason from one listing.
 //! * [`checksum`] has the RFC 1071 sum and RFC 1624 incremental updates for NAT.
+//! * [`rewrite`] changes addresses, ports, ICMP ids and TTL in place with incremental
+//!   checksum updates (NAT).
 //! * [`builder`] makes complete frames with valid checksums for tests and REJECT (allocates).
 //! * [`captured`] holds real frames captured with tcpdump, for tests in any crate.
 #![deny(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod ipv4;
 pub mod ipv6;
 mod malformed;
 mod parse;
+pub mod rewrite;
 #[cfg(any(test, feature = "proptest-strategies"))]
 pub mod strategies;
 pub mod tcp;
