@@ -359,6 +359,74 @@ impl Shard {
         None
     }
 
+    /// Index of the entry a chain head points to, or 0 for an empty chain, without a branch
+    /// (an empty bucket is common and unpredictable).
+    #[inline(always)]
+    fn head_entry(h: u32) -> usize {
+        let empty = u32::from(h == NIL);
+        ((h >> 1) & empty.wrapping_sub(1)) as usize
+    }
+
+    /// Touch the bucket heads, then the first entries, of a burst of keys before looking them up
+    /// one by one: the loads of different packets are independent and branch-free, so the CPU
+    /// overlaps their cache misses instead of paying them in series (safe code cannot issue
+    /// prefetch instructions). Returns a value only so the loads cannot be optimised away.
+    pub fn warm(&self, keys: &[(Family, u8, Tuple)]) -> u32 {
+        let mut heads = [NIL; 64];
+        let mut acc = 0u32;
+        for chunk in keys.chunks(64) {
+            for (h, (family, proto, t)) in heads.iter_mut().zip(chunk) {
+                *h = self.buckets[self.bucket(*family, *proto, t)];
+            }
+            for &h in &heads[..chunk.len()] {
+                acc ^= self.entries[Self::head_entry(h)].expires;
+            }
+        }
+        acc
+    }
+
+    /// [`Shard::lookup`] for a burst, with the loads of all keys overlapped as in
+    /// [`Shard::warm`].
+    pub fn lookup_burst(
+        &self,
+        keys: &[(Family, u8, Tuple)],
+        now: u64,
+        out: &mut [Option<(EntryId, Dir)>],
+    ) {
+        let now_t = tick(now);
+        let mut nodes = [NIL; 64];
+        for (kc, oc) in keys.chunks(64).zip(out.chunks_mut(64)) {
+            for (n, (family, proto, t)) in nodes.iter_mut().zip(kc) {
+                *n = self.buckets[self.bucket(*family, *proto, t)];
+            }
+            let mut acc = 0u32;
+            for &n in &nodes[..kc.len()] {
+                acc ^= self.entries[Self::head_entry(n)].expires;
+            }
+            core::hint::black_box(acc);
+            for ((n, (family, proto, t)), o) in nodes.iter().zip(kc).zip(oc.iter_mut()) {
+                let mut n = *n;
+                *o = None;
+                while n != NIL {
+                    let (idx, d) = (n >> 1, (n & 1) as usize);
+                    let e = &self.entries[idx as usize];
+                    if e.tuple[d] == *t && e.proto == *proto && e.family == *family as u8 {
+                        if !tick_reached(now_t, e.expires) {
+                            *o = Some((EntryId(idx), Dir::from_bit(d as u32)));
+                        }
+                        break;
+                    }
+                    n = e.hnext[d];
+                }
+            }
+        }
+    }
+
+    /// Bytes this shard holds: entries, hash buckets and wheel.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.len() * ENTRY_SIZE + self.buckets.len() * 4 + self.wheel.len() * 8
+    }
+
     // ---- timer wheel ------------------------------------------------------------------
 
     #[inline]
