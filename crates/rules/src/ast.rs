@@ -45,7 +45,12 @@ impl TableName {
     pub fn builtin_chains(self) -> &'static [Hook] {
         match self {
             TableName::Filter => &[Hook::Input, Hook::Forward, Hook::Output],
-            TableName::Nat => &[Hook::Prerouting, Hook::Input, Hook::Output, Hook::Postrouting],
+            TableName::Nat => &[
+                Hook::Prerouting,
+                Hook::Input,
+                Hook::Output,
+                Hook::Postrouting,
+            ],
             TableName::Raw => &[Hook::Prerouting, Hook::Output],
         }
     }
@@ -407,12 +412,25 @@ pub enum Match {
     /// `-m conntrack --ctstate` (the only conntrack option fwd supports).
     Conntrack(StateMatch),
     IpRange(IpRangeMatch),
-    Mac { addr: [u8; 6], negated: bool },
+    Mac {
+        addr: [u8; 6],
+        negated: bool,
+    },
     Limit(LimitMatch),
     /// `-m length`: IP total length (IPv6: payload length plus header) in `[min, max]`.
-    Length { min: u16, max: u16, negated: bool },
-    Ttl { op: TtlOp, value: u8 },
-    HopLimit { op: TtlOp, value: u8 },
+    Length {
+        min: u16,
+        max: u16,
+        negated: bool,
+    },
+    Ttl {
+        op: TtlOp,
+        value: u8,
+    },
+    HopLimit {
+        op: TtlOp,
+        value: u8,
+    },
     Comment(String),
 }
 
@@ -460,23 +478,71 @@ pub enum RejectWith {
 impl RejectWith {
     /// (canonical name, alias, value) in iptables' table order (prefixes pick the first hit).
     pub(crate) const V4: [(&'static str, &'static str, RejectWith); 8] = [
-        ("icmp-net-unreachable", "net-unreach", RejectWith::IcmpNetUnreachable),
-        ("icmp-host-unreachable", "host-unreach", RejectWith::IcmpHostUnreachable),
-        ("icmp-port-unreachable", "port-unreach", RejectWith::IcmpPortUnreachable),
-        ("icmp-proto-unreachable", "proto-unreach", RejectWith::IcmpProtoUnreachable),
-        ("icmp-net-prohibited", "net-prohib", RejectWith::IcmpNetProhibited),
-        ("icmp-host-prohibited", "host-prohib", RejectWith::IcmpHostProhibited),
+        (
+            "icmp-net-unreachable",
+            "net-unreach",
+            RejectWith::IcmpNetUnreachable,
+        ),
+        (
+            "icmp-host-unreachable",
+            "host-unreach",
+            RejectWith::IcmpHostUnreachable,
+        ),
+        (
+            "icmp-port-unreachable",
+            "port-unreach",
+            RejectWith::IcmpPortUnreachable,
+        ),
+        (
+            "icmp-proto-unreachable",
+            "proto-unreach",
+            RejectWith::IcmpProtoUnreachable,
+        ),
+        (
+            "icmp-net-prohibited",
+            "net-prohib",
+            RejectWith::IcmpNetProhibited,
+        ),
+        (
+            "icmp-host-prohibited",
+            "host-prohib",
+            RejectWith::IcmpHostProhibited,
+        ),
         ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
-        ("icmp-admin-prohibited", "admin-prohib", RejectWith::IcmpAdminProhibited),
+        (
+            "icmp-admin-prohibited",
+            "admin-prohib",
+            RejectWith::IcmpAdminProhibited,
+        ),
     ];
     pub(crate) const V6: [(&'static str, &'static str, RejectWith); 7] = [
         ("icmp6-no-route", "no-route", RejectWith::Icmp6NoRoute),
-        ("icmp6-adm-prohibited", "adm-prohibited", RejectWith::Icmp6AdmProhibited),
-        ("icmp6-addr-unreachable", "addr-unreach", RejectWith::Icmp6AddrUnreachable),
-        ("icmp6-port-unreachable", "port-unreach", RejectWith::Icmp6PortUnreachable),
+        (
+            "icmp6-adm-prohibited",
+            "adm-prohibited",
+            RejectWith::Icmp6AdmProhibited,
+        ),
+        (
+            "icmp6-addr-unreachable",
+            "addr-unreach",
+            RejectWith::Icmp6AddrUnreachable,
+        ),
+        (
+            "icmp6-port-unreachable",
+            "port-unreach",
+            RejectWith::Icmp6PortUnreachable,
+        ),
         ("tcp-reset", "tcp-reset", RejectWith::TcpReset),
-        ("icmp6-policy-fail", "policy-fail", RejectWith::Icmp6PolicyFail),
-        ("icmp6-reject-route", "reject-route", RejectWith::Icmp6RejectRoute),
+        (
+            "icmp6-policy-fail",
+            "policy-fail",
+            RejectWith::Icmp6PolicyFail,
+        ),
+        (
+            "icmp6-reject-route",
+            "reject-route",
+            RejectWith::Icmp6RejectRoute,
+        ),
     ];
     pub fn as_str(self) -> &'static str {
         RejectWith::V4

@@ -150,11 +150,23 @@ mod tests {
 
     #[test]
     fn shell_quotes() {
-        let t = split_shell(r#"iptables -A INPUT --log-prefix 'a b' -m comment --comment "x\"y" z\ w"#)
-            .unwrap();
+        let t =
+            split_shell(r#"iptables -A INPUT --log-prefix 'a b' -m comment --comment "x\"y" z\ w"#)
+                .unwrap();
         assert_eq!(
             words(t),
-            ["iptables", "-A", "INPUT", "--log-prefix", "a b", "-m", "comment", "--comment", "x\"y", "z w"]
+            [
+                "iptables",
+                "-A",
+                "INPUT",
+                "--log-prefix",
+                "a b",
+                "-m",
+                "comment",
+                "--comment",
+                "x\"y",
+                "z w"
+            ]
         );
         assert_eq!(split_shell("a 'b"), Err(3));
     }

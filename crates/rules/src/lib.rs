@@ -26,6 +26,10 @@ use std::path::Path;
 pub use ast::*;
 pub use print::rule_spec;
 
+/// Per-rule counters for [`Ruleset::to_list`]: `(chain, rule index) -> (packets, bytes)`;
+/// rule index `usize::MAX` asks for the policy's counters.
+pub type Counters<'a> = &'a dyn Fn(&str, usize) -> (u64, u64);
+
 /// One error at a position of a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -41,7 +45,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.col, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file, self.line, self.col, self.message
+        )?;
         if let Some(h) = &self.hint {
             write!(f, " (hint: {h})")?;
         }
@@ -85,7 +93,11 @@ fn list_table(t: &Table, chain: Option<&str>, _numeric: bool) -> String {
 
 /// Parses an `iptables-restore` (or `ip6tables-restore`) text. Every error is reported; a text
 /// with any error yields no ruleset.
-pub fn parse_restore(source_name: &str, text: &str, family: Family) -> Result<Ruleset, Diagnostics> {
+pub fn parse_restore(
+    source_name: &str,
+    text: &str,
+    family: Family,
+) -> Result<Ruleset, Diagnostics> {
     let (rs, errs) = restore::restore(text, family, &list_table);
     if errs.is_empty() {
         Ok(rs)
@@ -104,7 +116,10 @@ pub fn parse_restore_file(path: &Path, family: Family) -> Result<Ruleset, Diagno
                 file: name,
                 line: 0,
                 col: 0,
-                message: format!("file is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+                message: format!(
+                    "file is not UTF-8 text (byte {})",
+                    e.utf8_error().valid_up_to()
+                ),
                 hint: None,
             }])),
         },
@@ -152,7 +167,7 @@ impl Ruleset {
     /// `iptables -t TABLE -L -n -v --line-numbers`. `counters(chain, idx)` gives a rule's
     /// packets and bytes; `idx == usize::MAX` asks for the chain policy's counters. An unknown
     /// table gives an empty string.
-    pub fn to_list(&self, table: &str, counters: Option<&dyn Fn(&str, usize) -> (u64, u64)>) -> String {
+    pub fn to_list(&self, table: &str, counters: Option<Counters<'_>>) -> String {
         match TableName::from_name(table).and_then(|t| self.table(t)) {
             Some(t) => list::list_table(t, None, counters),
             None => String::new(),
@@ -162,14 +177,27 @@ impl Ruleset {
     /// Runs one `iptables`/`ip6tables` command line (shell quoting; a leading `iptables`,
     /// `ip6tables` or `*-legacy` word is skipped; `-t` selects the table, default filter).
     /// `-L`/`-S` return their text. On error the ruleset is unchanged.
-    pub fn apply_command(&mut self, source_name: &str, line: &str) -> Result<Option<String>, Diagnostics> {
+    pub fn apply_command(
+        &mut self,
+        source_name: &str,
+        line: &str,
+    ) -> Result<Option<String>, Diagnostics> {
         let one = |col: u32, msg: String, hint: Option<String>| {
-            Diagnostics(vec![Diagnostic { file: source_name.to_string(), line: 1, col, message: msg, hint }])
+            Diagnostics(vec![Diagnostic {
+                file: source_name.to_string(),
+                line: 1,
+                col,
+                message: msg,
+                hint,
+            }])
         };
         let toks = lex::split_shell(line).map_err(|c| one(c, "unterminated quote".into(), None))?;
         let mut toks: &[lex::Tok] = &toks;
         if let Some(f) = toks.first() {
-            if f.text.ends_with("iptables") || f.text.ends_with("ip6tables") || f.text.ends_with("tables-legacy") {
+            if f.text.ends_with("iptables")
+                || f.text.ends_with("ip6tables")
+                || f.text.ends_with("tables-legacy")
+            {
                 toks = &toks[1..];
             }
         }
@@ -179,15 +207,26 @@ impl Ruleset {
             if w[0].text == "-t" || w[0].text == "--table" {
                 match TableName::from_name(&w[1].text) {
                     Some(t) => table = t,
-                    None => return Err(one(w[1].col, format!("unknown table `{}`", w[1].text), Some("fwd supports filter, nat and raw".into()))),
+                    None => {
+                        return Err(one(
+                            w[1].col,
+                            format!("unknown table `{}`", w[1].text),
+                            Some("fwd supports filter, nat and raw".into()),
+                        ))
+                    }
                 }
             }
         }
         if table == TableName::Nat && self.family == Family::Ipv6 {
             return Err(one(1, "IPv6 NAT is not supported by fwd".into(), None));
         }
-        let mut work = self.table(table).cloned().unwrap_or_else(|| Table::new(table));
-        let pc = parse::parse_command(toks, 1, self.family, &work, false).map_err(|d| attach(source_name, vec![d]))?;
+        let mut work = self
+            .table(table)
+            .cloned()
+            .unwrap_or_else(|| Table::new(table));
+        let pc = parse::parse_command(toks, 1, self.family, &work, false)
+            .map_err(|d| attach(source_name, vec![d]))?;
+        debug_assert!(pc.table.is_none_or(|(t, _)| t == table));
         let is_list = matches!(pc.cmd, parse::Cmd::List(_));
         let out = restore::apply(&mut work, pc, 1, &|t: &Table, c: Option<&str>, _n: bool| {
             if is_list {
@@ -208,13 +247,28 @@ impl Ruleset {
 
 /// Parses a single rule specification (what follows `-A CHAIN`) against `table` of `rs`; for
 /// tools and tests that build rules one at a time.
-pub fn parse_rule(rs: &Ruleset, table: TableName, chain: &str, spec: &str) -> Result<Vec<Rule>, Diagnostics> {
+pub fn parse_rule(
+    rs: &Ruleset,
+    table: TableName,
+    chain: &str,
+    spec: &str,
+) -> Result<Vec<Rule>, Diagnostics> {
     let line = format!("-A {chain} {spec}");
     let toks = lex::split_restore(&line).map_err(|c| {
-        Diagnostics(vec![Diagnostic { file: "<rule>".into(), line: 1, col: c, message: "unterminated quote".into(), hint: None }])
+        Diagnostics(vec![Diagnostic {
+            file: "<rule>".into(),
+            line: 1,
+            col: c,
+            message: "unterminated quote".into(),
+            hint: None,
+        }])
     })?;
-    let t = rs.table(table).cloned().unwrap_or_else(|| Table::new(table));
-    let pc = parse::parse_command(&toks, 1, rs.family, &t, true).map_err(|d| attach("<rule>", vec![d]))?;
+    let t = rs
+        .table(table)
+        .cloned()
+        .unwrap_or_else(|| Table::new(table));
+    let pc = parse::parse_command(&toks, 1, rs.family, &t, true)
+        .map_err(|d| attach("<rule>", vec![d]))?;
     Ok(pc.rules)
 }
 
@@ -250,10 +304,113 @@ pub mod fuzzing {
                     let _ = rs.to_list(t.name.as_str(), None);
                 }
                 match parse_restore("fuzz-reparse", &saved, family) {
-                    Ok(again) => assert_eq!(normalised(&again), normalised(&rs), "re-parse of printed text differs:\n{saved}"),
+                    Ok(again) => assert_eq!(
+                        normalised(&again),
+                        normalised(&rs),
+                        "re-parse of printed text differs:\n{saved}"
+                    ),
                     Err(d) => panic!("printed text does not parse:\n{saved}\n{d}"),
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOME: &str = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ssh - [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -p tcp --dport 22 -j ssh\n-A ssh -s 198.18.0.0/15 -j ACCEPT\nCOMMIT\n";
+
+    #[test]
+    fn diagnostics_display_one_per_line() {
+        let d = parse_restore(
+            "rules.v4",
+            "*filter\n-A INPUT -j accept\n-A INPUT -s host.example\nCOMMIT\n",
+            Family::Ipv4,
+        )
+        .unwrap_err();
+        let text = d.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("rules.v4:2:13: error: unknown target or chain `accept`"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("rules.v4:3:13: error: host names are not resolved"),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn list_shows_counters_from_the_caller() {
+        let rs = parse_restore("home", HOME, Family::Ipv4).unwrap();
+        let counters = |chain: &str, idx: usize| {
+            if chain == "INPUT" && idx == 1 {
+                (150_000, 9_000_000)
+            } else {
+                (0, 0)
+            }
+        };
+        let out = rs.to_list("filter", Some(&counters));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "Chain INPUT (policy DROP 0 packets, 0 bytes)");
+        assert!(lines[3].starts_with("2     150K 9000K ssh        tcp  --  *      *      0.0.0.0/0            0.0.0.0/0            tcp dpt:22"), "{}", lines[3]);
+        assert!(out.contains("Chain ssh (1 references)"));
+        assert_eq!(rs.to_list("mangle", None), "");
+    }
+
+    #[test]
+    fn commands_apply_to_a_ruleset() {
+        let mut rs = parse_restore("home", HOME, Family::Ipv4).unwrap();
+        rs.apply_command("cli", "iptables -I INPUT 1 -i lo -j ACCEPT")
+            .unwrap();
+        rs.apply_command(
+            "cli",
+            "iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE",
+        )
+        .unwrap();
+        let err = rs
+            .apply_command(
+                "cli",
+                "iptables -A INPUT -m comment --comment 'it''s' -j NOPE",
+            )
+            .unwrap_err();
+        assert!(err.0[0].message.contains("NOPE"));
+        let s = rs
+            .apply_command("cli", "iptables -S INPUT")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.lines().next(), Some("-P INPUT DROP"));
+        assert_eq!(s.lines().nth(1), Some("-A INPUT -i lo -j ACCEPT"));
+        assert!(rs
+            .to_save()
+            .contains("-A POSTROUTING -o eth0 -j MASQUERADE"));
+        assert!(
+            rs.apply_command("cli", "iptables -X ssh").is_err(),
+            "referenced chain"
+        );
+        let mut v6 = Ruleset::new(Family::Ipv6);
+        assert!(v6
+            .apply_command("cli", "ip6tables -t nat -A POSTROUTING -j MASQUERADE")
+            .is_err());
+    }
+
+    #[test]
+    fn cli_print_reads_files() {
+        let dir = std::env::temp_dir().join(format!("rules-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("home.v4");
+        std::fs::write(&p, HOME).unwrap();
+        let save = cli_print(&p, Family::Ipv4, PrintFormat::Save).unwrap();
+        assert!(save.contains("-A INPUT -p tcp -m tcp --dport 22 -j ssh"));
+        let list = cli_print(&p, Family::Ipv4, PrintFormat::List).unwrap();
+        assert!(list.starts_with("# Table: filter\nChain INPUT"));
+        let missing = cli_print(&dir.join("nope"), Family::Ipv4, PrintFormat::Save).unwrap_err();
+        assert!(missing.to_string().contains("cannot read file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

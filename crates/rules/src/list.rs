@@ -21,7 +21,12 @@ fn num(v: u64) -> String {
 fn iface(i: &Option<IfaceMatch>) -> String {
     match i {
         None => "*".into(),
-        Some(i) => format!("{}{}{}", if i.negated { "!" } else { "" }, i.name, if i.wildcard { "+" } else { "" }),
+        Some(i) => format!(
+            "{}{}{}",
+            if i.negated { "!" } else { "" },
+            i.name,
+            if i.wildcard { "+" } else { "" }
+        ),
     }
 }
 
@@ -76,7 +81,13 @@ fn details(r: &Rule, v6: bool) -> String {
                     let _ = write!(o, " option={}{n}", if inv { "!" } else { "" });
                 }
                 if let Some(f) = t.flags {
-                    let _ = write!(o, " flags:{}0x{:02X}/0x{:02X}", if f.negated { "!" } else { "" }, f.mask, f.comp);
+                    let _ = write!(
+                        o,
+                        " flags:{}0x{:02X}/0x{:02X}",
+                        if f.negated { "!" } else { "" },
+                        f.mask,
+                        f.comp
+                    );
                 }
             }
             Match::Udp(u) => {
@@ -89,10 +100,20 @@ fn details(r: &Rule, v6: bool) -> String {
                 }
             }
             Match::Icmp(i) => {
-                let _ = write!(o, " icmp {}type {}", if i.negated { "!" } else { "" }, icmp_text(i, false));
+                let _ = write!(
+                    o,
+                    " icmp {}type {}",
+                    if i.negated { "!" } else { "" },
+                    icmp_text(i, false)
+                );
             }
             Match::Icmp6(i) => {
-                let _ = write!(o, " ipv6-icmp {}type {}", if i.negated { "!" } else { "" }, icmp_text(i, true));
+                let _ = write!(
+                    o,
+                    " ipv6-icmp {}type {}",
+                    if i.negated { "!" } else { "" },
+                    icmp_text(i, true)
+                );
             }
             Match::Multiport(mp) => {
                 let d = match mp.dir {
@@ -100,21 +121,58 @@ fn details(r: &Rule, v6: bool) -> String {
                     MultiportDir::Destination => "dports",
                     MultiportDir::Either => "ports",
                 };
-                let l: Vec<String> = mp.ports.iter().map(|p| if p.lo == p.hi { p.lo.to_string() } else { format!("{}:{}", p.lo, p.hi) }).collect();
-                let _ = write!(o, " multiport {d} {}{}", if mp.negated { "! " } else { "" }, l.join(","));
+                let l: Vec<String> = mp
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        if p.lo == p.hi {
+                            p.lo.to_string()
+                        } else {
+                            format!("{}:{}", p.lo, p.hi)
+                        }
+                    })
+                    .collect();
+                let _ = write!(
+                    o,
+                    " multiport {d} {}{}",
+                    if mp.negated { "! " } else { "" },
+                    l.join(",")
+                );
             }
             Match::State(s) => {
-                let _ = write!(o, " {}state {}", if s.negated { "! " } else { "" }, states(s.states));
+                let _ = write!(
+                    o,
+                    " {}state {}",
+                    if s.negated { "! " } else { "" },
+                    states(s.states)
+                );
             }
             Match::Conntrack(s) => {
-                let _ = write!(o, " {}ctstate {}", if s.negated { "! " } else { "" }, states(s.states));
+                let _ = write!(
+                    o,
+                    " {}ctstate {}",
+                    if s.negated { "! " } else { "" },
+                    states(s.states)
+                );
             }
             Match::IpRange(ir) => {
                 if let Some(s) = &ir.src {
-                    let _ = write!(o, " source IP range {}{}-{}", if s.negated { "! " } else { "" }, s.lo, s.hi);
+                    let _ = write!(
+                        o,
+                        " source IP range {}{}-{}",
+                        if s.negated { "! " } else { "" },
+                        s.lo,
+                        s.hi
+                    );
                 }
                 if let Some(d) = &ir.dst {
-                    let _ = write!(o, " destination IP range {}{}-{}", if d.negated { "! " } else { "" }, d.lo, d.hi);
+                    let _ = write!(
+                        o,
+                        " destination IP range {}{}-{}",
+                        if d.negated { "! " } else { "" },
+                        d.lo,
+                        d.hi
+                    );
                 }
             }
             Match::Mac { addr, negated } => {
@@ -122,7 +180,12 @@ fn details(r: &Rule, v6: bool) -> String {
                     o,
                     " MAC {}{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
                     if *negated { "! " } else { "" },
-                    addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]
+                    addr[0],
+                    addr[1],
+                    addr[2],
+                    addr[3],
+                    addr[4],
+                    addr[5]
                 );
             }
             Match::Limit(l) => {
@@ -133,7 +196,11 @@ fn details(r: &Rule, v6: bool) -> String {
             }
             Match::Ttl { op, value } | Match::HopLimit { op, value } => {
                 let (w, sym) = (
-                    if matches!(m, Match::Ttl { .. }) { "TTL" } else { "HL" },
+                    if matches!(m, Match::Ttl { .. }) {
+                        "TTL"
+                    } else {
+                        "HL"
+                    },
                     match op {
                         TtlOp::Eq => "==",
                         TtlOp::Ne => "!=",
@@ -153,7 +220,11 @@ fn details(r: &Rule, v6: bool) -> String {
             let _ = write!(o, " reject-with {}", w.as_str());
         }
         Some(Target::Log(l)) => {
-            let flags = u8::from(l.tcp_sequence) | u8::from(l.tcp_options) << 1 | u8::from(l.ip_options) << 2 | u8::from(l.uid) << 3 | u8::from(l.macdecode) << 5;
+            let flags = u8::from(l.tcp_sequence)
+                | u8::from(l.tcp_options) << 1
+                | u8::from(l.ip_options) << 2
+                | u8::from(l.uid) << 3
+                | u8::from(l.macdecode) << 5;
             let _ = write!(o, " LOG flags {flags} level {}", l.level);
             if !l.prefix.is_empty() {
                 let _ = write!(o, " prefix \"{}\"", l.prefix);
@@ -200,16 +271,28 @@ fn details(r: &Rule, v6: bool) -> String {
     o
 }
 
-pub(crate) fn list_table(t: &Table, chain: Option<&str>, counters: Option<&dyn Fn(&str, usize) -> (u64, u64)>) -> String {
-    let v6 = t
-        .chains
-        .iter()
-        .flat_map(|c| c.rules.iter())
-        .any(|r| matches!(r.src.or(r.dst), Some(AddrMatch { addr: std::net::IpAddr::V6(_), .. })));
+pub(crate) fn list_table(
+    t: &Table,
+    chain: Option<&str>,
+    counters: Option<crate::Counters<'_>>,
+) -> String {
+    let v6 = t.chains.iter().flat_map(|c| c.rules.iter()).any(|r| {
+        matches!(
+            r.src.or(r.dst),
+            Some(AddrMatch {
+                addr: std::net::IpAddr::V6(_),
+                ..
+            })
+        )
+    });
     let get = |c: &str, i: usize| counters.map_or((0, 0), |f| f(c, i));
     let mut out = String::new();
     let mut first = true;
-    for c in t.chains.iter().filter(|c| chain.map_or(true, |n| n == c.name)) {
+    for c in t
+        .chains
+        .iter()
+        .filter(|c| chain.is_none_or(|n| n == c.name))
+    {
         if !first {
             out.push('\n');
         }
@@ -217,7 +300,14 @@ pub(crate) fn list_table(t: &Table, chain: Option<&str>, counters: Option<&dyn F
         match c.policy {
             Some(p) => {
                 let (pk, by) = get(&c.name, usize::MAX);
-                let _ = writeln!(out, "Chain {} (policy {} {} packets, {} bytes)", c.name, p.as_str(), num(pk), num(by));
+                let _ = writeln!(
+                    out,
+                    "Chain {} (policy {} {} packets, {} bytes)",
+                    c.name,
+                    p.as_str(),
+                    num(pk),
+                    num(by)
+                );
             }
             None => {
                 let refs = t
@@ -238,7 +328,11 @@ pub(crate) fn list_table(t: &Table, chain: Option<&str>, counters: Option<&dyn F
             let (pk, by) = get(&c.name, i);
             let prot = match r.proto {
                 None => "all".to_string(),
-                Some(p) => format!("{}{}", if p.negated { "!" } else { "" }, protocol_name(p.proto)),
+                Some(p) => format!(
+                    "{}{}",
+                    if p.negated { "!" } else { "" },
+                    protocol_name(p.proto)
+                ),
             };
             let opt = match r.fragment {
                 None => "--",

@@ -332,7 +332,10 @@ fn target_opts(name: &str) -> &'static [OptSpec] {
             ("random", O::Random, 0, false),
             ("random-fully", O::RandomFully, 0, false),
         ],
-        "REDIRECT" => &[("to-ports", O::ToPorts, 1, false), ("random", O::Random, 0, false)],
+        "REDIRECT" => &[
+            ("to-ports", O::ToPorts, 1, false),
+            ("random", O::Random, 0, false),
+        ],
         "CT" => &[
             ("notrack", O::Notrack, 0, false),
             ("helper", O::Unsupported, 1, false),
@@ -427,7 +430,9 @@ impl<'a> Line<'a> {
                         t.col,
                         Fail {
                             msg: format!("`!` after the option `{opt}`"),
-                            hint: Some(format!("write `! {opt} VALUE`: `!` goes before the option")),
+                            hint: Some(format!(
+                                "write `! {opt} VALUE`: `!` goes before the option"
+                            )),
                         },
                     );
                 }
@@ -519,7 +524,9 @@ impl<'a> Line<'a> {
             _ => {
                 let hint = match name {
                     "icmp" => Some("ip6tables uses `-m icmp6` (with `-p ipv6-icmp`)".to_string()),
-                    "icmp6" | "icmpv6" => Some("iptables uses `-m icmp` (with `-p icmp`)".to_string()),
+                    "icmp6" | "icmpv6" => {
+                        Some("iptables uses `-m icmp` (with `-p icmp`)".to_string())
+                    }
                     "ttl" => Some("ip6tables uses `-m hl`".to_string()),
                     "hl" => Some("iptables uses `-m ttl`".to_string()),
                     _ => suggest(name, MATCH_NAMES)
@@ -542,10 +549,14 @@ impl<'a> Line<'a> {
 
     /// Resolves a long option name against what is loaded now.
     fn resolve_long(&self, name: &str) -> Option<Result<(Owner, OptSpec), Fail>> {
-        let mut cands: Vec<(Owner, OptSpec)> = GENERIC.iter().map(|o| (Owner::Generic, *o)).collect();
+        let mut cands: Vec<(Owner, OptSpec)> =
+            GENERIC.iter().map(|o| (Owner::Generic, *o)).collect();
         for (i, m) in self.rule.matches.iter().enumerate() {
             // A match is "completed" once another of the same name is loaded (libxtables).
-            if self.rule.matches[i + 1..].iter().any(|later| later.name() == m.name()) {
+            if self.rule.matches[i + 1..]
+                .iter()
+                .any(|later| later.name() == m.name())
+            {
                 continue;
             }
             cands.extend(match_opts(m.name()).iter().map(|o| (Owner::Match(i), *o)));
@@ -556,7 +567,8 @@ impl<'a> Line<'a> {
         if let Some(c) = cands.iter().find(|c| c.1 .0 == name) {
             return Some(Ok(*c));
         }
-        let hits: Vec<&(Owner, OptSpec)> = cands.iter().filter(|c| c.1 .0.starts_with(name)).collect();
+        let hits: Vec<&(Owner, OptSpec)> =
+            cands.iter().filter(|c| c.1 .0.starts_with(name)).collect();
         let first = *hits.first()?;
         if hits.iter().all(|h| h.0 == first.0 && h.1 .1 == first.1 .1) {
             return Some(Ok(*first));
@@ -570,9 +582,24 @@ impl<'a> Line<'a> {
 
     fn unknown_option(&self, opt: &str) -> Fail {
         let bare = opt.trim_start_matches('-');
-        let owner = ["tcp", "udp", "icmp", "icmp6", "multiport", "state", "conntrack", "iprange", "mac", "limit", "length", "ttl", "hl", "comment"]
-            .iter()
-            .find(|m| match_opts(m).iter().any(|o| o.0 == bare));
+        let owner = [
+            "tcp",
+            "udp",
+            "icmp",
+            "icmp6",
+            "multiport",
+            "state",
+            "conntrack",
+            "iprange",
+            "mac",
+            "limit",
+            "length",
+            "ttl",
+            "hl",
+            "comment",
+        ]
+        .iter()
+        .find(|m| match_opts(m).iter().any(|o| o.0 == bare));
         let hint = match owner {
             Some(&"tcp") | Some(&"udp") => Some(format!(
                 "`{opt}` belongs to `-p tcp`/`-p udp` (or `-m tcp`/`-m udp`), which must come before it"
@@ -582,10 +609,7 @@ impl<'a> Line<'a> {
                 let owner_t = TARGET_NAMES
                     .iter()
                     .find(|t| target_opts(t).iter().any(|o| o.0 == bare));
-                match owner_t {
-                    Some(t) => Some(format!("`{opt}` belongs to `-j {t}`, which must come before it")),
-                    None => None,
-                }
+                owner_t.map(|t| format!("`{opt}` belongs to `-j {t}`, which must come before it"))
             }
         };
         Fail {
@@ -602,7 +626,13 @@ impl<'a> Line<'a> {
             let t = tok.text.as_str();
             if t == "!" {
                 if invert.is_some() {
-                    return self.err(tok.col, Fail { msg: "multiple `!` flags not allowed".into(), hint: None });
+                    return self.err(
+                        tok.col,
+                        Fail {
+                            msg: "multiple `!` flags not allowed".into(),
+                            hint: None,
+                        },
+                    );
                 }
                 invert = Some(tok.col);
                 continue;
@@ -614,7 +644,13 @@ impl<'a> Line<'a> {
                         None => (long, None),
                     };
                     if name.is_empty() {
-                        return self.err(tok.col, Fail { msg: format!("unexpected `{t}`"), hint: None });
+                        return self.err(
+                            tok.col,
+                            Fail {
+                                msg: format!("unexpected `{t}`"),
+                                hint: None,
+                            },
+                        );
                     }
                     let mut r = self.resolve_long(name);
                     if r.is_none() {
@@ -626,7 +662,9 @@ impl<'a> Line<'a> {
                         }
                     }
                     match r {
-                        None => return self.err(tok.col, self.unknown_option(&format!("--{name}"))),
+                        None => {
+                            return self.err(tok.col, self.unknown_option(&format!("--{name}")))
+                        }
                         Some(Err(f)) => return self.err(tok.col, f),
                         Some(Ok((o, s))) => (o, s, inline, format!("--{}", s.0)),
                     }
@@ -638,7 +676,11 @@ impl<'a> Line<'a> {
                         Some(id) => id,
                         None => return self.err(tok.col, self.unknown_option(t)),
                     };
-                    let spec = GENERIC.iter().find(|g| g.1 == id).copied().unwrap_or(("", id, 1, false));
+                    let spec = GENERIC
+                        .iter()
+                        .find(|g| g.1 == id)
+                        .copied()
+                        .unwrap_or(("", id, 1, false));
                     // getopt lets any short option carry its value attached (`-mstate`), but
                     // iptables reads most values from the next word, so only `-m` works.
                     let inline = if rest.is_empty() {
@@ -677,7 +719,13 @@ impl<'a> Line<'a> {
             }
             // Collect the option's arguments.
             let mut args: Vec<(String, u32)> = Vec::new();
-            if inline.is_some() && owner == Owner::Generic && matches!(spec.1, O::Proto | O::Src | O::Dst | O::InIf | O::OutIf | O::Jump | O::Goto) {
+            if inline.is_some()
+                && owner == Owner::Generic
+                && matches!(
+                    spec.1,
+                    O::Proto | O::Src | O::Dst | O::InIf | O::OutIf | O::Jump | O::Goto
+                )
+            {
                 // iptables reads these values from the next word, so `--source=X` fails there.
                 return self.err(
                     tok.col,
@@ -689,7 +737,13 @@ impl<'a> Line<'a> {
             }
             if let Some(v) = inline {
                 if spec.2 == 0 {
-                    return self.err(tok.col, Fail { msg: format!("option `{shown}` takes no argument"), hint: None });
+                    return self.err(
+                        tok.col,
+                        Fail {
+                            msg: format!("option `{shown}` takes no argument"),
+                            hint: None,
+                        },
+                    );
                 }
                 args.push((v, tok.col));
             }
@@ -700,14 +754,26 @@ impl<'a> Line<'a> {
             self.apply(owner, spec.1, &shown, neg.is_some(), tok.col, args)?;
         }
         if let Some(c) = invert {
-            return self.err(c, Fail { msg: "`!` is not followed by an option".into(), hint: None });
+            return self.err(
+                c,
+                Fail {
+                    msg: "`!` is not followed by an option".into(),
+                    hint: None,
+                },
+            );
         }
         Ok(())
     }
 
     fn set_cmd(&mut self, cmd: Cmd, col: u32, arg_col: u32) -> Result<(), Diag> {
         if self.cmd.is_some() {
-            return self.err(col, Fail { msg: "only one command per line".into(), hint: Some("a line has one of -A -I -D -R -N -X -P -F -Z -E -L -S".into()) });
+            return self.err(
+                col,
+                Fail {
+                    msg: "only one command per line".into(),
+                    hint: Some("a line has one of -A -I -D -R -N -X -P -F -Z -E -L -S".into()),
+                },
+            );
         }
         self.cmd = Some((cmd, col, arg_col));
         Ok(())
@@ -716,19 +782,44 @@ impl<'a> Line<'a> {
     fn rulenum(&self, s: &str, col: u32) -> Result<u32, Diag> {
         match s.parse::<u32>() {
             Ok(n) if n >= 1 => Ok(n),
-            _ => self.err(col, Fail { msg: format!("invalid rule number `{s}`"), hint: Some("rule numbers start at 1".into()) }),
+            _ => self.err(
+                col,
+                Fail {
+                    msg: format!("invalid rule number `{s}`"),
+                    hint: Some("rule numbers start at 1".into()),
+                },
+            ),
         }
     }
 
-    fn apply(&mut self, owner: Owner, id: O, shown: &str, neg: bool, col: u32, args: Vec<(String, u32)>) -> Result<(), Diag> {
+    fn apply(
+        &mut self,
+        owner: Owner,
+        id: O,
+        shown: &str,
+        neg: bool,
+        col: u32,
+        args: Vec<(String, u32)>,
+    ) -> Result<(), Diag> {
         let a0 = args.first().map(|a| a.0.clone()).unwrap_or_default();
         let c0 = args.first().map(|a| a.1).unwrap_or(col);
-        let vf = |r: VResult<()>, s: &Self| -> Result<(), Diag> { r.map_err(|f| Diag::at(s.line, c0, f)) };
+        let vf = |r: VResult<()>, s: &Self| -> Result<(), Diag> {
+            r.map_err(|f| Diag::at(s.line, c0, f))
+        };
         match owner {
             Owner::Generic => self.apply_generic(id, shown, neg, col, a0, c0, args),
             Owner::Match(i) => {
                 if self.seen[i].contains(&id) {
-                    return self.err(col, Fail { msg: format!("`{shown}` given twice for `-m {}`", self.rule.matches[i].name()), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!(
+                                "`{shown}` given twice for `-m {}`",
+                                self.rule.matches[i].name()
+                            ),
+                            hint: None,
+                        },
+                    );
                 }
                 self.seen[i].push(id);
                 let r = self.apply_match(i, id, neg, &a0, &args);
@@ -736,7 +827,13 @@ impl<'a> Line<'a> {
             }
             Owner::Target => {
                 if self.target_seen.contains(&id) {
-                    return self.err(col, Fail { msg: format!("`{shown}` given twice"), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!("`{shown}` given twice"),
+                            hint: None,
+                        },
+                    );
                 }
                 self.target_seen.push(id);
                 let r = self.apply_target(id, &a0);
@@ -746,10 +843,25 @@ impl<'a> Line<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn apply_generic(&mut self, id: O, shown: &str, neg: bool, col: u32, a0: String, c0: u32, args: Vec<(String, u32)>) -> Result<(), Diag> {
+    fn apply_generic(
+        &mut self,
+        id: O,
+        shown: &str,
+        neg: bool,
+        col: u32,
+        a0: String,
+        c0: u32,
+        args: Vec<(String, u32)>,
+    ) -> Result<(), Diag> {
         let chain_arg = |s: &mut Self, a0: &str, c0: u32| -> Result<String, Diag> {
             if a0.is_empty() {
-                return s.err(c0, Fail { msg: format!("`{shown}` needs a chain name"), hint: None });
+                return s.err(
+                    c0,
+                    Fail {
+                        msg: format!("`{shown}` needs a chain name"),
+                        hint: None,
+                    },
+                );
             }
             Ok(a0.to_string())
         };
@@ -784,7 +896,15 @@ impl<'a> Line<'a> {
                 let c = chain_arg(self, &a0, c0)?;
                 let (s, nc) = match self.optional_word() {
                     Some(w) => w,
-                    None => return self.err(col, Fail { msg: "`-R` needs a rule number after the chain".into(), hint: None }),
+                    None => {
+                        return self.err(
+                            col,
+                            Fail {
+                                msg: "`-R` needs a rule number after the chain".into(),
+                                hint: None,
+                            },
+                        )
+                    }
                 };
                 let n = self.rulenum(&s, nc)?;
                 self.set_cmd(Cmd::Replace(c, n), col, c0)
@@ -797,7 +917,15 @@ impl<'a> Line<'a> {
                 let c = chain_arg(self, &a0, c0)?;
                 let (n, _) = match self.optional_word() {
                     Some(w) => w,
-                    None => return self.err(col, Fail { msg: "`-E` needs the old and the new chain name".into(), hint: None }),
+                    None => {
+                        return self.err(
+                            col,
+                            Fail {
+                                msg: "`-E` needs the old and the new chain name".into(),
+                                hint: None,
+                            },
+                        )
+                    }
                 };
                 self.set_cmd(Cmd::Rename(c, n), col, c0)
             }
@@ -805,7 +933,15 @@ impl<'a> Line<'a> {
                 let c = chain_arg(self, &a0, c0)?;
                 let (p, _) = match self.optional_word() {
                     Some(w) => w,
-                    None => return self.err(col, Fail { msg: "`-P` needs a chain and a policy".into(), hint: Some("e.g. `-P INPUT DROP`".into()) }),
+                    None => {
+                        return self.err(
+                            col,
+                            Fail {
+                                msg: "`-P` needs a chain and a policy".into(),
+                                hint: Some("e.g. `-P INPUT DROP`".into()),
+                            },
+                        )
+                    }
                 };
                 self.set_cmd(Cmd::Policy(c, p), col, c0)
             }
@@ -828,21 +964,45 @@ impl<'a> Line<'a> {
                 };
                 self.set_cmd(cmd, col, ac)
             }
-            O::Check => self.err(col, Fail { msg: "`-C` (check) is not supported".into(), hint: None }),
+            O::Check => self.err(
+                col,
+                Fail {
+                    msg: "`-C` (check) is not supported".into(),
+                    hint: None,
+                },
+            ),
             O::Proto => {
                 if self.proto_col != 0 {
-                    return self.err(col, Fail { msg: "multiple -p flags not allowed".into(), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: "multiple -p flags not allowed".into(),
+                            hint: None,
+                        },
+                    );
                 }
                 self.proto_col = col;
                 let p = values::protocol(&a0).map_err(|f| Diag::at(self.line, c0, f))?;
-                self.rule.proto = p.map(|proto| ProtoMatch { proto, negated: neg });
+                self.rule.proto = p.map(|proto| ProtoMatch {
+                    proto,
+                    negated: neg,
+                });
                 Ok(())
             }
             O::Src | O::Dst => {
                 let is_src = id == O::Src;
                 let list = if is_src { &self.srcs } else { &self.dsts };
                 if !list.is_empty() {
-                    return self.err(col, Fail { msg: format!("multiple {} flags not allowed", if is_src { "-s" } else { "-d" }), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!(
+                                "multiple {} flags not allowed",
+                                if is_src { "-s" } else { "-d" }
+                            ),
+                            hint: None,
+                        },
+                    );
                 }
                 let mut items = Vec::new();
                 let mut off = 0u32;
@@ -851,7 +1011,14 @@ impl<'a> Line<'a> {
                     off += part.len() as u32 + 1;
                 }
                 if neg && items.len() > 1 {
-                    return self.err(col, Fail { msg: "`!` not allowed with multiple source or destination addresses".into(), hint: Some("write one rule per address".into()) });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: "`!` not allowed with multiple source or destination addresses"
+                                .into(),
+                            hint: Some("write one rule per address".into()),
+                        },
+                    );
                 }
                 for (s, c) in &items {
                     values::address(s, self.family, neg).map_err(|f| Diag::at(self.line, *c, f))?;
@@ -867,9 +1034,22 @@ impl<'a> Line<'a> {
             }
             O::InIf | O::OutIf => {
                 let is_in = id == O::InIf;
-                let slot = if is_in { &mut self.iface_cols.0 } else { &mut self.iface_cols.1 };
+                let slot = if is_in {
+                    &mut self.iface_cols.0
+                } else {
+                    &mut self.iface_cols.1
+                };
                 if *slot != 0 {
-                    return self.err(col, Fail { msg: format!("multiple {} flags not allowed", if is_in { "-i" } else { "-o" }), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!(
+                                "multiple {} flags not allowed",
+                                if is_in { "-i" } else { "-o" }
+                            ),
+                            hint: None,
+                        },
+                    );
                 }
                 *slot = col;
                 let v = values::interface(&a0, neg).map_err(|f| Diag::at(self.line, c0, f))?;
@@ -885,7 +1065,13 @@ impl<'a> Line<'a> {
                     return self.err(col, Fail { msg: "`-f` does not exist in ip6tables".into(), hint: Some("IPv6 fragments are matched with `-m frag`, which fwd does not support".into()) });
                 }
                 if self.rule.fragment.is_some() {
-                    return self.err(col, Fail { msg: "multiple -f flags not allowed".into(), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: "multiple -f flags not allowed".into(),
+                            hint: None,
+                        },
+                    );
                 }
                 self.rule.fragment = Some(neg);
                 Ok(())
@@ -897,19 +1083,32 @@ impl<'a> Line<'a> {
             }
             O::Table => {
                 if self.in_restore {
-                    return self.err(col, Fail { msg: "`-t` cannot be used in a restore file".into(), hint: Some("the table comes from the `*table` line".into()) });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: "`-t` cannot be used in a restore file".into(),
+                            hint: Some("the table comes from the `*table` line".into()),
+                        },
+                    );
                 }
                 match TableName::from_name(&a0) {
                     Some(t) => {
                         self.table_opt = Some((t, c0));
                         Ok(())
                     }
-                    None => self.err(c0, Fail { msg: format!("unknown table `{a0}`"), hint: Some("fwd supports filter, nat and raw".into()) }),
+                    None => self.err(
+                        c0,
+                        Fail {
+                            msg: format!("unknown table `{a0}`"),
+                            hint: Some("fwd supports filter, nat and raw".into()),
+                        },
+                    ),
                 }
             }
             O::Counters => {
                 for (a, c) in &args {
-                    values::number(a, u64::MAX, "counter").map_err(|f| Diag::at(self.line, *c, f))?;
+                    values::number(a, u64::MAX, "counter")
+                        .map_err(|f| Diag::at(self.line, *c, f))?;
                 }
                 Ok(())
             }
@@ -919,19 +1118,41 @@ impl<'a> Line<'a> {
             }
             O::Verbose | O::Exact | O::LineNumbers | O::Wait | O::WaitInterval => Ok(()),
             O::Ipv4 | O::Ipv6 => {
-                let want = if id == O::Ipv4 { Family::Ipv4 } else { Family::Ipv6 };
+                let want = if id == O::Ipv4 {
+                    Family::Ipv4
+                } else {
+                    Family::Ipv6
+                };
                 if want != self.family {
-                    return self.err(col, Fail { msg: format!("`{shown}` does not match this file's family"), hint: None });
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!("`{shown}` does not match this file's family"),
+                            hint: None,
+                        },
+                    );
                 }
                 Ok(())
             }
-            _ => self.err(col, Fail { msg: format!("option `{shown}` is not supported"), hint: None }),
+            _ => self.err(
+                col,
+                Fail {
+                    msg: format!("option `{shown}` is not supported"),
+                    hint: None,
+                },
+            ),
         }
     }
 
     fn set_target(&mut self, goto: bool, name: &str, c0: u32, col: u32) -> Result<(), Diag> {
         if self.target_name.is_some() || self.rule.target.is_some() {
-            return self.err(col, Fail { msg: "multiple -j/-g flags not allowed".into(), hint: None });
+            return self.err(
+                col,
+                Fail {
+                    msg: "multiple -j/-g flags not allowed".into(),
+                    hint: None,
+                },
+            );
         }
         self.target_col = c0;
         let chain = self.table.chain(name);
@@ -941,8 +1162,20 @@ impl<'a> Line<'a> {
                     self.rule.target = Some(Target::Goto(name.to_string()));
                     Ok(())
                 }
-                Some(_) => self.err(c0, Fail { msg: format!("cannot goto built-in chain `{name}`"), hint: None }),
-                None => self.err(c0, Fail { msg: format!("`-g {name}`: no such chain"), hint: self.chain_hint(name) }),
+                Some(_) => self.err(
+                    c0,
+                    Fail {
+                        msg: format!("cannot goto built-in chain `{name}`"),
+                        hint: None,
+                    },
+                ),
+                None => self.err(
+                    c0,
+                    Fail {
+                        msg: format!("`-g {name}`: no such chain"),
+                        hint: self.chain_hint(name),
+                    },
+                ),
             };
         }
         let std = match name {
@@ -968,22 +1201,42 @@ impl<'a> Line<'a> {
                 self.rule.target = Some(Target::Jump(name.to_string()));
                 Ok(())
             }
-            Some(_) => self.err(c0, Fail { msg: format!("cannot jump to built-in chain `{name}`"), hint: None }),
+            Some(_) => self.err(
+                c0,
+                Fail {
+                    msg: format!("cannot jump to built-in chain `{name}`"),
+                    hint: None,
+                },
+            ),
             None => {
                 let hint = match name {
                     "ULOG" => Some("ULOG was removed from Linux 3.17; use `-j NFLOG`".to_string()),
-                    "QUEUE" | "NFQUEUE" | "MARK" | "CONNMARK" | "TCPMSS" | "TEE" | "SET" | "TRACE" | "CLASSIFY" | "DSCP" | "TOS" | "NETMAP" => {
-                        Some(format!("fwd supports ACCEPT, DROP, RETURN, {} and user chains", TARGET_NAMES.join(", ")))
-                    }
+                    "QUEUE" | "NFQUEUE" | "MARK" | "CONNMARK" | "TCPMSS" | "TEE" | "SET"
+                    | "TRACE" | "CLASSIFY" | "DSCP" | "TOS" | "NETMAP" => Some(format!(
+                        "fwd supports ACCEPT, DROP, RETURN, {} and user chains",
+                        TARGET_NAMES.join(", ")
+                    )),
                     _ => {
                         let mut all: Vec<&str> = vec!["ACCEPT", "DROP", "RETURN"];
                         all.extend_from_slice(TARGET_NAMES);
-                        let chains: Vec<&str> = self.table.chains.iter().filter(|c| c.builtin.is_none()).map(|c| c.name.as_str()).collect();
+                        let chains: Vec<&str> = self
+                            .table
+                            .chains
+                            .iter()
+                            .filter(|c| c.builtin.is_none())
+                            .map(|c| c.name.as_str())
+                            .collect();
                         all.extend(chains);
                         suggest(name, &all).map(|s| format!("did you mean `{s}`?"))
                     }
                 };
-                self.err(c0, Fail { msg: format!("unknown target or chain `{name}`"), hint })
+                self.err(
+                    c0,
+                    Fail {
+                        msg: format!("unknown target or chain `{name}`"),
+                        hint,
+                    },
+                )
             }
         }
     }
@@ -995,31 +1248,68 @@ impl<'a> Line<'a> {
             .or_else(|| Some("declare it first with `:NAME - [0:0]` or `-N NAME`".into()))
     }
 
-    fn apply_match(&mut self, i: usize, id: O, neg: bool, a0: &str, args: &[(String, u32)]) -> VResult<()> {
+    fn apply_match(
+        &mut self,
+        i: usize,
+        id: O,
+        neg: bool,
+        a0: &str,
+        args: &[(String, u32)],
+    ) -> VResult<()> {
         let family = self.family;
         let proto = self.rule.proto;
         let m = &mut self.rule.matches[i];
         match (m, id) {
             (Match::Tcp(t), O::Sport | O::Dport) => {
                 let r = values::port_range(a0, "tcp")?;
-                let v = if r == PortRange::ANY && !neg { None } else { Some(PortMatch { range: r, negated: neg }) };
-                if id == O::Sport { t.sport = v } else { t.dport = v }
+                let v = if r == PortRange::ANY && !neg {
+                    None
+                } else {
+                    Some(PortMatch {
+                        range: r,
+                        negated: neg,
+                    })
+                };
+                if id == O::Sport {
+                    t.sport = v
+                } else {
+                    t.dport = v
+                }
             }
             (Match::Udp(u), O::Sport | O::Dport) => {
                 let r = values::port_range(a0, "udp")?;
-                let v = if r == PortRange::ANY && !neg { None } else { Some(PortMatch { range: r, negated: neg }) };
-                if id == O::Sport { u.sport = v } else { u.dport = v }
+                let v = if r == PortRange::ANY && !neg {
+                    None
+                } else {
+                    Some(PortMatch {
+                        range: r,
+                        negated: neg,
+                    })
+                };
+                if id == O::Sport {
+                    u.sport = v
+                } else {
+                    u.dport = v
+                }
             }
             (Match::Tcp(t), O::Syn | O::TcpFlags) => {
                 if t.flags.is_some() {
                     return fail("only one of `--syn` and `--tcp-flags` allowed");
                 }
                 t.flags = Some(if id == O::Syn {
-                    TcpFlagsMatch { mask: tcp_flags::FIN | tcp_flags::SYN | tcp_flags::RST | tcp_flags::ACK, comp: tcp_flags::SYN, negated: neg }
+                    TcpFlagsMatch {
+                        mask: tcp_flags::FIN | tcp_flags::SYN | tcp_flags::RST | tcp_flags::ACK,
+                        comp: tcp_flags::SYN,
+                        negated: neg,
+                    }
                 } else {
                     let mask = values::tcp_flag_list(a0)?;
                     let comp = values::tcp_flag_list(&args[1].0)?;
-                    TcpFlagsMatch { mask, comp, negated: neg }
+                    TcpFlagsMatch {
+                        mask,
+                        comp,
+                        negated: neg,
+                    }
                 });
             }
             (Match::Tcp(t), O::TcpOption) => {
@@ -1030,23 +1320,45 @@ impl<'a> Line<'a> {
             (Match::Icmp6(ic), O::Icmp6Type) => *ic = values::icmp_type(a0, true, neg)?,
             (Match::Multiport(mp), O::MpSports | O::MpDports | O::MpPorts) => {
                 if !mp.ports.is_empty() {
-                    return fail_hint("`-m multiport` takes only one of --sports, --dports, --ports", "use a second `-m multiport`");
+                    return fail_hint(
+                        "`-m multiport` takes only one of --sports, --dports, --ports",
+                        "use a second `-m multiport`",
+                    );
                 }
                 let pname = match proto {
-                    Some(ProtoMatch { proto: values::PROTO_TCP, negated: false }) => "tcp",
-                    Some(ProtoMatch { proto: values::PROTO_UDP | values::PROTO_UDPLITE, negated: false }) => "udp",
-                    Some(ProtoMatch { proto: values::PROTO_SCTP | values::PROTO_DCCP, negated: false }) => "tcp",
-                    _ => return fail_hint("multiport needs `-p tcp`, `-p udp`, `-p udplite`, `-p sctp` or `-p dccp`", "put `-p` before `-m multiport`'s ports"),
+                    Some(ProtoMatch {
+                        proto: values::PROTO_TCP,
+                        negated: false,
+                    }) => "tcp",
+                    Some(ProtoMatch {
+                        proto: values::PROTO_UDP | values::PROTO_UDPLITE,
+                        negated: false,
+                    }) => "udp",
+                    Some(ProtoMatch {
+                        proto: values::PROTO_SCTP | values::PROTO_DCCP,
+                        negated: false,
+                    }) => "tcp",
+                    _ => return fail_hint(
+                        "multiport needs `-p tcp`, `-p udp`, `-p udplite`, `-p sctp` or `-p dccp`",
+                        "put `-p` before `-m multiport`'s ports",
+                    ),
                 };
                 let mut slots = 0;
                 let mut ports = Vec::new();
                 for part in a0.split(',') {
                     let r = values::port_range(part, pname)?;
-                    slots += if r.lo == r.hi && !part.contains(':') { 1 } else { 2 };
+                    slots += if r.lo == r.hi && !part.contains(':') {
+                        1
+                    } else {
+                        2
+                    };
                     ports.push(r);
                 }
                 if slots > 15 {
-                    return fail_hint("too many ports for `-m multiport`", "at most 15 ports, a range counts as two");
+                    return fail_hint(
+                        "too many ports for `-m multiport`",
+                        "at most 15 ports, a range counts as two",
+                    );
                 }
                 mp.ports = ports;
                 mp.negated = neg;
@@ -1056,9 +1368,24 @@ impl<'a> Line<'a> {
                     _ => MultiportDir::Either,
                 };
             }
-            (Match::State(s), O::State) => *s = StateMatch { states: values::states(a0, false)?, negated: neg },
-            (Match::Conntrack(s), O::CtState) => *s = StateMatch { states: values::states(a0, true)?, negated: neg },
-            (Match::Conntrack(_), O::Unsupported) => return fail_hint("this conntrack option is not supported", "fwd supports `-m conntrack --ctstate` only"),
+            (Match::State(s), O::State) => {
+                *s = StateMatch {
+                    states: values::states(a0, false)?,
+                    negated: neg,
+                }
+            }
+            (Match::Conntrack(s), O::CtState) => {
+                *s = StateMatch {
+                    states: values::states(a0, true)?,
+                    negated: neg,
+                }
+            }
+            (Match::Conntrack(_), O::Unsupported) => {
+                return fail_hint(
+                    "this conntrack option is not supported",
+                    "fwd supports `-m conntrack --ctstate` only",
+                )
+            }
             (Match::IpRange(r), O::SrcRange) => r.src = Some(values::ip_range(a0, family, neg)?),
             (Match::IpRange(r), O::DstRange) => r.dst = Some(values::ip_range(a0, family, neg)?),
             (Match::Mac { addr, negated }, O::MacSource) => {
@@ -1066,13 +1393,16 @@ impl<'a> Line<'a> {
                 *negated = neg;
             }
             (Match::Limit(l), O::Limit) => l.avg = values::limit_rate(a0)?,
-            (Match::Limit(l), O::LimitBurst) => l.burst = values::number(a0, 10000, "limit burst")? as u32,
+            (Match::Limit(l), O::LimitBurst) => {
+                l.burst = values::number(a0, 10000, "limit burst")? as u32
+            }
             (Match::Length { min, max, negated }, O::Length) => {
                 let (a, b) = match a0.split_once(':') {
                     Some((a, b)) => (a, if b.is_empty() { "65535" } else { b }),
                     None => (a0, a0),
                 };
-                let lo = values::number(if a.is_empty() { "0" } else { a }, 65535, "length")? as u16;
+                let lo =
+                    values::number(if a.is_empty() { "0" } else { a }, 65535, "length")? as u16;
                 let hi = values::number(b, 65535, "length")? as u16;
                 if lo > hi {
                     return fail(format!("invalid length range `{a0}`: start is above end"));
@@ -1081,7 +1411,10 @@ impl<'a> Line<'a> {
                 *max = hi;
                 *negated = neg;
             }
-            (Match::Ttl { op, value } | Match::HopLimit { op, value }, O::TtlEq | O::TtlLt | O::TtlGt) => {
+            (
+                Match::Ttl { op, value } | Match::HopLimit { op, value },
+                O::TtlEq | O::TtlLt | O::TtlGt,
+            ) => {
                 if *value != 0 || *op != TtlOp::Eq {
                     // seen-tracking catches same option; different comparisons conflict too
                 }
@@ -1106,7 +1439,14 @@ impl<'a> Line<'a> {
     fn apply_target(&mut self, id: O, a0: &str) -> VResult<()> {
         let proto_ok = matches!(
             self.rule.proto,
-            Some(ProtoMatch { proto: values::PROTO_TCP | values::PROTO_UDP | values::PROTO_SCTP | values::PROTO_DCCP | values::PROTO_ICMP, negated: false })
+            Some(ProtoMatch {
+                proto: values::PROTO_TCP
+                    | values::PROTO_UDP
+                    | values::PROTO_SCTP
+                    | values::PROTO_DCCP
+                    | values::PROTO_ICMP,
+                negated: false
+            })
         );
         let ports_need = "ports need `-p tcp`, `-p udp`, `-p sctp` or `-p dccp` before the target";
         match id {
@@ -1134,8 +1474,12 @@ impl<'a> Line<'a> {
             O::LogUid => self.log.uid = true,
             O::LogMac => self.log.macdecode = true,
             O::NflogGroup => self.nflog.group = values::number(a0, 65535, "NFLOG group")? as u16,
-            O::NflogRange => self.nflog.range = values::number(a0, u32::MAX as u64, "NFLOG range")? as u32,
-            O::NflogSize => self.nflog.size = Some(values::number(a0, u32::MAX as u64, "NFLOG size")? as u32),
+            O::NflogRange => {
+                self.nflog.range = values::number(a0, u32::MAX as u64, "NFLOG range")? as u32
+            }
+            O::NflogSize => {
+                self.nflog.size = Some(values::number(a0, u32::MAX as u64, "NFLOG size")? as u32)
+            }
             O::NflogThreshold => {
                 self.nflog.threshold = values::number(a0, 65535, "NFLOG threshold")? as u16;
             }
@@ -1159,7 +1503,12 @@ impl<'a> Line<'a> {
             O::RandomFully => self.nat.random_fully = true,
             O::Persistent => self.nat.persistent = true,
             O::Notrack => self.ct_notrack = true,
-            _ => return fail_hint("this CT option is not supported", "fwd supports `-j CT --notrack` only"),
+            _ => {
+                return fail_hint(
+                    "this CT option is not supported",
+                    "fwd supports `-j CT --notrack` only",
+                )
+            }
         }
         Ok(())
     }
@@ -1167,7 +1516,12 @@ impl<'a> Line<'a> {
     /// Checks iptables makes once the line is read (and the kernel's per-rule checks).
     fn finish_rule(&mut self, chain: &str) -> Result<(), Diag> {
         let line = self.line;
-        let e = |col: u32, msg: String, hint: Option<String>| Diag { line, col, msg, hint };
+        let e = |col: u32, msg: String, hint: Option<String>| Diag {
+            line,
+            col,
+            msg,
+            hint,
+        };
         // Target.
         if let Some(name) = self.target_name.clone() {
             let tc = self.target_col;
@@ -1177,8 +1531,18 @@ impl<'a> Line<'a> {
                         Family::Ipv4 => RejectWith::IcmpPortUnreachable,
                         Family::Ipv6 => RejectWith::Icmp6PortUnreachable,
                     });
-                    if with == RejectWith::TcpReset && self.rule.proto != Some(ProtoMatch { proto: values::PROTO_TCP, negated: false }) {
-                        return Err(e(tc, "`--reject-with tcp-reset` needs `-p tcp`".into(), Some("add `-p tcp` to the rule, or reject with an ICMP type".into())));
+                    if with == RejectWith::TcpReset
+                        && self.rule.proto
+                            != Some(ProtoMatch {
+                                proto: values::PROTO_TCP,
+                                negated: false,
+                            })
+                    {
+                        return Err(e(
+                            tc,
+                            "`--reject-with tcp-reset` needs `-p tcp`".into(),
+                            Some("add `-p tcp` to the rule, or reject with an ICMP type".into()),
+                        ));
                     }
                     Target::Reject(with)
                 }
@@ -1186,16 +1550,39 @@ impl<'a> Line<'a> {
                 "NFLOG" => Target::Nflog(self.nflog.clone()),
                 "SNAT" | "DNAT" => {
                     if !self.nat_set {
-                        let o = if name == "SNAT" { "--to-source" } else { "--to-destination" };
-                        return Err(e(tc, format!("`-j {name}` needs `{o}`"), Some(format!("e.g. `-j {name} {o} 198.18.0.1`"))));
+                        let o = if name == "SNAT" {
+                            "--to-source"
+                        } else {
+                            "--to-destination"
+                        };
+                        return Err(e(
+                            tc,
+                            format!("`-j {name}` needs `{o}`"),
+                            Some(format!("e.g. `-j {name} {o} 198.18.0.1`")),
+                        ));
                     }
-                    if name == "SNAT" { Target::Snat(self.nat) } else { Target::Dnat(self.nat) }
+                    if name == "SNAT" {
+                        Target::Snat(self.nat)
+                    } else {
+                        Target::Dnat(self.nat)
+                    }
                 }
-                "MASQUERADE" => Target::Masquerade { ports: self.nat.ports, random: self.nat.random, random_fully: self.nat.random_fully },
-                "REDIRECT" => Target::Redirect { ports: self.nat.ports, random: self.nat.random },
+                "MASQUERADE" => Target::Masquerade {
+                    ports: self.nat.ports,
+                    random: self.nat.random,
+                    random_fully: self.nat.random_fully,
+                },
+                "REDIRECT" => Target::Redirect {
+                    ports: self.nat.ports,
+                    random: self.nat.random,
+                },
                 "CT" => {
                     if !self.ct_notrack {
-                        return Err(e(tc, "`-j CT` needs `--notrack`".into(), Some("fwd supports `-j CT --notrack` only".into())));
+                        return Err(e(
+                            tc,
+                            "`-j CT` needs `--notrack`".into(),
+                            Some("fwd supports `-j CT --notrack` only".into()),
+                        ));
                     }
                     Target::CtNotrack
                 }
@@ -1221,7 +1608,11 @@ impl<'a> Line<'a> {
                 _ => None,
             };
             if let Some(n) = need {
-                return Err(e(self.word_col(m.name()), format!("`-m {}` needs {n}", m.name()), None));
+                return Err(e(
+                    self.word_col(m.name()),
+                    format!("`-m {}` needs {n}", m.name()),
+                    None,
+                ));
             }
             let want = match m {
                 Match::Tcp(_) => Some((values::PROTO_TCP, "tcp")),
@@ -1231,24 +1622,51 @@ impl<'a> Line<'a> {
                 _ => None,
             };
             if let Some((p, pn)) = want {
-                if self.rule.proto != Some(ProtoMatch { proto: p, negated: false }) {
-                    let col = if self.proto_col != 0 { self.proto_col } else { self.word_col(m.name()) };
-                    return Err(e(col, format!("`-m {}` needs `-p {pn}`", m.name()), Some(format!("add `-p {pn}` to the rule"))));
+                if self.rule.proto
+                    != Some(ProtoMatch {
+                        proto: p,
+                        negated: false,
+                    })
+                {
+                    let col = if self.proto_col != 0 {
+                        self.proto_col
+                    } else {
+                        self.word_col(m.name())
+                    };
+                    return Err(e(
+                        col,
+                        format!("`-m {}` needs `-p {pn}`", m.name()),
+                        Some(format!("add `-p {pn}` to the rule")),
+                    ));
                 }
             }
             if let Match::Limit(l) = m {
                 if u64::from(l.avg) * u64::from(l.burst) > u64::from(u32::MAX) {
-                    return Err(e(self.word_col("--limit"), "limit rate times burst is too large for the kernel".into(), Some("use a faster rate or a smaller --limit-burst".into())));
+                    return Err(e(
+                        self.word_col("--limit"),
+                        "limit rate times burst is too large for the kernel".into(),
+                        Some("use a faster rate or a smaller --limit-burst".into()),
+                    ));
                 }
             }
         }
         // iptables checks interfaces against the built-in chain named in the command.
-        if let Some(h) = Hook::from_name(chain).filter(|_| self.table.chain(chain).is_some_and(|c| c.builtin.is_some())) {
+        if let Some(h) = Hook::from_name(chain)
+            .filter(|_| self.table.chain(chain).is_some_and(|c| c.builtin.is_some()))
+        {
             if self.iface_cols.0 != 0 && matches!(h, Hook::Postrouting | Hook::Output) {
-                return Err(e(self.iface_cols.0, format!("`-i` cannot be used in {chain}"), Some("packets in this chain have no input interface; use `-o`".into())));
+                return Err(e(
+                    self.iface_cols.0,
+                    format!("`-i` cannot be used in {chain}"),
+                    Some("packets in this chain have no input interface; use `-o`".into()),
+                ));
             }
             if self.iface_cols.1 != 0 && matches!(h, Hook::Prerouting | Hook::Input) {
-                return Err(e(self.iface_cols.1, format!("`-o` cannot be used in {chain}"), Some("packets in this chain have no output interface yet; use `-i`".into())));
+                return Err(e(
+                    self.iface_cols.1,
+                    format!("`-o` cannot be used in {chain}"),
+                    Some("packets in this chain have no output interface yet; use `-i`".into()),
+                ));
             }
         }
         // Targets that exist only in one table.
@@ -1264,7 +1682,11 @@ impl<'a> Line<'a> {
                 _ => ("", self.table.name),
             };
             if want != self.table.name {
-                return Err(e(self.target_col.max(1), format!("`-j {name}` is only valid in the {} table", want.as_str()), Some(format!("move the rule to `*{}`", want.as_str()))));
+                return Err(e(
+                    self.target_col.max(1),
+                    format!("`-j {name}` is only valid in the {} table", want.as_str()),
+                    Some(format!("move the rule to `*{}`", want.as_str())),
+                ));
             }
         }
         Ok(())
@@ -1284,12 +1706,18 @@ impl<'a> Line<'a> {
         let srcs: Vec<Option<AddrMatch>> = if self.srcs.is_empty() {
             vec![None]
         } else {
-            self.srcs.iter().map(|(s, _)| values::address(s, self.family, self.src_neg).ok().flatten()).collect()
+            self.srcs
+                .iter()
+                .map(|(s, _)| values::address(s, self.family, self.src_neg).ok().flatten())
+                .collect()
         };
         let dsts: Vec<Option<AddrMatch>> = if self.dsts.is_empty() {
             vec![None]
         } else {
-            self.dsts.iter().map(|(s, _)| values::address(s, self.family, self.dst_neg).ok().flatten()).collect()
+            self.dsts
+                .iter()
+                .map(|(s, _)| values::address(s, self.family, self.dst_neg).ok().flatten())
+                .collect()
         };
         let mut out = Vec::new();
         for s in &srcs {
@@ -1323,7 +1751,7 @@ pub(crate) fn suggest<'b>(word: &str, cands: &[&'b str]) -> Option<&'b str> {
     let mut best: Option<(usize, &str)> = None;
     for c in cands {
         let d = edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase());
-        if d <= 2 && best.map_or(true, |b| d < b.0) {
+        if d <= 2 && best.is_none_or(|b| d < b.0) {
             best = Some((d, c));
         }
     }
@@ -1346,14 +1774,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Parses one command line's words (after any `[p:b]` prefix) against `table`.
-pub(crate) fn parse_command(toks: &[Tok], line: u32, family: Family, table: &Table, in_restore: bool) -> Result<ParsedCmd, Diag> {
+pub(crate) fn parse_command(
+    toks: &[Tok],
+    line: u32,
+    family: Family,
+    table: &Table,
+    in_restore: bool,
+) -> Result<ParsedCmd, Diag> {
     let mut l = Line {
         family,
         table,
         line,
         toks,
         pos: 0,
-        end_col: toks.last().map(|t| t.col + t.text.len() as u32).unwrap_or(1),
+        end_col: toks
+            .last()
+            .map(|t| t.col + t.text.len() as u32)
+            .unwrap_or(1),
         rule: Rule::new(),
         seen: Vec::new(),
         target_name: None,
@@ -1369,9 +1806,29 @@ pub(crate) fn parse_command(toks: &[Tok], line: u32, family: Family, table: &Tab
         table_opt: None,
         numeric: false,
         in_restore,
-        log: LogTarget { level: 4, prefix: String::new(), tcp_sequence: false, tcp_options: false, ip_options: false, uid: false, macdecode: false },
-        nflog: NflogTarget { group: 0, prefix: String::new(), size: None, range: 0, threshold: 0 },
-        nat: NatRange { addrs: None, ports: None, random: false, random_fully: false, persistent: false },
+        log: LogTarget {
+            level: 4,
+            prefix: String::new(),
+            tcp_sequence: false,
+            tcp_options: false,
+            ip_options: false,
+            uid: false,
+            macdecode: false,
+        },
+        nflog: NflogTarget {
+            group: 0,
+            prefix: String::new(),
+            size: None,
+            range: 0,
+            threshold: 0,
+        },
+        nat: NatRange {
+            addrs: None,
+            ports: None,
+            random: false,
+            random_fully: false,
+            persistent: false,
+        },
         nat_set: false,
         reject: None,
         ct_notrack: false,
@@ -1384,28 +1841,177 @@ pub(crate) fn parse_command(toks: &[Tok], line: u32, family: Family, table: &Tab
                 line,
                 col: toks.first().map(|t| t.col).unwrap_or(1),
                 msg: "no command given".into(),
-                hint: Some("a rule line starts with -A CHAIN (or -I, -D, -R, -N, -X, -P, -F, -Z, -E)".into()),
+                hint: Some(
+                    "a rule line starts with -A CHAIN (or -I, -D, -R, -N, -X, -P, -F, -Z, -E)"
+                        .into(),
+                ),
             })
         }
     };
     let _ = l.end_col;
     let rule_chain = match &cmd {
-        Cmd::Append(c) | Cmd::Insert(c, _) | Cmd::DeleteSpec(c) | Cmd::Replace(c, _) => Some(c.clone()),
+        Cmd::Append(c) | Cmd::Insert(c, _) | Cmd::DeleteSpec(c) | Cmd::Replace(c, _) => {
+            Some(c.clone())
+        }
         _ => None,
     };
     let rules = if let Some(c) = rule_chain {
         l.finish_rule(&c)?;
         l.expand()
     } else {
-        let has_spec = l.rule != Rule::new() || l.target_name.is_some() || !l.srcs.is_empty() || !l.dsts.is_empty();
+        let has_spec = l.rule != Rule::new()
+            || l.target_name.is_some()
+            || !l.srcs.is_empty()
+            || !l.dsts.is_empty();
         if has_spec {
-            return Err(Diag { line, col: cmd_col, msg: "this command takes no rule specification".into(), hint: None });
+            return Err(Diag {
+                line,
+                col: cmd_col,
+                msg: "this command takes no rule specification".into(),
+                hint: None,
+            });
         }
         Vec::new()
     };
     if matches!(cmd, Cmd::Replace(..)) && rules.len() > 1 {
-        return Err(Diag { line, col: cmd_col, msg: "`-R` cannot use address lists (they would make several rules)".into(), hint: None });
+        return Err(Diag {
+            line,
+            col: cmd_col,
+            msg: "`-R` cannot use address lists (they would make several rules)".into(),
+            hint: None,
+        });
     }
     let _ = chain_args_col;
-    Ok(ParsedCmd { cmd, cmd_col, arg_col, rules, table: l.table_opt, list_numeric: l.numeric })
+    Ok(ParsedCmd {
+        cmd,
+        cmd_col,
+        arg_col,
+        rules,
+        table: l.table_opt,
+        list_numeric: l.numeric,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lex::split_restore;
+
+    fn parse(line: &str, table: &Table) -> Result<ParsedCmd, Diag> {
+        parse_command(&split_restore(line).unwrap(), 7, Family::Ipv4, table, true)
+    }
+
+    #[test]
+    fn implicit_tcp_match_is_loaded_where_the_option_appears() {
+        let t = Table::new(TableName::Filter);
+        let pc = parse(
+            "-A INPUT -p tcp -m comment --comment x --dpo 22 -j ACCEPT",
+            &t,
+        )
+        .unwrap();
+        let r = &pc.rules[0];
+        assert_eq!(r.matches[0].name(), "comment");
+        assert_eq!(
+            r.matches[1],
+            Match::Tcp(TcpMatch {
+                dport: Some(PortMatch {
+                    range: PortRange { lo: 22, hi: 22 },
+                    negated: false
+                }),
+                ..TcpMatch::default()
+            })
+        );
+        assert_eq!(r.target, Some(Target::Accept));
+        assert_eq!(r.line, 7);
+    }
+
+    #[test]
+    fn address_lists_expand_source_major() {
+        let t = Table::new(TableName::Filter);
+        let pc = parse(
+            "-A INPUT -s 198.18.0.1,198.18.0.2 -d 198.19.0.1,198.19.0.2 -j DROP",
+            &t,
+        )
+        .unwrap();
+        let pairs: Vec<String> = pc
+            .rules
+            .iter()
+            .map(|r| format!("{}>{}", r.src.unwrap().addr, r.dst.unwrap().addr))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                "198.18.0.1>198.19.0.1",
+                "198.18.0.1>198.19.0.2",
+                "198.18.0.2>198.19.0.1",
+                "198.18.0.2>198.19.0.2"
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_column_and_hint() {
+        let t = Table::new(TableName::Filter);
+        let e = parse("-A INPUT -p tcp -j accept", &t).unwrap_err();
+        assert_eq!((e.line, e.col), (7, 20));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `ACCEPT`?"));
+        let e = parse("-A INPUT --dport 22 -j ACCEPT", &t).unwrap_err();
+        assert_eq!(e.col, 10);
+        assert!(e.msg.contains("--dport"));
+        let e = parse("-A INPUT -p tcp --d 22", &t).unwrap_err();
+        assert!(e.msg.contains("ambiguous"), "{}", e.msg);
+    }
+
+    #[test]
+    fn second_match_of_same_name_takes_the_following_options() {
+        let t = Table::new(TableName::Filter);
+        let pc = parse("-A INPUT -m ttl --ttl-gt 5 -m ttl --ttl-lt 9", &t).unwrap();
+        assert_eq!(
+            pc.rules[0].matches,
+            vec![
+                Match::Ttl {
+                    op: TtlOp::Gt,
+                    value: 5
+                },
+                Match::Ttl {
+                    op: TtlOp::Lt,
+                    value: 9
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn target_and_table_rules() {
+        let nat = Table::new(TableName::Nat);
+        let e = parse("-A POSTROUTING -j SNAT", &nat).unwrap_err();
+        assert!(e.msg.contains("--to-source"));
+        let pc = parse(
+            "-A POSTROUTING -p udp -j SNAT --to 198.18.0.1-198.18.0.4:1000-2000 --random",
+            &nat,
+        )
+        .unwrap();
+        match &pc.rules[0].target {
+            Some(Target::Snat(r)) => {
+                assert_eq!(r.ports, Some(PortRange { lo: 1000, hi: 2000 }));
+                assert!(r.random && !r.persistent);
+            }
+            t => panic!("{t:?}"),
+        }
+        let filter = Table::new(TableName::Filter);
+        assert!(parse("-A INPUT -j MASQUERADE", &filter)
+            .unwrap_err()
+            .msg
+            .contains("nat table"));
+        assert!(parse("-A INPUT -j INPUT", &filter)
+            .unwrap_err()
+            .msg
+            .contains("built-in"));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("ACCPET", &["ACCEPT", "DROP"]), Some("ACCEPT"));
+        assert_eq!(suggest("xyzzy", &["ACCEPT", "DROP"]), None);
+    }
 }

@@ -1,7 +1,6 @@
 //! `iptables-save` canonical text, as iptables 1.8.9 (legacy) prints a restored ruleset.
 
 use std::fmt::Write;
-use std::net::IpAddr;
 
 use crate::ast::*;
 use crate::values::protocol_name;
@@ -10,7 +9,10 @@ use crate::values::protocol_name;
 /// `'` escaped by a backslash.
 pub(crate) fn save_string(out: &mut String, s: &str) {
     out.push(' ');
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         out.push_str(s);
         return;
     }
@@ -242,7 +244,11 @@ pub fn rule_spec(rule: &Rule) -> String {
                 }
             }
             Match::Ttl { op, value } | Match::HopLimit { op, value } => {
-                let p = if matches!(m, Match::Ttl { .. }) { "ttl" } else { "hl" };
+                let p = if matches!(m, Match::Ttl { .. }) {
+                    "ttl"
+                } else {
+                    "hl"
+                };
                 let _ = match op {
                     TtlOp::Eq => write!(o, " --{p}-eq {value}"),
                     TtlOp::Ne => write!(o, " ! --{p}-eq {value}"),
@@ -389,7 +395,11 @@ pub(crate) fn save(rs: &Ruleset) -> String {
 /// `-S [chain]` output of one table.
 pub(crate) fn list_rules(t: &Table, chain: Option<&str>) -> String {
     let mut out = String::new();
-    for c in t.chains.iter().filter(|c| chain.map_or(true, |n| n == c.name)) {
+    for c in t
+        .chains
+        .iter()
+        .filter(|c| chain.is_none_or(|n| n == c.name))
+    {
         match c.policy {
             Some(p) => {
                 let _ = writeln!(out, "-P {} {}", c.name, p.as_str());
@@ -399,16 +409,16 @@ pub(crate) fn list_rules(t: &Table, chain: Option<&str>) -> String {
             }
         }
     }
-    for c in t.chains.iter().filter(|c| chain.map_or(true, |n| n == c.name)) {
+    for c in t
+        .chains
+        .iter()
+        .filter(|c| chain.is_none_or(|n| n == c.name))
+    {
         for r in &c.rules {
             let _ = writeln!(out, "-A {}{}", c.name, rule_spec(r));
         }
     }
     out
-}
-
-pub(crate) fn ip_text(a: &IpAddr) -> String {
-    a.to_string()
 }
 
 #[cfg(test)]

@@ -19,36 +19,76 @@ fn d(line: u32, col: u32, msg: impl Into<String>, hint: Option<String>) -> Diag 
 
 /// Names a user chain may not take.
 const RESERVED: &[&str] = &[
-    "ACCEPT", "DROP", "RETURN", "QUEUE", "REJECT", "LOG", "NFLOG", "ULOG", "SNAT", "DNAT",
-    "MASQUERADE", "REDIRECT", "NOTRACK", "CT", "NFQUEUE", "MARK",
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "QUEUE",
+    "REJECT",
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "SNAT",
+    "DNAT",
+    "MASQUERADE",
+    "REDIRECT",
+    "NOTRACK",
+    "CT",
+    "NFQUEUE",
+    "MARK",
 ];
 
 pub(crate) fn check_chain_name(name: &str) -> Result<(), Fail> {
     if name.is_empty() {
-        return Err(Fail { msg: "empty chain name".into(), hint: None });
+        return Err(Fail {
+            msg: "empty chain name".into(),
+            hint: None,
+        });
     }
     if name.len() > 28 {
         return Err(Fail {
-            msg: format!("chain name `{name}` is too long ({} characters)", name.len()),
+            msg: format!(
+                "chain name `{name}` is too long ({} characters)",
+                name.len()
+            ),
             hint: Some("chain names have at most 28 characters".into()),
         });
     }
     if name.starts_with('-') || name == "!" {
-        return Err(Fail { msg: format!("chain name `{name}` may not start with `-` or be `!`"), hint: None });
+        return Err(Fail {
+            msg: format!("chain name `{name}` may not start with `-` or be `!`"),
+            hint: None,
+        });
     }
     if RESERVED.contains(&name) {
-        return Err(Fail { msg: format!("chain name `{name}` clashes with a target name"), hint: None });
+        return Err(Fail {
+            msg: format!("chain name `{name}` clashes with a target name"),
+            hint: None,
+        });
     }
     Ok(())
 }
 
-fn chain_or_err<'t>(t: &'t mut Table, name: &str, line: u32, col: u32) -> Result<&'t mut Chain, Diag> {
+fn chain_or_err<'t>(
+    t: &'t mut Table,
+    name: &str,
+    line: u32,
+    col: u32,
+) -> Result<&'t mut Chain, Diag> {
     if t.chain(name).is_none() {
         let names: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).collect();
         let hint = suggest(name, &names)
             .map(|s| format!("did you mean `{s}`?"))
-            .or_else(|| Some(format!("declare it with `:{name} - [0:0]` or `-N {name}` first")));
-        return Err(d(line, col, format!("chain `{name}` does not exist in table {}", t.name.as_str()), hint));
+            .or_else(|| {
+                Some(format!(
+                    "declare it with `:{name} - [0:0]` or `-N {name}` first"
+                ))
+            });
+        return Err(d(
+            line,
+            col,
+            format!("chain `{name}` does not exist in table {}", t.name.as_str()),
+            hint,
+        ));
     }
     Ok(t.chain_mut(name).expect("checked above"))
 }
@@ -63,7 +103,12 @@ fn references(t: &Table, name: &str) -> Vec<u32> {
 }
 
 /// Executes a parsed command on `t`. Returns text for `-L`/`-S`.
-pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Table, Option<&str>, bool) -> String) -> Result<Option<String>, Diag> {
+pub(crate) fn apply(
+    t: &mut Table,
+    pc: ParsedCmd,
+    line: u32,
+    list: &dyn Fn(&Table, Option<&str>, bool) -> String,
+) -> Result<Option<String>, Diag> {
     let ac = pc.arg_col;
     let cc = pc.cmd_col;
     match pc.cmd {
@@ -74,7 +119,15 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
             let ch = chain_or_err(t, &c, line, ac)?;
             let at = n as usize - 1;
             if at > ch.rules.len() {
-                return Err(d(line, cc, format!("cannot insert at rule {n}: chain `{c}` has {} rule(s)", ch.rules.len()), None));
+                return Err(d(
+                    line,
+                    cc,
+                    format!(
+                        "cannot insert at rule {n}: chain `{c}` has {} rule(s)",
+                        ch.rules.len()
+                    ),
+                    None,
+                ));
             }
             for (k, r) in pc.rules.into_iter().enumerate() {
                 ch.rules.insert(at + k, r);
@@ -88,17 +141,33 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
                         ch.rules.remove(i);
                     }
                     None => {
-                        return Err(d(line, cc, format!("no such rule in chain `{c}` to delete"), Some("`-D` needs a rule identical to an existing one, or its number".into())))
+                        return Err(d(
+                            line,
+                            cc,
+                            format!("no such rule in chain `{c}` to delete"),
+                            Some(
+                                "`-D` needs a rule identical to an existing one, or its number"
+                                    .into(),
+                            ),
+                        ))
                     }
                 }
             }
         }
         Cmd::DeleteNum(c, n) | Cmd::Replace(c, n) => {
-            let replace = matches!(pc.rules.first(), Some(_));
+            let replace = !pc.rules.is_empty();
             let ch = chain_or_err(t, &c, line, ac)?;
             let i = n as usize - 1;
             if i >= ch.rules.len() {
-                return Err(d(line, cc, format!("no rule {n} in chain `{c}` (it has {} rule(s))", ch.rules.len()), None));
+                return Err(d(
+                    line,
+                    cc,
+                    format!(
+                        "no rule {n} in chain `{c}` (it has {} rule(s))",
+                        ch.rules.len()
+                    ),
+                    None,
+                ));
             }
             if replace {
                 ch.rules[i] = pc.rules.into_iter().next().expect("checked above");
@@ -116,22 +185,47 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
         Cmd::DeleteChain(Some(c)) => {
             let ch = chain_or_err(t, &c, line, ac)?;
             if ch.builtin.is_some() {
-                return Err(d(line, ac, format!("cannot delete built-in chain `{c}`"), None));
+                return Err(d(
+                    line,
+                    ac,
+                    format!("cannot delete built-in chain `{c}`"),
+                    None,
+                ));
             }
             if !ch.rules.is_empty() {
-                return Err(d(line, ac, format!("chain `{c}` is not empty"), Some(format!("flush it first with `-F {c}`"))));
+                return Err(d(
+                    line,
+                    ac,
+                    format!("chain `{c}` is not empty"),
+                    Some(format!("flush it first with `-F {c}`")),
+                ));
             }
             let refs = references(t, &c);
             if let Some(l) = refs.first() {
-                return Err(d(line, ac, format!("chain `{c}` is still referenced (by the rule from line {l})"), None));
+                return Err(d(
+                    line,
+                    ac,
+                    format!("chain `{c}` is still referenced (by the rule from line {l})"),
+                    None,
+                ));
             }
             t.chains.retain(|x| x.name != c);
         }
         Cmd::DeleteChain(None) => {
-            let users: Vec<String> = t.chains.iter().filter(|c| c.builtin.is_none()).map(|c| c.name.clone()).collect();
+            let users: Vec<String> = t
+                .chains
+                .iter()
+                .filter(|c| c.builtin.is_none())
+                .map(|c| c.name.clone())
+                .collect();
             for c in &users {
                 if !t.chain(c).is_some_and(|x| x.rules.is_empty()) {
-                    return Err(d(line, cc, format!("chain `{c}` is not empty"), Some("flush first with `-F`".into())));
+                    return Err(d(
+                        line,
+                        cc,
+                        format!("chain `{c}` is not empty"),
+                        Some("flush first with `-F`".into()),
+                    ));
                 }
             }
             t.chains.retain(|x| x.builtin.is_some());
@@ -139,7 +233,12 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
         Cmd::Policy(c, p) => {
             let ch = chain_or_err(t, &c, line, ac)?;
             if ch.builtin.is_none() {
-                return Err(d(line, ac, format!("cannot set a policy on user chain `{c}`"), Some("only built-in chains have policies".into())));
+                return Err(d(
+                    line,
+                    ac,
+                    format!("cannot set a policy on user chain `{c}`"),
+                    Some("only built-in chains have policies".into()),
+                ));
             }
             ch.policy = Some(parse_policy(&p).map_err(|f| Diag::at(line, ac, f))?);
         }
@@ -155,7 +254,12 @@ pub(crate) fn apply(t: &mut Table, pc: ParsedCmd, line: u32, list: &dyn Fn(&Tabl
         Cmd::Rename(old, new) => {
             let ch = chain_or_err(t, &old, line, ac)?;
             if ch.builtin.is_some() {
-                return Err(d(line, ac, format!("cannot rename built-in chain `{old}`"), None));
+                return Err(d(
+                    line,
+                    ac,
+                    format!("cannot rename built-in chain `{old}`"),
+                    None,
+                ));
             }
             check_chain_name(&new).map_err(|f| Diag::at(line, ac, f))?;
             if t.chain(&new).is_some() {
@@ -227,13 +331,20 @@ fn hook_names(mask: u8) -> String {
 /// do not support (also through user chains). Blames the offending rule's line.
 pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
     let mut out = Vec::new();
-    let idx: BTreeMap<&str, usize> = t.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    let idx: BTreeMap<&str, usize> = t
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
     let edges = |i: usize| -> Vec<(usize, u32)> {
         t.chains[i]
             .rules
             .iter()
             .filter_map(|r| match &r.target {
-                Some(Target::Jump(n) | Target::Goto(n)) => idx.get(n.as_str()).map(|j| (*j, r.line)),
+                Some(Target::Jump(n) | Target::Goto(n)) => {
+                    idx.get(n.as_str()).map(|j| (*j, r.line))
+                }
                 _ => None,
             })
             .collect()
@@ -242,16 +353,32 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
     let n = t.chains.len();
     let mut colour = vec![0u8; n];
     let mut reported = BTreeSet::new();
-    fn dfs(i: usize, colour: &mut [u8], edges: &dyn Fn(usize) -> Vec<(usize, u32)>, t: &Table, path: &mut Vec<usize>, out: &mut Vec<Diag>, reported: &mut BTreeSet<u32>) {
+    fn dfs(
+        i: usize,
+        colour: &mut [u8],
+        edges: &dyn Fn(usize) -> Vec<(usize, u32)>,
+        t: &Table,
+        path: &mut Vec<usize>,
+        out: &mut Vec<Diag>,
+        reported: &mut BTreeSet<u32>,
+    ) {
         colour[i] = 1;
         path.push(i);
         for (j, line) in edges(i) {
             if colour[j] == 1 {
                 if reported.insert(line) {
                     let start = path.iter().position(|p| *p == j).unwrap_or(0);
-                    let mut names: Vec<&str> = path[start..].iter().map(|p| t.chains[*p].name.as_str()).collect();
+                    let mut names: Vec<&str> = path[start..]
+                        .iter()
+                        .map(|p| t.chains[*p].name.as_str())
+                        .collect();
                     names.push(t.chains[j].name.as_str());
-                    out.push(d(line, 1, format!("this jump makes a loop: {}", names.join(" -> ")), Some("the kernel refuses chains that can reach themselves".into())));
+                    out.push(d(
+                        line,
+                        1,
+                        format!("this jump makes a loop: {}", names.join(" -> ")),
+                        Some("the kernel refuses chains that can reach themselves".into()),
+                    ));
                 }
             } else if colour[j] == 0 {
                 dfs(j, colour, edges, t, path, out, reported);
@@ -262,7 +389,15 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
     }
     for i in 0..n {
         if colour[i] == 0 {
-            dfs(i, &mut colour, &edges, t, &mut Vec::new(), &mut out, &mut reported);
+            dfs(
+                i,
+                &mut colour,
+                &edges,
+                t,
+                &mut Vec::new(),
+                &mut out,
+                &mut reported,
+            );
         }
     }
     // Hooks reaching each chain (fixpoint over jumps).
@@ -292,8 +427,17 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
                 let allowed: u8 = hooks.iter().map(|h| h.bit()).fold(0, |a, b| a | b);
                 let bad = reach[i] & !allowed;
                 if bad != 0 {
-                    let via = if c.builtin.is_some() { String::new() } else { format!(" (chain `{}` is reached from {})", c.name, hook_names(bad)) };
-                    out.push(d(r.line, 1, format!("`-j {name}` is only valid in {}{via}", hook_names(allowed)), None));
+                    let via = if c.builtin.is_some() {
+                        String::new()
+                    } else {
+                        format!(" (chain `{}` is reached from {})", c.name, hook_names(bad))
+                    };
+                    out.push(d(
+                        r.line,
+                        1,
+                        format!("`-j {name}` is only valid in {}{via}", hook_names(allowed)),
+                        None,
+                    ));
                 }
             }
             if r.matches.iter().any(|m| matches!(m, Match::Mac { .. })) {
@@ -320,13 +464,21 @@ struct Open {
 fn locate(line: &str, words: &[&str]) -> u32 {
     split_restore(line)
         .ok()
-        .and_then(|t| t.into_iter().find(|t| words.contains(&t.text.as_str())).map(|t| t.col))
+        .and_then(|t| {
+            t.into_iter()
+                .find(|t| words.contains(&t.text.as_str()))
+                .map(|t| t.col)
+        })
         .unwrap_or(1)
 }
 
 /// Parses a whole restore file into `rs`; all errors are returned (and `rs` must then be
 /// discarded by the caller).
-pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&str>, bool) -> String) -> (Ruleset, Vec<Diag>) {
+pub(crate) fn restore(
+    text: &str,
+    family: Family,
+    list: &dyn Fn(&Table, Option<&str>, bool) -> String,
+) -> (Ruleset, Vec<Diag>) {
     let mut rs = Ruleset::new(family);
     let mut errs: Vec<Diag> = Vec::new();
     let mut open: Option<Open> = None;
@@ -347,30 +499,64 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
         if let Some(name) = body.strip_prefix('*') {
             let name = name.trim_end();
             if let Some(o) = &open {
-                errs.push(d(line, col0, format!("`*{name}` before COMMIT of table {} (opened on line {})", o.table.name.as_str(), o.line), Some("end each table with a COMMIT line".into())));
+                errs.push(d(
+                    line,
+                    col0,
+                    format!(
+                        "`*{name}` before COMMIT of table {} (opened on line {})",
+                        o.table.name.as_str(),
+                        o.line
+                    ),
+                    Some("end each table with a COMMIT line".into()),
+                ));
             }
             match TableName::from_name(name) {
                 Some(TableName::Nat) if family == Family::Ipv6 => {
                     errs.push(d(line, col0, "IPv6 NAT is not supported by fwd", Some("fwd translates IPv4 only; remove the `*nat` table from the ip6tables file".into())));
-                    open = Some(Open { table: Table::new(TableName::Nat), line, errors_before: errs.len() });
+                    open = Some(Open {
+                        table: Table::new(TableName::Nat),
+                        line,
+                        errors_before: errs.len(),
+                    });
                 }
-                Some(t) => open = Some(Open { table: Table::new(t), line, errors_before: errs.len() }),
+                Some(t) => {
+                    open = Some(Open {
+                        table: Table::new(t),
+                        line,
+                        errors_before: errs.len(),
+                    })
+                }
                 None => {
-                    let hint = suggest(name, &["filter", "nat", "raw"]).map(|s| format!("did you mean `{s}`?")).or_else(|| Some("fwd supports the filter, nat and raw tables".into()));
+                    let hint = suggest(name, &["filter", "nat", "raw"])
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .or_else(|| Some("fwd supports the filter, nat and raw tables".into()));
                     errs.push(d(line, col0 + 1, format!("unknown table `{name}`"), hint));
-                    open = Some(Open { table: Table::new(TableName::Filter), line, errors_before: usize::MAX });
+                    open = Some(Open {
+                        table: Table::new(TableName::Filter),
+                        line,
+                        errors_before: usize::MAX,
+                    });
                 }
             }
             continue;
         }
         if body.trim_end() == "COMMIT" {
             match open.take() {
-                None => errs.push(d(line, col0, "COMMIT without a table", Some("start a table with `*filter`, `*nat` or `*raw`".into()))),
+                None => errs.push(d(
+                    line,
+                    col0,
+                    "COMMIT without a table",
+                    Some("start a table with `*filter`, `*nat` or `*raw`".into()),
+                )),
                 Some(o) => {
                     let lines: Vec<&str> = text.split('\n').collect();
                     for mut e in validate_table(&o.table) {
                         let src = lines.get(e.line as usize - 1).copied().unwrap_or("");
-                        e.col = if e.msg.starts_with("`-m mac`") { locate(src, &["mac"]) } else { locate(src, &["-j", "-g", "--jump", "--goto"]) };
+                        e.col = if e.msg.starts_with("`-m mac`") {
+                            locate(src, &["mac"])
+                        } else {
+                            locate(src, &["-j", "-g", "--jump", "--goto"])
+                        };
                         errs.push(e);
                     }
                     if o.errors_before != usize::MAX {
@@ -382,7 +568,12 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
             continue;
         }
         let Some(o) = open.as_mut() else {
-            errs.push(d(line, col0, "rule or chain outside a table", Some("start a table with `*filter`, `*nat` or `*raw`".into())));
+            errs.push(d(
+                line,
+                col0,
+                "rule or chain outside a table",
+                Some("start a table with `*filter`, `*nat` or `*raw`".into()),
+            ));
             continue;
         };
         if o.errors_before == usize::MAX {
@@ -391,7 +582,12 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
         let toks = match split_restore(raw) {
             Ok(t) => t,
             Err(c) => {
-                errs.push(d(line, c, "unterminated quote", Some("close the `\"`".into())));
+                errs.push(d(
+                    line,
+                    c,
+                    "unterminated quote",
+                    Some("close the `\"`".into()),
+                ));
                 continue;
             }
         };
@@ -405,7 +601,12 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
         if let Some(first) = toks.first() {
             if first.text.starts_with('[') {
                 if !is_counter(&first.text) {
-                    errs.push(d(line, first.col, format!("bad counters `{}`", first.text), Some("expected [packets:bytes]".into())));
+                    errs.push(d(
+                        line,
+                        first.col,
+                        format!("bad counters `{}`", first.text),
+                        Some("expected [packets:bytes]".into()),
+                    ));
                     continue;
                 }
                 toks = &toks[1..];
@@ -421,7 +622,16 @@ pub(crate) fn restore(text: &str, family: Family, list: &dyn Fn(&Table, Option<&
         }
     }
     if let Some(o) = open {
-        errs.push(d(last_line + 1, 1, format!("missing COMMIT for table {} (opened on line {})", o.table.name.as_str(), o.line), Some("end each table with a COMMIT line".into())));
+        errs.push(d(
+            last_line + 1,
+            1,
+            format!(
+                "missing COMMIT for table {} (opened on line {})",
+                o.table.name.as_str(),
+                o.line
+            ),
+            Some("end each table with a COMMIT line".into()),
+        ));
     }
     (rs, errs)
 }
@@ -430,7 +640,12 @@ fn is_counter(s: &str) -> bool {
     s.strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .and_then(|s| s.split_once(':'))
-        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()))
+        .is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        })
 }
 
 fn chain_decl(t: &mut Table, toks: &[Tok], line: u32) -> Result<(), Diag> {
@@ -438,15 +653,30 @@ fn chain_decl(t: &mut Table, toks: &[Tok], line: u32) -> Result<(), Diag> {
     let name = &first.text[1..];
     let col = first.col + 1;
     let Some(pol) = toks.get(1) else {
-        return Err(d(line, first.col, format!("chain declaration `{}` has no policy", first.text), Some("expected `:CHAIN POLICY [packets:bytes]`, POLICY `-` for user chains".into())));
+        return Err(d(
+            line,
+            first.col,
+            format!("chain declaration `{}` has no policy", first.text),
+            Some("expected `:CHAIN POLICY [packets:bytes]`, POLICY `-` for user chains".into()),
+        ));
     };
     if let Some(c) = toks.get(2) {
         if !is_counter(&c.text) {
-            return Err(d(line, c.col, format!("bad counters `{}`", c.text), Some("expected [packets:bytes]".into())));
+            return Err(d(
+                line,
+                c.col,
+                format!("bad counters `{}`", c.text),
+                Some("expected [packets:bytes]".into()),
+            ));
         }
     }
     if let Some(x) = toks.get(3) {
-        return Err(d(line, x.col, format!("unexpected `{}` after the chain declaration", x.text), None));
+        return Err(d(
+            line,
+            x.col,
+            format!("unexpected `{}` after the chain declaration", x.text),
+            None,
+        ));
     }
     match t.chain_mut(name) {
         Some(c) if c.builtin.is_some() => {
@@ -458,14 +688,114 @@ fn chain_decl(t: &mut Table, toks: &[Tok], line: u32) -> Result<(), Diag> {
         Some(_) => Err(d(line, col, format!("chain `{name}` declared twice"), None)),
         None => {
             if let Some(h) = Hook::from_name(name) {
-                return Err(d(line, col, format!("table {} has no built-in chain {}", t.name.as_str(), h.as_str()), Some(format!("its built-in chains are {}", t.name.builtin_chains().iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")))));
+                return Err(d(
+                    line,
+                    col,
+                    format!(
+                        "table {} has no built-in chain {}",
+                        t.name.as_str(),
+                        h.as_str()
+                    ),
+                    Some(format!(
+                        "its built-in chains are {}",
+                        t.name
+                            .builtin_chains()
+                            .iter()
+                            .map(|h| h.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ));
             }
             check_chain_name(name).map_err(|f| Diag::at(line, col, f))?;
             if pol.text != "-" {
-                return Err(d(line, pol.col, format!("user chain `{name}` cannot have policy `{}`", pol.text), Some("write `-` as the policy of a user chain".into())));
+                return Err(d(
+                    line,
+                    pol.col,
+                    format!("user chain `{name}` cannot have policy `{}`", pol.text),
+                    Some("write `-` as the policy of a user chain".into()),
+                ));
             }
             t.add_user_chain(name);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> (Ruleset, Vec<Diag>) {
+        restore(text, Family::Ipv4, &|_, _, _| String::new())
+    }
+
+    #[test]
+    fn tables_print_in_reverse_order_of_first_use() {
+        let (rs, e) = run("*filter\n:INPUT DROP [1:2]\nCOMMIT\n*raw\nCOMMIT\n*nat\nCOMMIT\n");
+        assert!(e.is_empty(), "{e:?}");
+        let names: Vec<&str> = rs.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["nat", "raw", "filter"]);
+        assert_eq!(
+            rs.table(TableName::Filter)
+                .unwrap()
+                .chain("INPUT")
+                .unwrap()
+                .policy,
+            Some(Policy::Drop)
+        );
+    }
+
+    #[test]
+    fn commit_time_errors_blame_the_rule() {
+        let (_, e) = run("*filter\n:a - [0:0]\n-A INPUT -j a\n-A a -j a\nCOMMIT\n");
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].line, e[0].col), (4, 6));
+        let (_, e) = run("*nat\n:x - [0:0]\n-A x -j DNAT --to-destination 198.18.0.1\n-A POSTROUTING -j x\nCOMMIT\n");
+        assert_eq!(e[0].line, 3);
+        assert!(
+            e[0].msg.contains("reached from POSTROUTING"),
+            "{}",
+            e[0].msg
+        );
+    }
+
+    #[test]
+    fn all_errors_are_collected_and_missing_commit_is_after_the_end() {
+        let (_, e) = run("*filter\n-A INPUT -p bogus\n-A NOPE -j DROP\n-A INPUT -j ACCEPT\n");
+        let lines: Vec<u32> = e.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [2, 3, 5]);
+    }
+
+    #[test]
+    fn rename_updates_references_and_order() {
+        let (rs, e) = run("*filter\n:zz - [0:0]\n-A INPUT -j zz\n-E zz aa\nCOMMIT\n");
+        assert!(e.is_empty(), "{e:?}");
+        let t = rs.table(TableName::Filter).unwrap();
+        assert_eq!(t.chains[3].name, "aa");
+        assert_eq!(
+            t.chain("INPUT").unwrap().rules[0].target,
+            Some(Target::Jump("aa".into()))
+        );
+    }
+
+    #[test]
+    fn counters_and_comments_are_accepted() {
+        let (rs, e) = run("# hi\n*filter\n:INPUT ACCEPT [10:20]\n[3:4] -A INPUT -j DROP\n  # not a comment in column 1\nCOMMIT\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 5);
+        let (rs2, e2) =
+            run("# hi\n*filter\n:INPUT ACCEPT [10:20]\n[3:4] -A INPUT -j DROP\nCOMMIT\n");
+        assert!(e2.is_empty());
+        assert_eq!(
+            rs2.table(TableName::Filter)
+                .unwrap()
+                .chain("INPUT")
+                .unwrap()
+                .rules
+                .len(),
+            1
+        );
+        let _ = rs;
     }
 }

@@ -175,7 +175,9 @@ pub(crate) fn address(s: &str, family: Family, negated: bool) -> VResult<Option<
                 format!("invalid address `{a}`")
             },
             hint: Some(match family {
-                Family::Ipv4 => "expected an IPv4 address such as 198.18.0.1 or 198.18.0.0/15".into(),
+                Family::Ipv4 => {
+                    "expected an IPv4 address such as 198.18.0.1 or 198.18.0.0/15".into()
+                }
                 Family::Ipv6 => "expected an IPv6 address such as 2001:2::1 or 2001:2::/48".into(),
             }),
         }
@@ -186,11 +188,10 @@ pub(crate) fn address(s: &str, family: Family, negated: bool) -> VResult<Option<
             let mask = match m {
                 None => u32::MAX,
                 Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => {
-                    let n = number(m, 32, "prefix length")
-                        .map_err(|_| Fail {
-                            msg: format!("invalid mask `{m}`"),
-                            hint: Some("expected a prefix length 0-32 or a dotted mask".into()),
-                        })?;
+                    let n = number(m, 32, "prefix length").map_err(|_| Fail {
+                        msg: format!("invalid mask `{m}`"),
+                        hint: Some("expected a prefix length 0-32 or a dotted mask".into()),
+                    })?;
                     if n == 0 {
                         0
                     } else {
@@ -258,7 +259,11 @@ pub(crate) fn plain_addr(s: &str, family: Family) -> VResult<IpAddr> {
         || {
             fail(format!(
                 "invalid {} address `{s}`",
-                if family == Family::Ipv4 { "IPv4" } else { "IPv6" }
+                if family == Family::Ipv4 {
+                    "IPv4"
+                } else {
+                    "IPv6"
+                }
             ))
         },
         Ok,
@@ -520,7 +525,11 @@ pub(crate) fn limit_rate(s: &str) -> VResult<u32> {
     let mult: u64 = match unit {
         None => 1,
         Some(u) => {
-            let is = |full: &str| !u.is_empty() && full.len() >= u.len() && full.as_bytes()[..u.len()].eq_ignore_ascii_case(u.as_bytes());
+            let is = |full: &str| {
+                !u.is_empty()
+                    && full.len() >= u.len()
+                    && full.as_bytes()[..u.len()].eq_ignore_ascii_case(u.as_bytes())
+            };
             if is("second") {
                 1
             } else if is("minute") {
@@ -545,12 +554,20 @@ pub(crate) fn mac(s: &str) -> VResult<[u8; 6]> {
     let parts: Vec<&str> = s.split(':').collect();
     let mut out = [0u8; 6];
     if parts.len() != 6 {
-        return fail_hint(format!("bad MAC address `{s}`"), "expected xx:xx:xx:xx:xx:xx");
+        return fail_hint(
+            format!("bad MAC address `{s}`"),
+            "expected xx:xx:xx:xx:xx:xx",
+        );
     }
     for (i, p) in parts.iter().enumerate() {
         match u8::from_str_radix(p, 16) {
             Ok(v) if !p.is_empty() && p.len() <= 2 && !p.starts_with('+') => out[i] = v,
-            _ => return fail_hint(format!("bad MAC address `{s}`"), "expected xx:xx:xx:xx:xx:xx"),
+            _ => {
+                return fail_hint(
+                    format!("bad MAC address `{s}`"),
+                    "expected xx:xx:xx:xx:xx:xx",
+                )
+            }
         }
     }
     Ok(out)
@@ -599,7 +616,9 @@ pub(crate) fn reject_with(s: &str, family: Family) -> VResult<RejectWith> {
         Family::Ipv4 => &RejectWith::V4,
         Family::Ipv6 => &RejectWith::V6,
     };
-    let pre = |full: &str| full.len() >= s.len() && full.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes());
+    let pre = |full: &str| {
+        full.len() >= s.len() && full.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes())
+    };
     if let Some(e) = table.iter().find(|e| pre(e.0) || pre(e.1)) {
         return Ok(e.2);
     }
@@ -610,8 +629,11 @@ pub(crate) fn reject_with(s: &str, family: Family) -> VResult<RejectWith> {
     )
 }
 
+/// Address range and port range of a NAT target.
+pub(crate) type NatParts = (Option<(IpAddr, IpAddr)>, Option<PortRange>);
+
 /// `[addr[-addr]][:port[-port]]` of SNAT/DNAT (IPv4 only: fwd does no IPv6 NAT).
-pub(crate) fn nat_range(s: &str, family: Family) -> VResult<(Option<(IpAddr, IpAddr)>, Option<PortRange>)> {
+pub(crate) fn nat_range(s: &str, family: Family) -> VResult<NatParts> {
     let (a, p) = match s.split_once(':') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -629,7 +651,10 @@ pub(crate) fn nat_range(s: &str, family: Family) -> VResult<(Option<(IpAddr, IpA
         Some(p) => Some(port_dash_range(p)?),
     };
     if addrs.is_none() && ports.is_none() {
-        return fail_hint(format!("bad NAT range `{s}`"), "expected addr[-addr][:port[-port]]");
+        return fail_hint(
+            format!("bad NAT range `{s}`"),
+            "expected addr[-addr][:port[-port]]",
+        );
     }
     Ok((addrs, ports))
 }
@@ -651,25 +676,40 @@ mod tests {
 
     #[test]
     fn addresses_normalise() {
-        let a = address("10.11.12.13/16", Family::Ipv4, false).unwrap().unwrap();
+        let a = address("10.11.12.13/16", Family::Ipv4, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.addr, "10.11.0.0".parse::<IpAddr>().unwrap());
         assert_eq!(a.prefix_len(), Some(16));
         let a = address("10.1", Family::Ipv4, false).unwrap().unwrap();
         assert_eq!(a.addr, "10.1.0.0".parse::<IpAddr>().unwrap());
         assert_eq!(a.prefix_len(), Some(32));
         assert_eq!(address("1.2.3.4/0", Family::Ipv4, false).unwrap(), None);
-        let a = address("10.0.0.0/255.0.255.0", Family::Ipv4, false).unwrap().unwrap();
+        let a = address("10.0.0.0/255.0.255.0", Family::Ipv4, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.prefix_len(), None);
-        assert!(address("example.com", Family::Ipv4, false).unwrap_err().msg.contains("host names"));
+        assert!(address("example.com", Family::Ipv4, false)
+            .unwrap_err()
+            .msg
+            .contains("host names"));
         assert!(address("1.2.3.256", Family::Ipv4, false).is_err());
-        let a = address("2001:2::1/48", Family::Ipv6, false).unwrap().unwrap();
+        let a = address("2001:2::1/48", Family::Ipv6, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.addr, "2001:2::".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn ports_and_protocols() {
-        assert_eq!(port_range(":1023", "tcp").unwrap(), PortRange { lo: 0, hi: 1023 });
-        assert_eq!(port_range("ssh", "tcp").unwrap(), PortRange { lo: 22, hi: 22 });
+        assert_eq!(
+            port_range(":1023", "tcp").unwrap(),
+            PortRange { lo: 0, hi: 1023 }
+        );
+        assert_eq!(
+            port_range("ssh", "tcp").unwrap(),
+            PortRange { lo: 22, hi: 22 }
+        );
         assert!(port_range("ssh", "udp").is_err());
         assert!(port_range("10:5", "tcp").is_err());
         assert_eq!(protocol("TCP").unwrap(), Some(6));
@@ -683,7 +723,10 @@ mod tests {
         let m = icmp_type("fragmentation-needed", false, false).unwrap();
         assert_eq!((m.icmp_type, m.code_min, m.code_max), (3, 4, 4));
         assert!(icmp_type("echo", false, false).is_err());
-        assert_eq!(icmp_type("echo-r", false, false).unwrap_err().hint.unwrap(), "did you mean `echo-reply` or `echo-request`?");
+        assert_eq!(
+            icmp_type("echo-r", false, false).unwrap_err().hint.unwrap(),
+            "did you mean `echo-reply` or `echo-request`?"
+        );
         assert_eq!(icmp_type("neighbor-s", true, false).unwrap().icmp_type, 135);
     }
 
@@ -694,8 +737,14 @@ mod tests {
         assert!(limit_rate("0/s").is_err());
         assert_eq!(log_level("debug").unwrap(), 7);
         assert!(log_level("warn").is_err());
-        assert_eq!(reject_with("tcp-rst", Family::Ipv4).unwrap(), RejectWith::TcpReset);
-        assert_eq!(reject_with("adm", Family::Ipv6).unwrap(), RejectWith::Icmp6AdmProhibited);
+        assert_eq!(
+            reject_with("tcp-rst", Family::Ipv4).unwrap(),
+            RejectWith::TcpReset
+        );
+        assert_eq!(
+            reject_with("adm", Family::Ipv6).unwrap(),
+            RejectWith::Icmp6AdmProhibited
+        );
         assert!(reject_with("tcp-rst", Family::Ipv6).is_err());
     }
 }

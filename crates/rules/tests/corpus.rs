@@ -53,7 +53,9 @@ fn valid_files_parse_and_invalid_match_snapshots() {
                     }
                     let want = std::fs::read_to_string(&exp_path).unwrap_or_default();
                     if got != want {
-                        failures.push(format!("{name}: diagnostics differ\n--- expected\n{want}--- got\n{got}"));
+                        failures.push(format!(
+                            "{name}: diagnostics differ\n--- expected\n{want}--- got\n{got}"
+                        ));
                     }
                 }
             }

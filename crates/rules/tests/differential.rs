@@ -21,8 +21,15 @@ struct Netns(String);
 
 impl Netns {
     fn new() -> Netns {
-        let name = format!("rules-diff-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("run ip");
+        let name = format!(
+            "rules-diff-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
         assert!(st.success(), "ip netns add {name} failed (needs root)");
         Netns(name)
     }
@@ -34,7 +41,12 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ip netns exec");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         let out = child.wait_with_output().expect("wait");
         (
             out.status.success(),
@@ -51,7 +63,10 @@ impl Drop for Netns {
 }
 
 fn strip_comments(s: &str) -> String {
-    s.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect()
+    s.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 pub fn corpus() -> Vec<PathBuf> {
@@ -69,7 +84,11 @@ pub fn corpus() -> Vec<PathBuf> {
 fn corpus_agrees_with_iptables_legacy() {
     // SAFETY-free root check: `id -u` keeps this crate free of unsafe/libc.
     let uid = Command::new("id").arg("-u").output().expect("run id");
-    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the differential test needs root (CI runs as root)");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the differential test needs root (CI runs as root)"
+    );
     let mut failures = Vec::new();
     let mut compared = 0;
     let files = corpus();
@@ -79,19 +98,32 @@ fn corpus_agrees_with_iptables_legacy() {
         let text = std::fs::read_to_string(&path).unwrap();
         let v6 = name.ends_with(".v6");
         let (family, restore, save) = if v6 {
-            (Family::Ipv6, "ip6tables-legacy-restore", "ip6tables-legacy-save")
+            (
+                Family::Ipv6,
+                "ip6tables-legacy-restore",
+                "ip6tables-legacy-save",
+            )
         } else {
-            (Family::Ipv4, "iptables-legacy-restore", "iptables-legacy-save")
+            (
+                Family::Ipv4,
+                "iptables-legacy-restore",
+                "iptables-legacy-save",
+            )
         };
         let ns = Netns::new();
         let (ok, _, err) = ns.run(restore, &text);
         let ours = parse_restore(&name, &text, family);
         if name.starts_with("bad-") {
             if ok {
-                failures.push(format!("{name}: iptables accepted a file meant to be invalid"));
+                failures.push(format!(
+                    "{name}: iptables accepted a file meant to be invalid"
+                ));
             }
             if ours.is_ok() {
-                failures.push(format!("{name}: fwd accepted it (iptables said: {})", err.trim()));
+                failures.push(format!(
+                    "{name}: fwd accepted it (iptables said: {})",
+                    err.trim()
+                ));
             }
         } else if name.starts_with("strict-") {
             if !ok {
@@ -121,7 +153,11 @@ fn corpus_agrees_with_iptables_legacy() {
                             }
                         }
                         if theirs.lines().count() != mine.lines().count() {
-                            diff.push_str(&format!("  line counts differ: {} vs {}\n", theirs.lines().count(), mine.lines().count()));
+                            diff.push_str(&format!(
+                                "  line counts differ: {} vs {}\n",
+                                theirs.lines().count(),
+                                mine.lines().count()
+                            ));
                         }
                         failures.push(format!("{name}: save text differs:\n{diff}"));
                     }
@@ -130,5 +166,10 @@ fn corpus_agrees_with_iptables_legacy() {
         }
     }
     eprintln!("compared {compared} save texts");
-    assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
