@@ -12,6 +12,7 @@
 
 mod config;
 mod hash;
+mod huge;
 mod icmp;
 mod list;
 mod packet;

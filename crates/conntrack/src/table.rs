@@ -8,6 +8,7 @@
 
 use crate::config::Config;
 use crate::hash::flow_hash;
+use crate::huge::HugeArray;
 use crate::icmp;
 use crate::packet::{CtPacket, IcmpErrorInfo, L4};
 use crate::reason::CtReason;
@@ -53,7 +54,7 @@ fn tick_reached(now: u32, deadline: u32) -> bool {
 /// The reply tuple is also the NAT binding: the NAT dataplane rewrites it ([`Shard::set_nat`])
 /// to the translated reply tuple before the first packet is confirmed, and marks the kind in the
 /// status bits, as netfilter does with `tuplehash[IP_CT_DIR_REPLY]`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Entry {
     tuple: [Tuple; 2],
@@ -209,8 +210,8 @@ pub struct ShardStats {
 
 /// The connections of one worker.
 pub struct Shard {
-    entries: Vec<Entry>,
-    buckets: Vec<u32>,
+    entries: HugeArray<Entry>,
+    buckets: HugeArray<u32>,
     mask: u32,
     free: u32,
     /// Confirmed entries.
@@ -231,7 +232,7 @@ impl Shard {
     /// `now` starts the timer wheel.
     pub fn new(capacity: u32, cfg: &Config, now: u64) -> Shard {
         let capacity = capacity.clamp(1, (1 << 31) - 1 - SLOTS);
-        let mut entries = vec![EMPTY; capacity as usize];
+        let mut entries = HugeArray::new(capacity as usize, EMPTY);
         for (i, e) in entries.iter_mut().enumerate() {
             e.hnext[0] = if i + 1 < capacity as usize {
                 i as u32 + 1
@@ -243,7 +244,7 @@ impl Shard {
         let wheel = (0..SLOTS).map(|s| [capacity + s, capacity + s]).collect();
         Shard {
             entries,
-            buckets: vec![NIL; nb as usize],
+            buckets: HugeArray::new(nb as usize, NIL),
             mask: nb - 1,
             free: 0,
             live: 0,

@@ -62,7 +62,7 @@ impl Dir {
 /// UDP and other port-based protocols `sport`/`dport` are the ports; for ICMP and ICMPv6
 /// `sport` is the identifier and `dport` is `type << 8 | code`, which is how the reply
 /// expectation carries the reply type; for other protocols both are zero.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct Tuple {
     pub src: [u8; 16],
