@@ -33,8 +33,8 @@ pub mod udp;
 
 pub use malformed::Malformed;
 pub use parse::{
-    parse_embedded, parse_frame, verify_ipv4_header, verify_l4_checksum, Family, FrameInfo,
-    MAX_VLAN_TAGS,
+    parse_embedded, parse_frame, parse_frame_into, verify_ipv4_header, verify_l4_checksum, Family,
+    FrameInfo, MAX_VLAN_TAGS,
 };
 
 /// IP protocol numbers (IPv4 protocol / IPv6 next header).
