@@ -1,0 +1,787 @@
+//! Compiles the iptables ASTs of both families into one immutable [`Compiled`] ruleset: every
+//! chain of the tables the bridge traverses becomes a [`classify::Classifier`] plus, per rule,
+//! a resolved target and the checks that are not classifier dimensions. Built off the data path
+//! and shared by all workers behind an `Arc` (swapped atomically on reload).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use classify::{
+    ct, AddrMatch, Classifier, CtMatch, IcmpMatch, IfaceSet, PortMatch, ProtoMatch, RuleSpec,
+    TcpFlagsMatch,
+};
+use rules::{
+    ct_state, Family, Hook, LogTarget, Match, MultiportDir, NatRange, NflogTarget, Policy,
+    PortRange, RejectWith, Rule, Ruleset, TableName, Target, TtlOp,
+};
+
+/// One port of the bump in the wire as rules see it: `-i`/`-o` names, and its addresses (for
+/// MASQUERADE and as the source of nothing else).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The interface name rules use in `-i`/`-o` (the config's port name).
+    pub name: String,
+    /// `[ports.x] address`: MASQUERADE's source address when leaving through this port.
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address (unused by NAT: fwd translates IPv4 only).
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl PortInfo {
+    pub fn named(name: &str) -> PortInfo {
+        PortInfo {
+            name: name.to_string(),
+            ipv4: None,
+            ipv6: None,
+        }
+    }
+}
+
+/// What the compiler needs besides the rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileConfig {
+    /// Port a (index 0) and port b (index 1).
+    pub ports: [PortInfo; 2],
+    /// Number of workers (one counter set each).
+    pub workers: usize,
+}
+
+/// A rule or file the data plane cannot run, with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileError {
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+    pub table: &'static str,
+    pub chain: String,
+    /// 1-based rule number in its chain.
+    pub rule: usize,
+    /// Source line of the rule (0 if unknown).
+    pub line: u32,
+    pub message: String,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} line {}: table {} chain {} rule {}: {}",
+            self.family, self.line, self.table, self.chain, self.rule, self.message
+        )
+    }
+}
+
+/// The four hooks a bridged packet traverses, in netfilter's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookPoint {
+    RawPrerouting = 0,
+    NatPrerouting = 1,
+    FilterForward = 2,
+    NatPostrouting = 3,
+}
+
+impl HookPoint {
+    pub const ALL: [HookPoint; 4] = [
+        HookPoint::RawPrerouting,
+        HookPoint::NatPrerouting,
+        HookPoint::FilterForward,
+        HookPoint::NatPostrouting,
+    ];
+
+    fn table_hook(self) -> (TableName, Hook) {
+        match self {
+            HookPoint::RawPrerouting => (TableName::Raw, Hook::Prerouting),
+            HookPoint::NatPrerouting => (TableName::Nat, Hook::Prerouting),
+            HookPoint::FilterForward => (TableName::Filter, Hook::Forward),
+            HookPoint::NatPostrouting => (TableName::Nat, Hook::Postrouting),
+        }
+    }
+}
+
+/// A NAT translation range, resolved to numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatSpec {
+    /// Inclusive IPv4 address range (host order); `None` keeps the address (port-only DNAT).
+    pub addrs: Option<(u32, u32)>,
+    /// Inclusive port range; `None` keeps the port where it is unique.
+    pub ports: Option<(u16, u16)>,
+    /// `--random` / `--random-fully`: start the port search at a pseudo-random offset.
+    pub random: bool,
+}
+
+impl NatSpec {
+    fn from_range(r: &NatRange) -> Result<NatSpec, String> {
+        let addrs = match r.addrs {
+            None => None,
+            Some((IpAddr::V4(lo), IpAddr::V4(hi))) => Some((u32::from(lo), u32::from(hi))),
+            Some(_) => return Err("IPv6 NAT is not supported".into()),
+        };
+        Ok(NatSpec {
+            addrs,
+            ports: r.ports.map(|p| (p.lo, p.hi)),
+            random: r.random || r.random_fully,
+        })
+    }
+}
+
+/// A rule's target, with chain names resolved to chain ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// No `-j`: count and continue.
+    Continue,
+    Accept,
+    Drop,
+    Return,
+    Jump(u32),
+    Goto(u32),
+    Reject(RejectWith),
+    Log(LogTarget),
+    Nflog(NflogTarget),
+    Snat(NatSpec),
+    Dnat(NatSpec),
+    Masquerade {
+        ports: Option<(u16, u16)>,
+        random: bool,
+    },
+    /// `NOTRACK` / `CT --notrack`: the packet stays untracked; traversal continues.
+    Notrack,
+}
+
+/// A check that is not a classifier dimension, evaluated at the classifier's leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeafCheck {
+    /// `-s`/`-d` with a non-contiguous mask (`addr & mask == value`), `dst` says which.
+    Masked {
+        dst: bool,
+        value: u128,
+        mask: u128,
+        negated: bool,
+    },
+    /// A second address range (`-m iprange` next to `-s`).
+    Range {
+        dst: bool,
+        lo: u128,
+        hi: u128,
+        negated: bool,
+    },
+    /// A second port constraint (another `-m tcp`/`-m udp` instance).
+    Port { dst: bool, m: PortMatch },
+    /// A second `--ctstate` (all of a rule's matches must hold).
+    Ct(CtMatch),
+    /// `-m multiport`.
+    Multiport {
+        dir: MultiportDir,
+        ports: Vec<(u16, u16)>,
+        negated: bool,
+    },
+    /// `-m tcp --tcp-option N`.
+    TcpOption { kind: u8, negated: bool },
+    /// `-m mac --mac-source`.
+    Mac { addr: [u8; 6], negated: bool },
+    /// `-m length`.
+    Length { min: u16, max: u16, negated: bool },
+    /// `-m ttl` / `-m hl`.
+    Ttl { op: TtlOp, value: u8 },
+}
+
+/// One compiled rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledRule {
+    pub action: Action,
+    pub leaf: Vec<LeafCheck>,
+    /// Index into the per-worker counter arrays.
+    pub counter: u32,
+    /// Source line.
+    pub line: u32,
+}
+
+/// One compiled chain.
+#[derive(Debug)]
+pub struct CompiledChain {
+    pub table: TableName,
+    pub name: String,
+    /// `Some` for built-in chains.
+    pub policy: Option<Policy>,
+    /// Counter index of the policy (built-in chains).
+    pub policy_counter: u32,
+    pub classifier: Classifier,
+    pub rules: Vec<CompiledRule>,
+}
+
+/// Everything of one family.
+#[derive(Debug, Default)]
+pub struct FamilyRules {
+    pub chains: Vec<CompiledChain>,
+    /// Entry chain of each [`HookPoint`], `None` where the table is absent (ACCEPT).
+    pub hooks: [Option<u32>; 4],
+    /// The source ruleset (for listings with counters).
+    pub source: Option<Ruleset>,
+}
+
+impl FamilyRules {
+    /// The chain id of `name` in `table`.
+    pub fn chain_id(&self, table: TableName, name: &str) -> Option<u32> {
+        self.chains
+            .iter()
+            .position(|c| c.table == table && c.name == name)
+            .map(|i| i as u32)
+    }
+}
+
+/// Per-worker rule counters: one writer (the worker), read by the control thread.
+#[derive(Debug)]
+pub struct RuleCounters {
+    pub packets: Vec<AtomicU64>,
+    pub bytes: Vec<AtomicU64>,
+}
+
+impl RuleCounters {
+    fn new(n: usize) -> RuleCounters {
+        RuleCounters {
+            packets: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            bytes: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Adds one packet of `bytes`; the worker is the only writer, so load+store suffices.
+    #[inline]
+    pub fn hit(&self, idx: u32, bytes: u64) {
+        let i = idx as usize;
+        let p = &self.packets[i];
+        p.store(p.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let b = &self.bytes[i];
+        b.store(b.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
+    }
+}
+
+/// The whole compiled ruleset: immutable once built, shared by the workers.
+#[derive(Debug)]
+pub struct Compiled {
+    pub v4: FamilyRules,
+    pub v6: FamilyRules,
+    pub ports: [PortInfo; 2],
+    /// Number of counter slots (rules and policies of both families).
+    pub counter_slots: usize,
+    /// One counter set per worker.
+    pub counters: Vec<RuleCounters>,
+    /// Whether anything needs a LOG/NFLOG event queue.
+    pub has_log: bool,
+}
+
+impl Compiled {
+    /// Rules of a family.
+    pub fn family(&self, v6: bool) -> &FamilyRules {
+        if v6 {
+            &self.v6
+        } else {
+            &self.v4
+        }
+    }
+
+    /// Packets and bytes of counter slot `idx`, summed over workers.
+    pub fn counter_sum(&self, idx: u32) -> (u64, u64) {
+        self.counters.iter().fold((0, 0), |(p, b), c| {
+            (
+                p + c.packets[idx as usize].load(Ordering::Relaxed),
+                b + c.bytes[idx as usize].load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// `iptables -t TABLE -L -n -v` of a family with the live counters.
+    pub fn list(&self, v6: bool, table: &str) -> String {
+        let fam = self.family(v6);
+        let Some(src) = &fam.source else {
+            return String::new();
+        };
+        let Some(tn) = TableName::from_name(table) else {
+            return String::new();
+        };
+        let counters = |chain: &str, idx: usize| -> (u64, u64) {
+            let Some(cid) = fam.chain_id(tn, chain) else {
+                return (0, 0);
+            };
+            let c = &fam.chains[cid as usize];
+            if idx == usize::MAX {
+                return self.counter_sum(c.policy_counter);
+            }
+            c.rules
+                .get(idx)
+                .map(|r| self.counter_sum(r.counter))
+                .unwrap_or((0, 0))
+        };
+        src.to_list(table, Some(&counters))
+    }
+
+    /// An empty ruleset: everything accepted (conntrack still tracks).
+    pub fn accept_all(cfg: &CompileConfig) -> Compiled {
+        compile(None, None, cfg).expect("an empty ruleset always compiles")
+    }
+}
+
+fn ct_bits(states: u16) -> u8 {
+    let mut b = 0;
+    for (from, to) in [
+        (ct_state::INVALID, ct::INVALID),
+        (ct_state::NEW, ct::NEW),
+        (ct_state::RELATED, ct::RELATED),
+        (ct_state::ESTABLISHED, ct::ESTABLISHED),
+        (ct_state::UNTRACKED, ct::UNTRACKED),
+        (ct_state::SNAT, ct::SNAT),
+        (ct_state::DNAT, ct::DNAT),
+    ] {
+        if states & from != 0 {
+            b |= to;
+        }
+    }
+    b
+}
+
+fn addr_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn iface_set(m: &rules::IfaceMatch, ports: &[PortInfo; 2]) -> IfaceSet {
+    let mut bits = 0u64;
+    for (i, p) in ports.iter().enumerate() {
+        let hit = if m.wildcard {
+            p.name.starts_with(&m.name)
+        } else {
+            p.name == m.name
+        };
+        if hit {
+            bits |= 1 << i;
+        }
+    }
+    if m.negated {
+        IfaceSet(!bits)
+    } else {
+        IfaceSet(bits)
+    }
+}
+
+fn port_match(p: &rules::PortMatch) -> PortMatch {
+    PortMatch {
+        lo: p.range.lo,
+        hi: p.range.hi,
+        negate: p.negated,
+    }
+}
+
+/// Lowers one rule to the classifier's dimensions plus leaf checks.
+fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>), String> {
+    let mut spec = RuleSpec::ANY;
+    let mut leaf = Vec::new();
+    for (dst, m) in [(false, &rule.src), (true, &rule.dst)] {
+        let Some(m) = m else { continue };
+        let a = match m.prefix_len() {
+            Some(len) => match m.addr {
+                IpAddr::V4(v) => AddrMatch::v4_prefix(u32::from(v), len),
+                IpAddr::V6(v) => AddrMatch::v6_prefix(u128::from(v), len),
+            },
+            None => {
+                leaf.push(LeafCheck::Masked {
+                    dst,
+                    value: addr_u128(m.addr),
+                    mask: addr_u128(m.mask),
+                    negated: m.negated,
+                });
+                continue;
+            }
+        };
+        let a = if m.negated { a.negated() } else { a };
+        if dst {
+            spec.dst = a;
+        } else {
+            spec.src = a;
+        }
+    }
+    if let Some(i) = &rule.in_iface {
+        spec.iif = iface_set(i, ports);
+    }
+    if let Some(o) = &rule.out_iface {
+        spec.oif = iface_set(o, ports);
+    }
+    if let Some(p) = rule.proto {
+        spec.proto = if p.negated {
+            ProtoMatch::IsNot(p.proto)
+        } else {
+            ProtoMatch::Is(p.proto)
+        };
+    }
+    // rules: `-f` is Some(false); classify: `-f` is Some(true).
+    spec.fragment = rule.fragment.map(|neg| !neg);
+    let put_port =
+        |spec: &mut RuleSpec, leaf: &mut Vec<LeafCheck>, dst: bool, p: &rules::PortMatch| {
+            let pm = port_match(p);
+            let slot = if dst {
+                &mut spec.dport
+            } else {
+                &mut spec.sport
+            };
+            if slot.is_any() {
+                *slot = pm;
+            } else {
+                leaf.push(LeafCheck::Port { dst, m: pm });
+            }
+        };
+    for m in &rule.matches {
+        match m {
+            Match::Tcp(t) => {
+                if let Some(p) = &t.sport {
+                    put_port(&mut spec, &mut leaf, false, p);
+                }
+                if let Some(p) = &t.dport {
+                    put_port(&mut spec, &mut leaf, true, p);
+                }
+                if let Some(f) = t.flags {
+                    let fm = TcpFlagsMatch { mask: f.mask, cmp: f.comp, negate: f.negated };
+                    if spec.tcp_flags.is_none() {
+                        spec.tcp_flags = Some(fm);
+                    } else {
+                        return Err("two --tcp-flags in one rule are not supported".into());
+                    }
+                }
+                if let Some((kind, negated)) = t.option {
+                    leaf.push(LeafCheck::TcpOption { kind, negated });
+                }
+            }
+            Match::Udp(u) => {
+                if let Some(p) = &u.sport {
+                    put_port(&mut spec, &mut leaf, false, p);
+                }
+                if let Some(p) = &u.dport {
+                    put_port(&mut spec, &mut leaf, true, p);
+                }
+            }
+            Match::Icmp(i) | Match::Icmp6(i) => {
+                if spec.icmp.is_some() {
+                    return Err("two ICMP type matches in one rule are not supported".into());
+                }
+                // The classifier reads type 255 as iptables' `any`; for ICMPv6 it is a real type.
+                if matches!(m, Match::Icmp6(_)) && i.icmp_type == 255 {
+                    return Err("ICMPv6 type 255 is not supported".into());
+                }
+                spec.icmp = Some(IcmpMatch { ty: i.icmp_type, code_lo: i.code_min, code_hi: i.code_max, negate: i.negated });
+            }
+            Match::State(s) | Match::Conntrack(s) => {
+                let c = CtMatch { mask: ct_bits(s.states), negate: s.negated };
+                if spec.ct.is_none() {
+                    spec.ct = Some(c);
+                } else {
+                    leaf.push(LeafCheck::Ct(c));
+                }
+            }
+            Match::IpRange(r) => {
+                for (dst, range) in [(false, r.src), (true, r.dst)] {
+                    let Some(range) = range else { continue };
+                    let (lo, hi) = (addr_u128(range.lo), addr_u128(range.hi));
+                    let slot = if dst { &mut spec.dst } else { &mut spec.src };
+                    if slot.is_any() {
+                        let a = AddrMatch::range(lo, hi);
+                        *slot = if range.negated { a.negated() } else { a };
+                    } else {
+                        leaf.push(LeafCheck::Range { dst, lo, hi, negated: range.negated });
+                    }
+                }
+            }
+            Match::Multiport(mp) => leaf.push(LeafCheck::Multiport {
+                dir: mp.dir,
+                ports: mp.ports.iter().map(|p: &PortRange| (p.lo, p.hi)).collect(),
+                negated: mp.negated,
+            }),
+            Match::Mac { addr, negated } => leaf.push(LeafCheck::Mac { addr: *addr, negated: *negated }),
+            Match::Length { min, max, negated } => {
+                leaf.push(LeafCheck::Length { min: *min, max: *max, negated: *negated })
+            }
+            Match::Ttl { op, value } | Match::HopLimit { op, value } => {
+                leaf.push(LeafCheck::Ttl { op: *op, value: *value })
+            }
+            Match::Limit(_) => {
+                return Err("`-m limit` is not supported by the data plane (it needs shared state across workers)".into())
+            }
+            Match::Comment(_) => {}
+        }
+    }
+    spec.leaf_check = !leaf.is_empty();
+    Ok((spec, leaf))
+}
+
+struct Builder<'a> {
+    cfg: &'a CompileConfig,
+    errors: Vec<CompileError>,
+    counters: u32,
+    has_log: bool,
+}
+
+impl Builder<'_> {
+    fn family(&mut self, rs: Option<&Ruleset>, fam: &'static str) -> FamilyRules {
+        let mut out = FamilyRules {
+            source: rs.cloned(),
+            ..FamilyRules::default()
+        };
+        let Some(rs) = rs else { return out };
+        // Chain ids first, so jumps resolve.
+        let mut ids: HashMap<(TableName, &str), u32> = HashMap::new();
+        let mut order = Vec::new();
+        for t in &rs.tables {
+            for c in &t.chains {
+                ids.insert((t.name, c.name.as_str()), order.len() as u32);
+                order.push((t, c));
+            }
+        }
+        for (t, c) in order {
+            let mut specs = Vec::with_capacity(c.rules.len());
+            let mut compiled = Vec::with_capacity(c.rules.len());
+            for (i, r) in c.rules.iter().enumerate() {
+                let err = |message: String| CompileError {
+                    family: fam,
+                    table: t.name.as_str(),
+                    chain: c.name.clone(),
+                    rule: i + 1,
+                    line: r.line,
+                    message,
+                };
+                let (spec, leaf) = match lower(r, &self.cfg.ports) {
+                    Ok(x) => x,
+                    Err(m) => {
+                        let e = err(m);
+                        self.errors.push(e);
+                        (RuleSpec::ANY, Vec::new())
+                    }
+                };
+                let action = match &r.target {
+                    None => Action::Continue,
+                    Some(Target::Accept) => Action::Accept,
+                    Some(Target::Drop) => Action::Drop,
+                    Some(Target::Return) => Action::Return,
+                    Some(Target::Jump(n)) | Some(Target::Goto(n)) => match ids
+                        .get(&(t.name, n.as_str()))
+                    {
+                        Some(&id) if matches!(r.target, Some(Target::Jump(_))) => Action::Jump(id),
+                        Some(&id) => Action::Goto(id),
+                        None => {
+                            let e = err(format!("no chain `{n}`"));
+                            self.errors.push(e);
+                            Action::Continue
+                        }
+                    },
+                    Some(Target::Reject(w)) => Action::Reject(*w),
+                    Some(Target::Log(l)) => {
+                        self.has_log = true;
+                        Action::Log(l.clone())
+                    }
+                    Some(Target::Nflog(l)) => {
+                        self.has_log = true;
+                        Action::Nflog(l.clone())
+                    }
+                    Some(Target::Snat(n)) => match NatSpec::from_range(n) {
+                        Ok(s) => Action::Snat(s),
+                        Err(m) => {
+                            let e = err(m);
+                            self.errors.push(e);
+                            Action::Continue
+                        }
+                    },
+                    Some(Target::Dnat(n)) => match NatSpec::from_range(n) {
+                        Ok(s) => Action::Dnat(s),
+                        Err(m) => {
+                            let e = err(m);
+                            self.errors.push(e);
+                            Action::Continue
+                        }
+                    },
+                    Some(Target::Masquerade {
+                        ports,
+                        random,
+                        random_fully,
+                    }) => {
+                        for (pi, p) in self.cfg.ports.iter().enumerate() {
+                            if spec.oif.matches(pi as u8) && p.ipv4.is_none() {
+                                let e = err(format!(
+                                    "MASQUERADE can leave through port `{}`, which has no `address` in the config",
+                                    p.name
+                                ));
+                                self.errors.push(e);
+                            }
+                        }
+                        Action::Masquerade {
+                            ports: ports.map(|p| (p.lo, p.hi)),
+                            random: *random || *random_fully,
+                        }
+                    }
+                    Some(Target::Redirect { .. }) => {
+                        let e = err(
+                            "REDIRECT is not supported: a bump in the wire has no local stack to deliver to (use DNAT to a host behind a port)"
+                                .into(),
+                        );
+                        self.errors.push(e);
+                        Action::Continue
+                    }
+                    Some(Target::Notrack) | Some(Target::CtNotrack) => Action::Notrack,
+                };
+                specs.push(spec);
+                compiled.push(CompiledRule {
+                    action,
+                    leaf,
+                    counter: self.counters,
+                    line: r.line,
+                });
+                self.counters += 1;
+            }
+            let policy_counter = self.counters;
+            self.counters += 1;
+            out.chains.push(CompiledChain {
+                table: t.name,
+                name: c.name.clone(),
+                policy: c.policy,
+                policy_counter,
+                classifier: Classifier::build(&specs),
+                rules: compiled,
+            });
+        }
+        for hp in HookPoint::ALL {
+            let (table, hook) = hp.table_hook();
+            out.hooks[hp as usize] = out.chain_id(table, hook.as_str());
+        }
+        out
+    }
+}
+
+/// Compiles the IPv4 and IPv6 rulesets (either may be absent: everything of that family is
+/// accepted). Every problem is reported; any error yields no ruleset.
+pub fn compile(
+    v4: Option<&Ruleset>,
+    v6: Option<&Ruleset>,
+    cfg: &CompileConfig,
+) -> Result<Compiled, Vec<CompileError>> {
+    if let Some(rs) = v4 {
+        assert_eq!(
+            rs.family,
+            Family::Ipv4,
+            "the ipv4 slot takes an iptables ruleset"
+        );
+    }
+    if let Some(rs) = v6 {
+        assert_eq!(
+            rs.family,
+            Family::Ipv6,
+            "the ipv6 slot takes an ip6tables ruleset"
+        );
+    }
+    let mut b = Builder {
+        cfg,
+        errors: Vec::new(),
+        counters: 0,
+        has_log: false,
+    };
+    let v4 = b.family(v4, "ipv4");
+    let v6 = b.family(v6, "ipv6");
+    if !b.errors.is_empty() {
+        return Err(b.errors);
+    }
+    let slots = b.counters as usize;
+    Ok(Compiled {
+        v4,
+        v6,
+        ports: cfg.ports.clone(),
+        counter_slots: slots,
+        counters: (0..cfg.workers.max(1))
+            .map(|_| RuleCounters::new(slots))
+            .collect(),
+        has_log: b.has_log,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn cfg() -> CompileConfig {
+        CompileConfig {
+            ports: [
+                PortInfo {
+                    name: "fw-c".into(),
+                    ipv4: Some(Ipv4Addr::new(198, 18, 0, 253)),
+                    ipv6: None,
+                },
+                PortInfo {
+                    name: "fw-s".into(),
+                    ipv4: Some(Ipv4Addr::new(198, 18, 0, 254)),
+                    ipv6: None,
+                },
+            ],
+            workers: 1,
+        }
+    }
+
+    pub fn v4(text: &str) -> Ruleset {
+        rules::parse_restore("test.rules", text, Family::Ipv4).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn resolves_jumps_hooks_and_interfaces() {
+        let rs = v4("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:web - [0:0]\n\
+             -A FORWARD -i fw-c -p tcp -m tcp --dport 80 -j web\n-A web -s 198.18.0.1/32 -j ACCEPT\n-A web -j RETURN\nCOMMIT\n");
+        let c = compile(Some(&rs), None, &cfg()).unwrap();
+        let fwd = c.v4.hooks[HookPoint::FilterForward as usize].unwrap();
+        let web = c.v4.chain_id(TableName::Filter, "web").unwrap();
+        let chain = &c.v4.chains[fwd as usize];
+        assert_eq!(chain.policy, Some(Policy::Drop));
+        assert_eq!(chain.rules[0].action, Action::Jump(web));
+        assert_eq!(c.v4.hooks[HookPoint::NatPrerouting as usize], None);
+        let specs = chain.classifier.rules();
+        assert_eq!(specs[0].iif, IfaceSet(0b01));
+        assert_eq!(specs[0].dport, PortMatch::range(80, 80));
+        // 3 rules + 4 policies (INPUT, FORWARD, OUTPUT, web)
+        assert_eq!(c.counter_slots, 7);
+    }
+
+    #[test]
+    fn refuses_redirect_and_limit_with_locations() {
+        let rs = v4("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 8080\nCOMMIT\n\
+             *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m limit --limit 1/sec -j ACCEPT\nCOMMIT\n");
+        let errs = compile(Some(&rs), None, &cfg()).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("REDIRECT") || errs[1].message.contains("REDIRECT"));
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("limit") && e.line == 12),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn masquerade_needs_an_address() {
+        let rs = v4("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n");
+        let mut c = cfg();
+        assert!(compile(Some(&rs), None, &c).is_ok());
+        c.ports[1].ipv4 = None;
+        let errs = compile(Some(&rs), None, &c).unwrap_err();
+        assert!(errs[0].message.contains("fw-s"), "{errs:?}");
+    }
+
+    #[test]
+    fn negated_wildcard_interface_is_the_complement() {
+        let m = rules::IfaceMatch {
+            name: "fw-".into(),
+            wildcard: true,
+            negated: true,
+        };
+        let s = iface_set(&m, &cfg().ports);
+        assert!(!s.matches(0) && !s.matches(1));
+        let m = rules::IfaceMatch {
+            name: "fw-s".into(),
+            wildcard: false,
+            negated: true,
+        };
+        let s = iface_set(&m, &cfg().ports);
+        assert!(s.matches(0) && !s.matches(1));
+    }
+}

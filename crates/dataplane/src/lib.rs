@@ -1,0 +1,24 @@
+//! fwd's firewall data plane, sans-I/O and deterministic: frames and `now` in, verdicts out.
+//!
+//! A bridged packet traverses the hooks in netfilter's order: raw PREROUTING (NOTRACK),
+//! conntrack, nat PREROUTING (DNAT; NEW connections only), filter FORWARD, nat POSTROUTING
+//! (SNAT, MASQUERADE; NEW only), confirm on accept, then the NAT rewrite (later packets reuse
+//! the binding stored in the conntrack entry). `-i`/`-o` are the config's port names: a frame
+//! from port a leaves on port b and vice versa. See `docs/DATAPLANE.md`.
+//!
+//! * [`compile()`]: both families' ASTs to one immutable [`Compiled`] (shared in an
+//!   `Arc<ArcSwap<Compiled>>`, swapped on reload, conntrack untouched).
+//! * [`Worker`]: one worker's shard, counters and traversal; [`Worker::process_burst`].
+//! * [`nat`]: RFC 1624 rewrites; [`reject`]: REJECT replies; [`log`]: LOG/NFLOG events.
+#![deny(unsafe_code)]
+
+pub mod compile;
+pub mod log;
+pub mod nat;
+mod reason;
+pub mod reject;
+mod worker;
+
+pub use compile::{compile, Action, CompileConfig, CompileError, Compiled, HookPoint, PortInfo};
+pub use reason::DropReason;
+pub use worker::{Decision, PortIdx, Trace, Verdict, Worker, WorkerStats, MAX_DEPTH, POLICY};

@@ -1,0 +1,1409 @@
+//! One worker's data plane: parse, raw PREROUTING, conntrack, nat PREROUTING (NEW only),
+//! filter FORWARD, nat POSTROUTING (NEW only), confirm, NAT rewrite. Sans-I/O: frames in,
+//! verdicts out, `now` passed in; nothing allocates after [`Worker::new`].
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use classify::{ct, Key, NO_MATCH};
+use conntrack::{
+    flow_hash, shard_of, CtPacket, CtState, Dir, IcmpErrorInfo, NatKind, Shard, TcpSegment,
+    Tracked, Tuple, L4,
+};
+use rules::{MultiportDir, Policy, RejectWith, TtlOp};
+use wire::tcp::TcpOption;
+use wire::{ip_proto, parse_embedded, parse_frame, Family, FrameInfo, Malformed};
+
+use crate::compile::{Action, Compiled, FamilyRules, HookPoint, LeafCheck, NatSpec, RuleCounters};
+use crate::log::{LogEvent, LogKind};
+use crate::nat::{self, Rewrite};
+use crate::reason::DropReason;
+
+/// Deepest jump nesting (the kernel allows about as many before its stack check).
+pub const MAX_DEPTH: usize = 32;
+/// Rule index recorded for a decision by a chain's policy.
+pub const POLICY: u32 = u32::MAX;
+/// Largest reply a REJECT builds (IPv6 quote limit plus headers and two VLAN tags).
+pub const SCRATCH: usize = 1400;
+
+/// What happens to a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Out of the other port.
+    Forward,
+    /// The frame buffer now holds a reply of this length; back out of the ingress port.
+    Reply(usize),
+    Drop(DropReason),
+}
+
+/// Which rule decided at one hook: (chain id, rule index or [`POLICY`]).
+pub type Decision = Option<(u32, u32)>;
+
+/// Per-frame trace of the last processed frame, for `fwd replay --verdicts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Per [`HookPoint`]: the deciding rule, or `None` when the hook was not traversed or its
+    /// table is absent.
+    pub decided: [Decision; 4],
+    pub ct_state: Option<CtState>,
+    pub malformed: Option<Malformed>,
+}
+
+/// Counters of one worker (the control thread sums them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub drops: [u64; DropReason::COUNT],
+    pub malformed: [u64; Malformed::COUNT],
+    pub forwarded: u64,
+    pub replies: u64,
+    pub non_ip: u64,
+    pub log_events: u64,
+    pub log_overflow: u64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            drops: [0; DropReason::COUNT],
+            malformed: [0; Malformed::COUNT],
+            forwarded: 0,
+            replies: 0,
+            non_ip: 0,
+            log_events: 0,
+            log_overflow: 0,
+        }
+    }
+}
+
+/// Where a frame came in: 0 = port a, 1 = port b.
+pub type PortIdx = u8;
+
+enum Final {
+    Accept,
+    Drop,
+    Reject(RejectWith),
+    Snat(NatSpec),
+    Dnat(NatSpec),
+    Masquerade {
+        ports: Option<(u16, u16)>,
+        random: bool,
+    },
+}
+
+struct Walk {
+    fin: Final,
+    notrack: bool,
+    decided: Decision,
+    too_deep: bool,
+}
+
+/// One worker: its conntrack shard, its counters, a handle on the shared ruleset.
+pub struct Worker {
+    rules: Arc<ArcSwap<Compiled>>,
+    shard: Shard,
+    index: usize,
+    workers: usize,
+    seed: u64,
+    rng: u64,
+    ident: u16,
+    stats: WorkerStats,
+    trace: Trace,
+    scratch: Box<[u8; SCRATCH]>,
+    log: Option<rtrb::Producer<LogEvent>>,
+}
+
+impl Worker {
+    /// Worker `index` of `workers`, with its own shard of `capacity` connections.
+    pub fn new(
+        rules: Arc<ArcSwap<Compiled>>,
+        ct: &conntrack::Config,
+        capacity: u32,
+        index: usize,
+        workers: usize,
+        now: u64,
+    ) -> Worker {
+        Worker {
+            rules,
+            shard: Shard::new(capacity, ct, now),
+            index,
+            workers: workers.max(1),
+            seed: ct.hash_seed,
+            rng: ct.hash_seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            ident: 1,
+            stats: WorkerStats::default(),
+            trace: Trace::default(),
+            scratch: Box::new([0; SCRATCH]),
+            log: None,
+        }
+    }
+
+    /// Sends LOG/NFLOG events to this queue (the control thread formats and writes them).
+    pub fn set_log_queue(&mut self, p: rtrb::Producer<LogEvent>) {
+        self.log = Some(p);
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    pub fn shard_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+
+    /// The trace of the last frame processed.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Expires connections (call once per poll round or burst).
+    pub fn expire(&mut self, now: u64) -> usize {
+        self.shard.expire(now)
+    }
+
+    /// Processes a burst: `frames[i]` is a buffer (its whole capacity) holding `lens[i]` bytes;
+    /// replies are written in place and `lens[i]` updated. One ruleset snapshot per burst.
+    pub fn process_burst(
+        &mut self,
+        ingress: PortIdx,
+        frames: &mut [&mut [u8]],
+        lens: &mut [usize],
+        verdicts: &mut [Verdict],
+        now: u64,
+    ) {
+        let rs = self.rules.load_full();
+        for ((buf, len), v) in frames
+            .iter_mut()
+            .zip(lens.iter_mut())
+            .zip(verdicts.iter_mut())
+        {
+            *v = self.process_with(&rs, ingress, buf, *len, now);
+            if let Verdict::Reply(n) = *v {
+                *len = n;
+            }
+        }
+    }
+
+    /// Processes one frame against the current ruleset.
+    pub fn process(&mut self, ingress: PortIdx, buf: &mut [u8], len: usize, now: u64) -> Verdict {
+        let rs = self.rules.load_full();
+        self.process_with(&rs, ingress, buf, len, now)
+    }
+
+    fn drop(&mut self, r: DropReason) -> Verdict {
+        self.stats.drops[r.index()] += 1;
+        Verdict::Drop(r)
+    }
+
+    /// Processes one frame against `rs` (a snapshot the caller holds for the burst).
+    pub fn process_with(
+        &mut self,
+        rs: &Compiled,
+        ingress: PortIdx,
+        buf: &mut [u8],
+        len: usize,
+        now: u64,
+    ) -> Verdict {
+        self.trace = Trace::default();
+        let info = match parse_frame(&buf[..len]) {
+            Ok(i) => i,
+            Err(m) => {
+                self.stats.malformed[m.index()] += 1;
+                self.trace.malformed = Some(m);
+                return self.drop(DropReason::Malformed);
+            }
+        };
+        if !info.is_ip() {
+            self.stats.non_ip += 1;
+            self.stats.forwarded += 1;
+            return Verdict::Forward;
+        }
+        let v6 = info.family == Family::Ipv6;
+        let fam = rs.family(v6);
+        let counters = &rs.counters[self.index.min(rs.counters.len() - 1)];
+        let egress = ingress ^ 1;
+        let mut key = key_of(&info, ingress, egress);
+        let frame = &buf[..len];
+
+        // raw PREROUTING: conntrack has not run, so --ctstate sees INVALID.
+        key.ct = ct::INVALID;
+        let mut notrack = false;
+        if let Some(chain) = fam.hooks[HookPoint::RawPrerouting as usize] {
+            let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
+            self.trace.decided[0] = w.decided;
+            if w.too_deep {
+                return self.drop(DropReason::ChainTooDeep);
+            }
+            notrack = w.notrack;
+            if !matches!(w.fin, Final::Accept) {
+                return self.drop(DropReason::RawDrop);
+            }
+        }
+
+        // conntrack
+        let (state, tracked, quoted) = if notrack {
+            (CtState::Untracked, None, None)
+        } else {
+            match ct_packet(frame, &info) {
+                Some((p, q)) => {
+                    let t = self.shard.track(&p, now);
+                    (t.state, Some(t), q)
+                }
+                None => (CtState::Invalid, None, None),
+            }
+        };
+        self.trace.ct_state = Some(state);
+        if let Some(t) = tracked {
+            if t.drop {
+                let _ = self.shard.commit(t, false);
+                return self.drop(DropReason::CtTableFull);
+            }
+        }
+        key.ct = match state {
+            CtState::New => ct::NEW,
+            CtState::Established => ct::ESTABLISHED,
+            CtState::Related => ct::RELATED,
+            CtState::Invalid => ct::INVALID,
+            CtState::Untracked => ct::UNTRACKED,
+        };
+        let entry = tracked.and_then(|t| t.entry);
+        let is_new = state == CtState::New && entry.is_some();
+
+        // The translation this packet gets: from an existing binding, or decided now.
+        let cur = if v6 { None } else { Some(nat::current(&info)) };
+        let mut target = cur;
+        let mut nat_kind = NatKind::None;
+        if let (Some(id), Some(c), false) = (entry, cur, is_new) {
+            let (kind, _) = self.shard.nat(id);
+            if kind != NatKind::None {
+                nat_kind = kind;
+                let (orig, reply) = self.shard.tuples(id);
+                let dir = tracked.map(|t| t.dir).unwrap_or(Dir::Original);
+                let other = if dir == Dir::Original { reply } else { orig };
+                if state == CtState::Related {
+                    // errors: the quote becomes what the receiving endpoint sent
+                    target = Some(Rewrite {
+                        src: v4(&other.src),
+                        dst: v4(&other.dst),
+                        sport: other.sport,
+                        dport: other.dport,
+                    });
+                } else {
+                    target = Some(Rewrite {
+                        src: v4(&other.dst),
+                        dst: v4(&other.src),
+                        sport: if info.l4_proto == ip_proto::ICMP {
+                            other.sport
+                        } else {
+                            other.dport
+                        },
+                        dport: if info.l4_proto == ip_proto::ICMP {
+                            c.dport
+                        } else {
+                            other.sport
+                        },
+                    });
+                }
+            }
+        }
+        if nat_kind != NatKind::None {
+            key.ct |= match nat_kind {
+                NatKind::Src => ct::SNAT,
+                NatKind::Dst => ct::DNAT,
+                NatKind::Both => ct::SNAT | ct::DNAT,
+                NatKind::None => 0,
+            };
+        }
+
+        // nat PREROUTING: NEW connections only.
+        let mut dnat = false;
+        if is_new && !v6 {
+            if let Some(chain) = fam.hooks[HookPoint::NatPrerouting as usize] {
+                let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
+                self.trace.decided[1] = w.decided;
+                match w.fin {
+                    Final::Accept => {}
+                    Final::Dnat(spec) => {
+                        let t = target.as_mut().expect("IPv4 has a rewrite");
+                        pick_dnat(t, &spec, info.l4_proto);
+                        dnat = true;
+                    }
+                    _ => return self.reject_new(tracked, DropReason::NatDrop),
+                }
+            }
+        }
+        // filter FORWARD sees the destination translated, the source not yet.
+        if let (Some(t), false) = (target, state == CtState::Related) {
+            key.dst = u128::from(u32::from_be_bytes(t.dst));
+            if matches!(info.l4_proto, ip_proto::TCP | ip_proto::UDP) {
+                key.dport = t.dport;
+            }
+        }
+        if let Some(chain) = fam.hooks[HookPoint::FilterForward as usize] {
+            let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
+            self.trace.decided[2] = w.decided;
+            if w.too_deep {
+                return self.reject_new(tracked, DropReason::ChainTooDeep);
+            }
+            match w.fin {
+                Final::Accept => {}
+                Final::Reject(with) => {
+                    if let Some(t) = tracked {
+                        let _ = self.shard.commit(t, false);
+                    }
+                    return self.reject(buf, len, &info, with);
+                }
+                _ => {
+                    let r = if matches!(w.decided, Some((_, POLICY))) {
+                        DropReason::FilterPolicy
+                    } else {
+                        DropReason::FilterRule
+                    };
+                    return self.reject_new(tracked, r);
+                }
+            }
+        }
+        // nat POSTROUTING: NEW connections only.
+        let mut snat = false;
+        if is_new && !v6 {
+            if let Some(chain) = fam.hooks[HookPoint::NatPostrouting as usize] {
+                let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
+                self.trace.decided[3] = w.decided;
+                let spec = match w.fin {
+                    Final::Accept => None,
+                    Final::Snat(spec) => Some(spec),
+                    Final::Masquerade { ports, random } => match rs.ports[usize::from(egress)].ipv4
+                    {
+                        Some(a) => Some(NatSpec {
+                            addrs: Some((u32::from(a), u32::from(a))),
+                            ports,
+                            random,
+                        }),
+                        None => return self.reject_new(tracked, DropReason::NoMasqueradeAddress),
+                    },
+                    _ => return self.reject_new(tracked, DropReason::NatDrop),
+                };
+                if let Some(spec) = spec {
+                    let t = target.as_mut().expect("IPv4 has a rewrite");
+                    let (_, old_reply) = self
+                        .shard
+                        .tuples(entry.expect("new connections are tracked"));
+                    if !self.pick_snat(t, &spec, info.l4_proto, &old_reply, now) {
+                        return self.reject_new(tracked, DropReason::NatPortsExhausted);
+                    }
+                    snat = true;
+                }
+            }
+        }
+        if is_new && (dnat || snat) {
+            let t = target.expect("IPv4 has a rewrite");
+            let kind = match (snat, dnat) {
+                (true, true) => NatKind::Both,
+                (true, false) => NatKind::Src,
+                _ => NatKind::Dst,
+            };
+            let tr = tracked.expect("new connections are tracked");
+            let (_, old_reply) = self.shard.tuples(tr.entry.expect("tracked"));
+            let reply = reply_tuple(&t, &old_reply, info.l4_proto);
+            let _ = self.shard.set_nat(&tr, kind, reply);
+            nat_kind = kind;
+        }
+        if let Some(t) = tracked {
+            if !self.shard.commit(t, true) {
+                return self.drop(DropReason::CtClash);
+            }
+        }
+        if nat_kind != NatKind::None {
+            let t = target.expect("NAT implies IPv4");
+            if state == CtState::Related {
+                if let Some(q) = quoted {
+                    nat::rewrite_icmp_error(&mut buf[..len], &info, &q, &t);
+                }
+            } else if Some(t) != cur {
+                nat::rewrite(&mut buf[..len], &info, &t);
+            }
+        }
+        self.stats.forwarded += 1;
+        Verdict::Forward
+    }
+
+    fn reject_new(&mut self, tracked: Option<Tracked>, r: DropReason) -> Verdict {
+        if let Some(t) = tracked {
+            let _ = self.shard.commit(t, false);
+        }
+        self.drop(r)
+    }
+
+    fn reject(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        info: &FrameInfo,
+        with: RejectWith,
+    ) -> Verdict {
+        let cap = buf.len().min(SCRATCH);
+        let ident = self.ident;
+        self.ident = self.ident.wrapping_add(1).max(1);
+        match crate::reject::build(&buf[..len], info, with, ident, &mut self.scratch[..cap]) {
+            Some(n) => {
+                buf[..n].copy_from_slice(&self.scratch[..n]);
+                self.stats.drops[DropReason::Reject.index()] += 1;
+                self.stats.replies += 1;
+                Verdict::Reply(n)
+            }
+            None => self.drop(DropReason::RejectSuppressed),
+        }
+    }
+
+    /// SNAT/MASQUERADE: pick the address and a port (or ICMP id) whose reply tuple is free in
+    /// this shard and hashes to this worker. `false` when none is left.
+    fn pick_snat(
+        &mut self,
+        t: &mut Rewrite,
+        spec: &NatSpec,
+        proto: u8,
+        old_reply: &Tuple,
+        now: u64,
+    ) -> bool {
+        if let Some((lo, hi)) = spec.addrs {
+            let h = u32::from_be_bytes(t.src) ^ u32::from_be_bytes(t.dst).rotate_left(7);
+            t.src = (lo + h % (hi - lo).wrapping_add(1).max(1)).to_be_bytes();
+            if hi.wrapping_sub(lo) == u32::MAX {
+                t.src = h.to_be_bytes();
+            }
+        }
+        let ported = matches!(proto, ip_proto::TCP | ip_proto::UDP | ip_proto::ICMP);
+        let family = conntrack::Family::V4;
+        let key_proto = proto;
+        if !ported {
+            return true;
+        }
+        let orig_port = t.sport;
+        let (lo, hi) = match spec.ports {
+            Some(r) => r,
+            None if proto == ip_proto::ICMP => (0, 65535),
+            None if orig_port == 0 => (0, 0),
+            None if orig_port < 512 => (1, 511),
+            None if orig_port < 1024 => (600, 1023),
+            None => (1024, 65535),
+        };
+        let free = |w: &Worker, port: u16| -> bool {
+            let cand = Rewrite { sport: port, ..*t };
+            let reply = reply_tuple(&cand, old_reply, proto);
+            w.shard.lookup(family, key_proto, &reply, now).is_none()
+                && (w.workers == 1
+                    || shard_of(flow_hash(w.seed, family, key_proto, &reply), w.workers) == w.index)
+        };
+        let in_range = orig_port >= lo && orig_port <= hi;
+        if in_range && !spec.random && free(self, orig_port) {
+            return true;
+        }
+        let size = u32::from(hi - lo) + 1;
+        let start = if spec.random {
+            self.next_rand()
+        } else {
+            u32::from_be_bytes(t.dst)
+                ^ u32::from(t.dport).wrapping_mul(0x9e37_79b9)
+                ^ u32::from(orig_port)
+        } % size;
+        for i in 0..size.min(128 * self.workers as u32) {
+            let port = (lo as u32 + (start + i) % size) as u16;
+            if free(self, port) {
+                t.sport = port;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn next_rand(&mut self) -> u32 {
+        // xorshift64*: deterministic per worker, enough to spread --random ports.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    /// Walks a hook's chains from `chain`: jumps push, goto replaces, RETURN pops, the end of a
+    /// built-in chain is its policy. LOG/NFLOG and rules without target continue.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &mut self,
+        fam: &FamilyRules,
+        counters: &RuleCounters,
+        start: u32,
+        key: &Key,
+        frame: &[u8],
+        info: &FrameInfo,
+        ingress: PortIdx,
+        egress: PortIdx,
+    ) -> Walk {
+        let bytes = u64::from(info.l3_len);
+        let mut stack = [(0u32, 0u32); MAX_DEPTH];
+        let mut depth = 0usize;
+        let (mut cur, mut pos) = (start, 0u32);
+        let mut notrack = false;
+        let mut out = [NO_MATCH];
+        loop {
+            let chain = &fam.chains[cur as usize];
+            chain.classifier.lookup_burst_with(
+                std::slice::from_ref(key),
+                &[pos],
+                &mut out,
+                |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info),
+            );
+            let r = out[0];
+            if r == NO_MATCH {
+                if depth == 0 {
+                    counters.hit(chain.policy_counter, bytes);
+                    let fin = match chain.policy {
+                        Some(Policy::Drop) => Final::Drop,
+                        _ => Final::Accept,
+                    };
+                    return Walk {
+                        fin,
+                        notrack,
+                        decided: Some((cur, POLICY)),
+                        too_deep: false,
+                    };
+                }
+                depth -= 1;
+                (cur, pos) = stack[depth];
+                continue;
+            }
+            let rule = &chain.rules[r as usize];
+            counters.hit(rule.counter, bytes);
+            let decided = Some((cur, r));
+            let fin = match &rule.action {
+                Action::Continue => None,
+                Action::Notrack => {
+                    notrack = true;
+                    None
+                }
+                Action::Log(l) => {
+                    self.emit_log(
+                        LogKind::Log {
+                            level: l.level,
+                            flags: log_flags(l),
+                        },
+                        &l.prefix,
+                        frame,
+                        ingress,
+                        egress,
+                    );
+                    None
+                }
+                Action::Nflog(n) => {
+                    self.emit_log(
+                        LogKind::Nflog { group: n.group },
+                        &n.prefix,
+                        frame,
+                        ingress,
+                        egress,
+                    );
+                    None
+                }
+                Action::Accept => Some(Final::Accept),
+                Action::Drop => Some(Final::Drop),
+                Action::Reject(w) => Some(Final::Reject(*w)),
+                Action::Snat(s) => Some(Final::Snat(*s)),
+                Action::Dnat(s) => Some(Final::Dnat(*s)),
+                Action::Masquerade { ports, random } => Some(Final::Masquerade {
+                    ports: *ports,
+                    random: *random,
+                }),
+                Action::Return => {
+                    if depth == 0 {
+                        // RETURN from a built-in chain: its policy
+                        counters.hit(chain.policy_counter, bytes);
+                        let fin = match chain.policy {
+                            Some(Policy::Drop) => Final::Drop,
+                            _ => Final::Accept,
+                        };
+                        return Walk {
+                            fin,
+                            notrack,
+                            decided: Some((cur, POLICY)),
+                            too_deep: false,
+                        };
+                    }
+                    depth -= 1;
+                    (cur, pos) = stack[depth];
+                    continue;
+                }
+                Action::Jump(c) => {
+                    if depth == MAX_DEPTH {
+                        return Walk {
+                            fin: Final::Drop,
+                            notrack,
+                            decided,
+                            too_deep: true,
+                        };
+                    }
+                    stack[depth] = (cur, r + 1);
+                    depth += 1;
+                    (cur, pos) = (*c, 0);
+                    continue;
+                }
+                Action::Goto(c) => {
+                    (cur, pos) = (*c, 0);
+                    continue;
+                }
+            };
+            match fin {
+                Some(fin) => {
+                    return Walk {
+                        fin,
+                        notrack,
+                        decided,
+                        too_deep: false,
+                    }
+                }
+                None => pos = r + 1,
+            }
+        }
+    }
+
+    fn emit_log(
+        &mut self,
+        kind: LogKind,
+        prefix: &str,
+        frame: &[u8],
+        ingress: PortIdx,
+        egress: PortIdx,
+    ) {
+        self.stats.log_events += 1;
+        let Some(q) = self.log.as_mut() else { return };
+        match q.write_chunk_uninit(1) {
+            Ok(chunk) => {
+                let ev = LogEvent::new(kind, prefix, frame, ingress, egress);
+                chunk.fill_from_iter(std::iter::once(ev));
+            }
+            Err(_) => self.stats.log_overflow += 1,
+        }
+    }
+}
+
+fn log_flags(l: &rules::LogTarget) -> u8 {
+    u8::from(l.tcp_sequence) | u8::from(l.tcp_options) << 1 | u8::from(l.ip_options) << 2
+}
+
+fn v4(a: &[u8; 16]) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+fn addr16(a: [u8; 4]) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[..4].copy_from_slice(&a);
+    b
+}
+
+/// The reply tuple of a connection whose first packet leaves as `t`. For ICMP the identifier
+/// is the "port" of both directions and the reply type/code comes from the old reply tuple.
+fn reply_tuple(t: &Rewrite, old_reply: &Tuple, proto: u8) -> Tuple {
+    if proto == ip_proto::ICMP {
+        Tuple {
+            src: addr16(t.dst),
+            dst: addr16(t.src),
+            sport: t.sport,
+            dport: old_reply.dport,
+        }
+    } else {
+        Tuple {
+            src: addr16(t.dst),
+            dst: addr16(t.src),
+            sport: t.dport,
+            dport: t.sport,
+        }
+    }
+}
+
+fn pick_dnat(t: &mut Rewrite, spec: &NatSpec, proto: u8) {
+    if let Some((lo, hi)) = spec.addrs {
+        let h = u32::from_be_bytes(t.src);
+        t.dst = (lo.wrapping_add(h % hi.wrapping_sub(lo).wrapping_add(1).max(1))).to_be_bytes();
+    }
+    if let (Some((lo, hi)), true) = (spec.ports, matches!(proto, ip_proto::TCP | ip_proto::UDP)) {
+        if t.dport < lo || t.dport > hi {
+            let size = u32::from(hi - lo) + 1;
+            t.dport = (u32::from(lo) + u32::from(t.sport) % size) as u16;
+        }
+    }
+}
+
+fn key_of(info: &FrameInfo, iif: u8, oif: u8) -> Key {
+    let (src, dst) = match info.family {
+        Family::Ipv4 => (
+            u128::from(u32::from_be_bytes(info.src_v4())),
+            u128::from(u32::from_be_bytes(info.dst_v4())),
+        ),
+        _ => (u128::from_be_bytes(info.src), u128::from_be_bytes(info.dst)),
+    };
+    let frag = info.is_later_fragment();
+    let l4 = !frag && info.has_l4_header();
+    Key {
+        src,
+        dst,
+        sport: if l4 { info.src_port } else { 0 },
+        dport: if l4 { info.dst_port } else { 0 },
+        proto: info.l4_proto,
+        iif,
+        oif,
+        ct: 0,
+        icmp_type: if l4 { info.icmp_type } else { 0 },
+        icmp_code: if l4 { info.icmp_code } else { 0 },
+        tcp_flags: if l4 { info.tcp_flags.0 } else { 0 },
+        frag,
+    }
+}
+
+fn ct_family(info: &FrameInfo) -> conntrack::Family {
+    if info.family == Family::Ipv6 {
+        conntrack::Family::V6
+    } else {
+        conntrack::Family::V4
+    }
+}
+
+/// The conntrack view of a frame (and, for an ICMP error, the quoted packet's parse);
+/// `None` for what conntrack cannot see (a later fragment, a malformed quote): INVALID.
+fn ct_packet(frame: &[u8], info: &FrameInfo) -> Option<(CtPacket, Option<FrameInfo>)> {
+    if info.is_later_fragment()
+        || !info.has_l4_header()
+            && matches!(
+                info.l4_proto,
+                ip_proto::TCP | ip_proto::UDP | ip_proto::ICMP | ip_proto::ICMPV6
+            )
+    {
+        return None;
+    }
+    let family = ct_family(info);
+    let l4_off = usize::from(info.l4_offset);
+    let l4 = match info.l4_proto {
+        ip_proto::TCP => {
+            let h = &frame[l4_off..info.l3_end()];
+            let doff = usize::from(h[12] >> 4) * 4;
+            let mut seg = TcpSegment {
+                sport: info.src_port,
+                dport: info.dst_port,
+                flags: info.tcp_flags.0,
+                seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+                window: u16::from_be_bytes([h[14], h[15]]),
+                wscale: None,
+                sack_perm: false,
+                sack: None,
+                payload_len: (h.len() - doff) as u32,
+            };
+            for o in wire::tcp::TcpOptions::new(&h[20..doff]).flatten() {
+                match o {
+                    TcpOption::WindowScale(s) => seg.wscale = Some(s),
+                    TcpOption::SackPermitted => seg.sack_perm = true,
+                    TcpOption::Sack(blocks) => {
+                        for (_, right) in blocks.iter() {
+                            seg.sack = Some(seg.sack.map_or(right, |r: u32| {
+                                if right.wrapping_sub(r) as i32 > 0 {
+                                    right
+                                } else {
+                                    r
+                                }
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            L4::Tcp(seg)
+        }
+        ip_proto::UDP => L4::Udp {
+            sport: info.src_port,
+            dport: info.dst_port,
+        },
+        ip_proto::ICMP | ip_proto::ICMPV6
+            if (info.l4_proto == ip_proto::ICMP) == (info.family == Family::Ipv4) =>
+        {
+            if conntrack::icmp_is_error(family, info.icmp_type) {
+                let q = parse_embedded(&frame[l4_off + 8..info.l3_end()], info.family).ok()?;
+                if !q.is_ip() || q.is_later_fragment() {
+                    return None;
+                }
+                let (sport, dport) = match q.l4_proto {
+                    ip_proto::ICMP | ip_proto::ICMPV6 => (
+                        q.icmp_ident,
+                        u16::from(q.icmp_type) << 8 | u16::from(q.icmp_code),
+                    ),
+                    ip_proto::TCP | ip_proto::UDP => (q.src_port, q.dst_port),
+                    _ => (0, 0),
+                };
+                let inner = Tuple {
+                    src: q.src,
+                    dst: q.dst,
+                    sport,
+                    dport,
+                };
+                let err = IcmpErrorInfo {
+                    ty: info.icmp_type,
+                    code: info.icmp_code,
+                    inner_proto: q.l4_proto,
+                    inner,
+                };
+                let p = CtPacket {
+                    family,
+                    proto: info.l4_proto,
+                    src: info.src,
+                    dst: info.dst,
+                    l4: L4::IcmpError(err),
+                };
+                return Some((p, Some(q)));
+            }
+            L4::Icmp {
+                ty: info.icmp_type,
+                code: info.icmp_code,
+                id: info.icmp_ident,
+            }
+        }
+        _ => L4::Other,
+    };
+    Some((
+        CtPacket {
+            family,
+            proto: info.l4_proto,
+            src: info.src,
+            dst: info.dst,
+            l4,
+        },
+        None,
+    ))
+}
+
+fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo) -> bool {
+    checks.iter().all(|c| match c {
+        LeafCheck::Masked {
+            dst,
+            value,
+            mask,
+            negated,
+        } => {
+            let a = if *dst { key.dst } else { key.src };
+            ((a & mask) == *value) != *negated
+        }
+        LeafCheck::Range {
+            dst,
+            lo,
+            hi,
+            negated,
+        } => {
+            let a = if *dst { key.dst } else { key.src };
+            (*lo <= a && a <= *hi) != *negated
+        }
+        LeafCheck::Port { dst, m } => {
+            !key.frag && m.matches(if *dst { key.dport } else { key.sport })
+        }
+        LeafCheck::Ct(m) => ((key.ct & m.mask) != 0) != m.negate,
+        LeafCheck::Multiport {
+            dir,
+            ports,
+            negated,
+        } => {
+            if key.frag {
+                return false;
+            }
+            let hit = |p: u16| ports.iter().any(|&(lo, hi)| lo <= p && p <= hi);
+            let any = match dir {
+                MultiportDir::Source => hit(key.sport),
+                MultiportDir::Destination => hit(key.dport),
+                MultiportDir::Either => hit(key.sport) || hit(key.dport),
+            };
+            any != *negated
+        }
+        LeafCheck::TcpOption { kind, negated } => {
+            if key.frag || info.l4_proto != ip_proto::TCP {
+                return false;
+            }
+            let t = usize::from(info.l4_offset);
+            let doff = usize::from(frame[t + 12] >> 4) * 4;
+            let mut i = t + 20;
+            let end = t + doff;
+            let mut found = false;
+            while i < end {
+                let k = frame[i];
+                if k == 0 {
+                    break;
+                }
+                if k == *kind {
+                    found = true;
+                    break;
+                }
+                if k == 1 {
+                    i += 1;
+                    continue;
+                }
+                let l = usize::from(*frame.get(i + 1).unwrap_or(&0));
+                if l < 2 {
+                    break;
+                }
+                i += l;
+            }
+            found != *negated
+        }
+        LeafCheck::Mac { addr, negated } => (frame[6..12] == addr[..]) != *negated,
+        LeafCheck::Length { min, max, negated } => {
+            let l = match info.family {
+                Family::Ipv6 => info.l3_len,
+                _ => info.l3_len,
+            };
+            (*min <= l && l <= *max) != *negated
+        }
+        LeafCheck::Ttl { op, value } => {
+            let t = info.ttl;
+            match op {
+                TtlOp::Eq => t == *value,
+                TtlOp::Ne => t != *value,
+                TtlOp::Lt => t < *value,
+                TtlOp::Gt => t > *value,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::tests::{cfg, v4 as parse_v4};
+    use crate::compile::{compile, CompileConfig};
+    use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+    use wire::tcp::TcpFlags;
+
+    const C: [u8; 4] = [198, 18, 0, 1];
+    const S: [u8; 4] = [198, 18, 0, 2];
+    const S3: [u8; 4] = [198, 18, 0, 3];
+    const A: PortIdx = 0;
+    const B: PortIdx = 1;
+    const SEC: u64 = 1_000_000_000;
+
+    fn worker_for(text: &str) -> Worker {
+        worker_cfg(text, &cfg())
+    }
+
+    fn worker_cfg(text: &str, c: &CompileConfig) -> Worker {
+        let compiled = if text.is_empty() {
+            Compiled::accept_all(c)
+        } else {
+            compile(Some(&parse_v4(text)), None, c).unwrap()
+        };
+        let rules = Arc::new(ArcSwap::from_pointee(compiled));
+        Worker::new(rules, &conntrack::Config::default(), 1024, 0, 1, 0)
+    }
+
+    fn run(w: &mut Worker, ingress: PortIdx, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; 2048];
+        buf[..frame.len()].copy_from_slice(frame);
+        let v = w.process(ingress, &mut buf, frame.len(), now);
+        let n = match v {
+            Verdict::Reply(n) => n,
+            _ => frame.len(),
+        };
+        buf.truncate(n);
+        (v, buf)
+    }
+
+    fn ip(a: [u8; 4], b: [u8; 4]) -> IpPair {
+        IpPair::V4(a, b)
+    }
+
+    fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+        FrameBuilder::default().tcp(
+            ip(src, dst),
+            &TcpSpec {
+                src_port: sp,
+                dst_port: dp,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: 64240,
+                options: vec![],
+                payload: b"",
+            },
+        )
+    }
+
+    fn valid(frame: &[u8]) {
+        let info = parse_frame(frame).unwrap();
+        wire::verify_ipv4_header(frame, &info).unwrap();
+        wire::verify_l4_checksum(frame, &info).unwrap();
+    }
+
+    const FILTER_HDR: &str =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+    const NAT_HDR: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
+
+    fn stateful() -> String {
+        format!(
+            "{FILTER_HDR}-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n"
+        )
+    }
+
+    #[test]
+    fn stateful_ruleset_lets_replies_in_and_blocks_new_from_the_server() {
+        let mut w = worker_for(&stateful());
+        let syn = tcp(C, S, 40000, 80, 0x02, 100, 0);
+        assert_eq!(run(&mut w, A, &syn, SEC).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::New));
+        let synack = tcp(S, C, 80, 40000, 0x12, 500, 101);
+        let (v, out) = run(&mut w, B, &synack, SEC + 1000);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(out, synack, "no NAT: the frame is untouched");
+        assert_eq!(w.trace().ct_state, Some(CtState::Established));
+        // a new connection from the server side: the policy drops it
+        let rsyn = tcp(S, C, 22, 50000, 0x02, 1, 0);
+        assert_eq!(
+            run(&mut w, B, &rsyn, 2 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        assert_eq!(w.stats().drops[DropReason::FilterPolicy.index()], 1);
+        // a dropped NEW packet leaves no connection behind
+        assert_eq!(w.shard().len(), 1);
+        // UDP to a closed port: the ICMP error is RELATED and reaches the client
+        let b = FrameBuilder::default();
+        let q = b.udp(ip(C, S), 5000, 53, b"q");
+        assert_eq!(run(&mut w, A, &q, 3 * SEC).0, Verdict::Forward);
+        let err = b.icmp_error(ip(S, C), 3, 3, 0, &q[14..]);
+        assert_eq!(run(&mut w, B, &err, 3 * SEC + 5).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Related));
+        // the same error without a connection is INVALID and dropped
+        let stray = b.icmp_error(ip(S, C), 3, 3, 0, &b.udp(ip(C, S), 5001, 53, b"q")[14..]);
+        assert_eq!(
+            run(&mut w, B, &stray, 4 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        assert_eq!(w.trace().ct_state, Some(CtState::Invalid));
+    }
+
+    #[test]
+    fn masquerade_rewrites_both_directions_and_binds_in_conntrack() {
+        let text = format!("{NAT_HDR}-A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n");
+        let mut w = worker_for(&text);
+        let syn = tcp(C, S, 40000, 80, 0x02, 100, 0);
+        let (v, out) = run(&mut w, A, &syn, SEC);
+        assert_eq!(v, Verdict::Forward);
+        valid(&out);
+        let info = parse_frame(&out).unwrap();
+        assert_eq!(info.src_v4(), [198, 18, 0, 254]);
+        assert_eq!(
+            (info.src_port, info.dst_port),
+            (40000, 80),
+            "a unique port is kept"
+        );
+        let synack = tcp(S, [198, 18, 0, 254], 80, 40000, 0x12, 500, 101);
+        let (v, back) = run(&mut w, B, &synack, SEC + 10);
+        assert_eq!(v, Verdict::Forward);
+        valid(&back);
+        assert_eq!(back, tcp(S, C, 80, 40000, 0x12, 500, 101));
+        let mut snaps = Vec::new();
+        w.shard()
+            .snapshot(&conntrack::Filter::default(), SEC + 10, &mut snaps);
+        assert_eq!(snaps.len(), 1);
+        assert_eq!(snaps[0].nat, NatKind::Src);
+        assert_eq!(snaps[0].reply.dst[..4], [198, 18, 0, 254]);
+        assert_eq!(snaps[0].orig.src[..4], C);
+        // a second client with the same source port gets another port
+        let syn2 = tcp([198, 18, 0, 9], S, 40000, 80, 0x02, 7, 0);
+        let (_, out2) = run(&mut w, A, &syn2, 2 * SEC);
+        let i2 = parse_frame(&out2).unwrap();
+        assert_eq!(i2.src_v4(), [198, 18, 0, 254]);
+        assert_ne!(i2.src_port, 40000);
+        assert!(i2.src_port >= 1024);
+        valid(&out2);
+    }
+
+    #[test]
+    fn dnat_port_forward_and_its_replies() {
+        let text = format!(
+            "{NAT_HDR}-A PREROUTING -d 198.18.0.2/32 -i fw-c -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.3:80\nCOMMIT\n\
+             {FILTER_HDR}-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -d 198.18.0.3/32 -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let (v, out) = run(&mut w, A, &tcp(C, S, 40000, 8080, 0x02, 1, 0), SEC);
+        assert_eq!(
+            v,
+            Verdict::Forward,
+            "filter sees the translated destination"
+        );
+        assert_eq!(out, tcp(C, S3, 40000, 80, 0x02, 1, 0));
+        let (v, back) = run(&mut w, B, &tcp(S3, C, 80, 40000, 0x12, 9, 2), SEC + 1);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(back, tcp(S, C, 8080, 40000, 0x12, 9, 2));
+        // later packets of the connection reuse the binding without traversing nat
+        let (_, out) = run(&mut w, A, &tcp(C, S, 40000, 8080, 0x10, 2, 10), SEC + 2);
+        assert_eq!(out, tcp(C, S3, 40000, 80, 0x10, 2, 10));
+        assert_eq!(w.trace().decided[1], None);
+        // direct access to the real server on 8080 is not forwarded
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S3, 40001, 8080, 0x02, 1, 0), SEC * 2).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+    }
+
+    #[test]
+    fn icmp_error_about_a_snat_connection_is_translated_back() {
+        let text =
+            format!("{NAT_HDR}-A POSTROUTING -o fw-s -j SNAT --to-source 198.18.0.200\nCOMMIT\n");
+        let mut w = worker_for(&text);
+        let b = FrameBuilder::default();
+        let q = b.udp(ip(C, S), 5000, 53, b"query");
+        let (_, out) = run(&mut w, A, &q, SEC);
+        assert_eq!(out, b.udp(ip([198, 18, 0, 200], S), 5000, 53, b"query"));
+        let err = b.icmp_error(ip(S, [198, 18, 0, 200]), 3, 3, 0, &out[14..]);
+        let (v, back) = run(&mut w, B, &err, SEC + 1);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(back, b.icmp_error(ip(S, C), 3, 3, 0, &q[14..]));
+    }
+
+    #[test]
+    fn icmp_echo_ids_are_translated_and_kept_unique() {
+        let text =
+            format!("{NAT_HDR}-A POSTROUTING -o fw-s -j SNAT --to-source 198.18.0.200\nCOMMIT\n");
+        let mut w = worker_for(&text);
+        let b = FrameBuilder::default();
+        let (_, o1) = run(&mut w, A, &b.echo(ip(C, S), true, 7, 1, b"p"), SEC);
+        assert_eq!(o1, b.echo(ip([198, 18, 0, 200], S), true, 7, 1, b"p"));
+        let (_, o2) = run(
+            &mut w,
+            A,
+            &b.echo(ip([198, 18, 0, 9], S), true, 7, 1, b"p"),
+            SEC,
+        );
+        let i2 = parse_frame(&o2).unwrap();
+        assert_ne!(
+            i2.icmp_ident, 7,
+            "the second client's id is taken: translated"
+        );
+        valid(&o2);
+        let (v, back) = run(
+            &mut w,
+            B,
+            &b.echo(ip(S, [198, 18, 0, 200]), false, i2.icmp_ident, 1, b"p"),
+            SEC + 1,
+        );
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(back, b.echo(ip(S, [198, 18, 0, 9]), false, 7, 1, b"p"));
+    }
+
+    #[test]
+    fn exhausted_ports_drop_with_a_counter() {
+        let text = format!(
+            "{NAT_HDR}-A POSTROUTING -p tcp -j SNAT --to-source 198.18.0.200:1024\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40000, 80, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        let v = run(&mut w, A, &tcp(C, S, 40001, 80, 0x02, 1, 0), SEC).0;
+        assert_eq!(v, Verdict::Drop(DropReason::NatPortsExhausted));
+        assert_eq!(w.stats().drops[DropReason::NatPortsExhausted.index()], 1);
+        assert_eq!(w.shard().len(), 1);
+    }
+
+    #[test]
+    fn reject_answers_out_of_the_ingress_port() {
+        let text = format!(
+            "{FILTER_HDR}-A FORWARD -p tcp -j REJECT --reject-with tcp-reset\n-A FORWARD -p udp -j REJECT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let syn = tcp(C, S, 40000, 80, 0x02, 100, 0);
+        let (v, out) = run(&mut w, A, &syn, SEC);
+        assert!(matches!(v, Verdict::Reply(54)), "{v:?}");
+        let i = parse_frame(&out).unwrap();
+        assert_eq!((i.src_v4(), i.dst_v4(), i.tcp_flags.0), (S, C, 0x14));
+        assert_eq!(&out[..6], &syn[6..12]);
+        let q = FrameBuilder::default().udp(ip(C, S), 5000, 53, b"q");
+        let (v, out) = run(&mut w, A, &q, SEC);
+        assert!(matches!(v, Verdict::Reply(_)));
+        let i = parse_frame(&out).unwrap();
+        assert_eq!((i.l4_proto, i.icmp_type, i.icmp_code), (1, 3, 3));
+        assert_eq!(w.shard().len(), 0, "rejected connections are not confirmed");
+    }
+
+    #[test]
+    fn jump_goto_return_and_counters() {
+        let text = format!(
+            "{FILTER_HDR}:a - [0:0]\n:b - [0:0]\n:c - [0:0]\n\
+             -A FORWARD -p tcp -j a\n-A FORWARD -p tcp -m tcp --dport 22 -j ACCEPT\n\
+             -A a -m tcp -p tcp --dport 80 -g b\n-A a -j RETURN\n-A a -j DROP\n\
+             -A b -j LOG --log-prefix \"web \"\n-A b -s 198.18.0.1/32 -j RETURN\n-A b -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let (tx, mut rx) = rtrb::RingBuffer::new(4);
+        w.set_log_queue(tx);
+        // 80 from C: a -> goto b -> LOG, RETURN (to FORWARD, not to a) -> rule 2 no -> policy
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 1, 80, 0x02, 1, 0), SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        let rs = w.rules.load_full();
+        let fwd = rs.v4.hooks[HookPoint::FilterForward as usize].unwrap();
+        assert_eq!(w.trace().decided[2], Some((fwd, POLICY)));
+        let ev = rx.pop().unwrap();
+        assert_eq!(ev.prefix(), "web ");
+        // 80 from elsewhere: accepted in b
+        assert_eq!(
+            run(&mut w, A, &tcp(S3, S, 1, 80, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        let bid = rs.v4.chain_id(rules::TableName::Filter, "b").unwrap();
+        assert_eq!(w.trace().decided[2], Some((bid, 2)));
+        // 22: a RETURNs, FORWARD rule 2 accepts
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 1, 22, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        assert_eq!(w.trace().decided[2], Some((fwd, 1)));
+        let chain = &rs.v4.chains[fwd as usize];
+        assert_eq!(rs.counter_sum(chain.rules[0].counter), (3, 120));
+        assert_eq!(rs.counter_sum(chain.rules[1].counter), (1, 40));
+        assert_eq!(rs.counter_sum(chain.policy_counter), (1, 40));
+        let listing = rs.list(false, "filter");
+        assert!(
+            listing.contains("Chain FORWARD (policy DROP 1 packets, 40 bytes)"),
+            "{listing}"
+        );
+        assert_eq!(w.stats().log_events, 2);
+    }
+
+    #[test]
+    fn malformed_dropped_with_reason_and_arp_forwarded() {
+        let mut w = worker_for("");
+        let mut bad = tcp(C, S, 1, 2, 0x02, 1, 0);
+        bad[14] = 0x44; // IHL 4
+        assert_eq!(
+            run(&mut w, A, &bad, SEC).0,
+            Verdict::Drop(DropReason::Malformed)
+        );
+        assert_eq!(
+            w.stats().malformed[Malformed::BadIpv4HeaderLength.index()],
+            1
+        );
+        assert_eq!(w.trace().malformed, Some(Malformed::BadIpv4HeaderLength));
+        let arp = FrameBuilder::default().arp(
+            1,
+            (wire::ethernet::MacAddr([2; 6]), C),
+            (wire::ethernet::MacAddr([0; 6]), S),
+        );
+        assert_eq!(run(&mut w, A, &arp, SEC).0, Verdict::Forward);
+        // no rules: accepted, but tracked
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 1, 2, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        assert_eq!(w.shard().len(), 1);
+    }
+
+    #[test]
+    fn notrack_in_raw_makes_packets_untracked() {
+        let text = format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -p udp -m udp --dport 53 -j NOTRACK\nCOMMIT\n\
+             {FILTER_HDR}-A FORWARD -m conntrack --ctstate UNTRACKED -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let q = FrameBuilder::default().udp(ip(C, S), 5000, 53, b"q");
+        assert_eq!(run(&mut w, A, &q, SEC).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Untracked));
+        assert_eq!(w.shard().len(), 0);
+        let other = FrameBuilder::default().udp(ip(C, S), 5000, 54, b"q");
+        assert_eq!(
+            run(&mut w, A, &other, SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+    }
+
+    #[test]
+    fn reload_swaps_rules_and_keeps_connections() {
+        let mut w = worker_for(&stateful());
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40000, 80, 0x02, 100, 0), SEC).0,
+            Verdict::Forward
+        );
+        assert_eq!(
+            run(&mut w, B, &tcp(S, C, 80, 40000, 0x12, 500, 101), SEC).0,
+            Verdict::Forward
+        );
+        // new ruleset: only ESTABLISHED passes, NEW is dropped
+        let strict = format!(
+            "{FILTER_HDR}-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n"
+        );
+        let c = compile(Some(&parse_v4(&strict)), None, &cfg()).unwrap();
+        w.rules.store(Arc::new(c));
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40000, 80, 0x10, 101, 501), SEC * 2).0,
+            Verdict::Forward
+        );
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40001, 80, 0x02, 100, 0), SEC * 2).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+    }
+
+    #[test]
+    fn burst_api_writes_replies_in_place() {
+        let text = format!("{FILTER_HDR}-A FORWARD -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset\n-A FORWARD -j ACCEPT\nCOMMIT\n");
+        let mut w = worker_for(&text);
+        let f1 = tcp(C, S, 1, 80, 0x02, 1, 0);
+        let f2 = tcp(C, S, 1, 23, 0x02, 1, 0);
+        let mut b1 = vec![0u8; 256];
+        let mut b2 = vec![0u8; 256];
+        b1[..f1.len()].copy_from_slice(&f1);
+        b2[..f2.len()].copy_from_slice(&f2);
+        let mut frames: [&mut [u8]; 2] = [&mut b1, &mut b2];
+        let mut lens = [f1.len(), f2.len()];
+        let mut v = [Verdict::Forward; 2];
+        w.process_burst(A, &mut frames, &mut lens, &mut v, SEC);
+        assert_eq!(v[0], Verdict::Forward);
+        assert_eq!(v[1], Verdict::Reply(54));
+        assert_eq!(lens[1], 54);
+        assert_eq!(parse_frame(&b2[..54]).unwrap().tcp_flags.0, 0x14);
+    }
+
+    #[test]
+    fn ipv6_rules_apply_to_ipv6_frames() {
+        let v6 = rules::parse_restore(
+            "t6",
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -p ipv6-icmp -j ACCEPT\n-A FORWARD -p udp -j REJECT --reject-with icmp6-adm-prohibited\nCOMMIT\n",
+            rules::Family::Ipv6,
+        )
+        .unwrap();
+        let c = compile(None, Some(&v6), &cfg()).unwrap();
+        let mut w = Worker::new(
+            Arc::new(ArcSwap::from_pointee(c)),
+            &conntrack::Config::default(),
+            64,
+            0,
+            1,
+            0,
+        );
+        let b = FrameBuilder::default();
+        let p = IpPair::V6(
+            "2001:2::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "2001:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        );
+        assert_eq!(
+            run(&mut w, A, &b.echo(p, true, 1, 1, b"x"), SEC).0,
+            Verdict::Forward
+        );
+        let (v, out) = run(&mut w, A, &b.udp(p, 1, 2, b"x"), SEC);
+        assert!(matches!(v, Verdict::Reply(_)));
+        let i = parse_frame(&out).unwrap();
+        assert_eq!((i.icmp_type, i.icmp_code), (1, 1));
+        // IPv4 has no ruleset: accepted
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 1, 2, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+    }
+}
