@@ -60,6 +60,9 @@ pub struct Config {
     /// Linux does. Default `false`: the entry is destroyed, as the iptables tutorial describes
     /// (see docs/CONNTRACK.md for why).
     pub keep_on_icmp_unreachable: bool,
+    /// Destroy an ICMP query entry once every request has been answered (the seed; default).
+    /// `false` keeps it until its timeout, refreshed by every packet, as current Linux does.
+    pub icmp_destroy_on_reply: bool,
     /// Key of the flow hash; set it randomly at start so bucket chains cannot be aimed at.
     pub hash_seed: u64,
 }
@@ -72,6 +75,7 @@ impl Default for Config {
             tcp_be_liberal: false,
             tcp_loose: true,
             keep_on_icmp_unreachable: false,
+            icmp_destroy_on_reply: true,
             hash_seed: 0x5eed_f00d_cafe_d00d,
         }
     }

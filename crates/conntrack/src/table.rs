@@ -706,7 +706,10 @@ impl Shard {
             L4::Icmp { .. } => {
                 // Old netfilter (the seed): count requests, destroy when all are answered.
                 let en = &mut self.entries[idx as usize];
-                if dir == Dir::Reply {
+                if !self.cfg.icmp_destroy_on_reply {
+                    let to = self.icmp_timeout(p.family);
+                    self.refresh(idx, now_t, to);
+                } else if dir == Dir::Reply {
                     en.l4[0] = en.l4[0].saturating_sub(1);
                     if en.l4[0] == 0 {
                         action = Action::Kill;
@@ -1041,6 +1044,25 @@ mod tests {
         let t = pass(&mut sh, &rep, T0 + 7 * S);
         assert_eq!(t.state, CtState::Invalid);
         assert_eq!(t.reason, Some(CtReason::IcmpNotRequest));
+    }
+
+    #[test]
+    fn icmp_entry_kept_until_timeout_as_current_linux_when_configured() {
+        let mut sh = shard_with(Config {
+            icmp_destroy_on_reply: false,
+            ..Config::default()
+        });
+        pass(&mut sh, &CtPacket::icmp(ip(A), ip(B), 8, 0, 9), T0);
+        let t = pass(&mut sh, &CtPacket::icmp(ip(B), ip(A), 0, 0, 9), T0 + S);
+        assert_eq!(t.state, CtState::Established);
+        assert_eq!(
+            listing(&sh, T0 + 2 * S),
+            [
+                "icmp     1 29 src=198.18.0.1 dst=198.18.1.2 type=8 code=0 id=9 \
+              src=198.18.1.2 dst=198.18.0.1 type=0 code=0 id=9 mark=0 use=1"
+            ]
+        );
+        assert_eq!(sh.count(&Filter::default(), T0 + 31 * S + S / 10), 0);
     }
 
     #[test]
