@@ -9,6 +9,9 @@ use crate::tcp::TcpFlags;
 use crate::{checksum, icmpv4, icmpv6, ip_proto, ipv6, Malformed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+// The summary lives in per-burst stage arrays: keep it within ~one cache line.
+const _: () = assert!(core::mem::size_of::<FrameInfo>() <= 72);
+
 /// The network-layer family of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Family {

@@ -142,10 +142,10 @@ pub fn set_icmp_ident(frame: &mut [u8], info: &mut FrameInfo, new: u16) -> bool 
 }
 
 /// Decrements the IPv4 TTL or IPv6 hop limit, patching the IPv4 header checksum. Returns the
-/// new value; does nothing and returns 0 when it is already 0 or the frame is not IP.
-pub fn decrement_ttl(frame: &mut [u8], info: &mut FrameInfo) -> u8 {
+/// new value, or `None` (nothing changed) when it is already 0 or the frame is not IP.
+pub fn decrement_ttl(frame: &mut [u8], info: &mut FrameInfo) -> Option<u8> {
     if !info.is_ip() || info.ttl == 0 {
-        return 0;
+        return None;
     }
     let l3 = usize::from(info.l3_offset);
     let ttl = info.ttl - 1;
@@ -161,7 +161,7 @@ pub fn decrement_ttl(frame: &mut [u8], info: &mut FrameInfo) -> u8 {
         Family::NonIp => {}
     }
     info.ttl = ttl;
-    ttl
+    Some(ttl)
 }
 
 #[cfg(test)]
@@ -270,15 +270,23 @@ mod tests {
     fn ttl_decrement() {
         let mut frame = TCP_SYN;
         let mut info = parse_frame(&frame).unwrap();
-        assert_eq!(decrement_ttl(&mut frame, &mut info), 63);
+        assert_eq!(decrement_ttl(&mut frame, &mut info), Some(63));
         check(&frame, &info);
         let mut frame = NEIGHBOR_SOLICIT;
         let mut info = parse_frame(&frame).unwrap();
-        assert_eq!(decrement_ttl(&mut frame, &mut info), 254);
+        assert_eq!(decrement_ttl(&mut frame, &mut info), Some(254));
         assert_eq!(parse_frame(&frame).unwrap().ttl, 254);
         let mut frame = ARP_REQUEST;
         let mut info = parse_frame(&frame).unwrap();
-        assert_eq!(decrement_ttl(&mut frame, &mut info), 0);
+        assert_eq!(decrement_ttl(&mut frame, &mut info), None);
         assert_eq!(frame, ARP_REQUEST);
+        let mut frame = TCP_SYN;
+        frame[22] = 1;
+        crate::builder::fix_checksums(&mut frame);
+        let mut info = parse_frame(&frame).unwrap();
+        assert_eq!(decrement_ttl(&mut frame, &mut info), Some(0));
+        check(&frame, &info);
+        assert_eq!(decrement_ttl(&mut frame, &mut info), None);
+        check(&frame, &info);
     }
 }
