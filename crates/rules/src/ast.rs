@@ -224,7 +224,8 @@ impl AddrMatch {
 }
 
 /// An interface condition (`-i`/`-o`). `wildcard` means the name is a prefix (`eth+`); `name`
-/// holds the part before the `+`. `-i +` is represented by the field being `None`.
+/// holds the part before the `+`. `-i +` is represented by the field being `None`; `! -i +`
+/// (empty name, wildcard, negated) matches no packet, and iptables-save prints nothing for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IfaceMatch {
     pub name: String,
@@ -278,7 +279,8 @@ pub mod tcp_flags {
     ];
 }
 
-/// `--tcp-flags MASK COMP`: `(flags & mask) == comp`, optionally negated.
+/// `--tcp-flags MASK COMP`: `(flags & mask) == comp`, optionally negated. With `mask == 0` and
+/// `comp != 0` it matches nothing, and iptables-save omits it (so printing is lossy there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TcpFlagsMatch {
     pub mask: u8,

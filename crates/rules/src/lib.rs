@@ -279,7 +279,9 @@ pub fn parse_rule(
 pub mod fuzzing {
     use super::*;
 
-    /// Ruleset with source lines cleared and tables in name order, for comparisons.
+    /// Ruleset with source lines cleared, tables in name order, and the conditions that
+    /// iptables-save does not print (`! -i +`, `--tcp-flags` with an empty mask) removed, for
+    /// comparing a ruleset with the re-parse of its printed text.
     pub fn normalised(rs: &Ruleset) -> Ruleset {
         let mut rs = rs.clone();
         rs.tables.sort_by_key(|t| t.name);
@@ -287,6 +289,18 @@ pub mod fuzzing {
             for c in &mut t.chains {
                 for r in &mut c.rules {
                     r.line = 0;
+                    for i in [&mut r.in_iface, &mut r.out_iface] {
+                        if i.as_ref().is_some_and(|i| i.name.is_empty()) {
+                            *i = None;
+                        }
+                    }
+                    for m in &mut r.matches {
+                        if let Match::Tcp(tm) = m {
+                            if tm.flags.is_some_and(|f| f.mask == 0 && !f.negated) {
+                                tm.flags = None;
+                            }
+                        }
+                    }
                 }
             }
         }

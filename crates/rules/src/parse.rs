@@ -1311,6 +1311,12 @@ impl<'a> Line<'a> {
                         negated: neg,
                     }
                 });
+                // `--tcp-flags NONE NONE` tests nothing; iptables drops it.
+                if t.flags
+                    .is_some_and(|f| f.mask == 0 && f.comp == 0 && !f.negated)
+                {
+                    t.flags = None;
+                }
             }
             (Match::Tcp(t), O::TcpOption) => {
                 let n = values::number(a0, 255, "TCP option")? as u8;

@@ -138,11 +138,12 @@ pub fn rule_spec(rule: &Rule) -> String {
         neg(&mut o, a.negated);
         let _ = write!(o, " -d {}", addr_text(a));
     }
-    if let Some(i) = &rule.in_iface {
+    // `! -i +` (matches nothing) is printed as nothing at all, as iptables-save does.
+    if let Some(i) = rule.in_iface.as_ref().filter(|i| !i.name.is_empty()) {
         neg(&mut o, i.negated);
         let _ = write!(o, " -i {}{}", i.name, if i.wildcard { "+" } else { "" });
     }
-    if let Some(i) = &rule.out_iface {
+    if let Some(i) = rule.out_iface.as_ref().filter(|i| !i.name.is_empty()) {
         neg(&mut o, i.negated);
         let _ = write!(o, " -o {}{}", i.name, if i.wildcard { "+" } else { "" });
     }
@@ -170,7 +171,8 @@ pub fn rule_spec(rule: &Rule) -> String {
                     neg(&mut o, inv);
                     let _ = write!(o, " --tcp-option {n}");
                 }
-                if let Some(f) = t.flags {
+                // iptables-save omits an empty mask (lossy when COMP is not empty: never matches).
+                if let Some(f) = t.flags.filter(|f| f.mask != 0 || f.negated) {
                     neg(&mut o, f.negated);
                     let _ = write!(o, " --tcp-flags {} {}", flags(f.mask), flags(f.comp));
                 }

@@ -129,8 +129,9 @@ pub(crate) fn apply(
                     None,
                 ));
             }
-            for (k, r) in pc.rules.into_iter().enumerate() {
-                ch.rules.insert(at + k, r);
+            // iptables inserts each expanded rule at the same position, reversing them.
+            for r in pc.rules {
+                ch.rules.insert(at, r);
             }
         }
         Cmd::DeleteSpec(c) => {
