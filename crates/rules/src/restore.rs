@@ -220,6 +220,14 @@ pub(crate) fn apply(
                 .map(|c| c.name.clone())
                 .collect();
             for c in &users {
+                if let Some(l) = references(t, c).first() {
+                    return Err(d(
+                        line,
+                        cc,
+                        format!("chain `{c}` is still referenced (by the rule from line {l})"),
+                        None,
+                    ));
+                }
                 if !t.chain(c).is_some_and(|x| x.rules.is_empty()) {
                     return Err(d(
                         line,
@@ -484,8 +492,19 @@ pub(crate) fn restore(
     let mut errs: Vec<Diag> = Vec::new();
     let mut open: Option<Open> = None;
     let mut last_line = 0u32;
+    let mut crlf_reported = false;
     for (i, raw) in text.split('\n').enumerate() {
         let line = i as u32 + 1;
+        if raw.ends_with('\r') && !crlf_reported {
+            // iptables-restore takes the CR as part of the last word and fails obscurely.
+            crlf_reported = true;
+            errs.push(d(
+                line,
+                raw.len() as u32,
+                "line ends with a carriage return (CRLF line endings)",
+                Some("convert the file to Unix (LF) line endings".into()),
+            ));
+        }
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if raw.trim().is_empty() && i + 1 == text.split('\n').count() {
             break;
@@ -688,26 +707,6 @@ fn chain_decl(t: &mut Table, toks: &[Tok], line: u32) -> Result<(), Diag> {
         }
         Some(_) => Err(d(line, col, format!("chain `{name}` declared twice"), None)),
         None => {
-            if let Some(h) = Hook::from_name(name) {
-                return Err(d(
-                    line,
-                    col,
-                    format!(
-                        "table {} has no built-in chain {}",
-                        t.name.as_str(),
-                        h.as_str()
-                    ),
-                    Some(format!(
-                        "its built-in chains are {}",
-                        t.name
-                            .builtin_chains()
-                            .iter()
-                            .map(|h| h.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                ));
-            }
             check_chain_name(name).map_err(|f| Diag::at(line, col, f))?;
             if pol.text != "-" {
                 return Err(d(
