@@ -1227,7 +1227,9 @@ impl<'a> Line<'a> {
                             .map(|c| c.name.as_str())
                             .collect();
                         all.extend(chains);
-                        suggest(name, &all).map(|s| format!("did you mean `{s}`?"))
+                        suggest(name, &all).map(|s| format!("did you mean `{s}`?")).or_else(|| {
+                            Some(format!("a user chain must be declared (`:{name} - [0:0]` or `-N {name}`) before rules use it"))
+                        })
                     }
                 };
                 self.err(

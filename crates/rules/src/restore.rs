@@ -79,9 +79,16 @@ fn chain_or_err<'t>(
         let hint = suggest(name, &names)
             .map(|s| format!("did you mean `{s}`?"))
             .or_else(|| {
-                Some(format!(
-                    "declare it with `:{name} - [0:0]` or `-N {name}` first"
-                ))
+                Some(if Hook::from_name(name).is_some() {
+                    let b: Vec<&str> = t.name.builtin_chains().iter().map(|h| h.as_str()).collect();
+                    format!(
+                        "the built-in chains of table {} are {}",
+                        t.name.as_str(),
+                        b.join(", ")
+                    )
+                } else {
+                    format!("declare it with `:{name} - [0:0]` or `-N {name}` first")
+                })
             });
         return Err(d(
             line,
