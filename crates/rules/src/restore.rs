@@ -500,6 +500,7 @@ pub(crate) fn restore(
     let mut open: Option<Open> = None;
     let mut last_line = 0u32;
     let mut crlf_reported = false;
+    let n_lines = text.split('\n').count();
     for (i, raw) in text.split('\n').enumerate() {
         let line = i as u32 + 1;
         if raw.ends_with('\r') && !crlf_reported {
@@ -513,7 +514,7 @@ pub(crate) fn restore(
             ));
         }
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if raw.trim().is_empty() && i + 1 == text.split('\n').count() {
+        if raw.trim().is_empty() && i + 1 == n_lines {
             break;
         }
         last_line = line;
