@@ -75,6 +75,15 @@ struct Entry {
     l4: [u32; 7],
 }
 
+impl Entry {
+    /// Reads a word from each of the entry's two cache lines (tuples start in the first, the
+    /// reply tuple ends and the links live in the second).
+    #[inline(always)]
+    fn touch(&self) -> u32 {
+        u32::from(self.tuple[0].sport) ^ self.expires
+    }
+}
+
 /// Size of one entry in bytes.
 pub const ENTRY_SIZE: usize = core::mem::size_of::<Entry>();
 
@@ -155,6 +164,8 @@ pub struct Tracked {
     /// Conntrack itself drops the packet (table full), whatever the ruleset says.
     pub drop: bool,
     action: Action,
+    /// Bucket of the original tuple (for `commit` of a new connection).
+    bucket: u32,
 }
 
 impl Tracked {
@@ -166,6 +177,7 @@ impl Tracked {
             reason: Some(reason),
             drop: false,
             action: Action::None,
+            bucket: 0,
         }
     }
 
@@ -177,6 +189,7 @@ impl Tracked {
             reason: None,
             drop: false,
             action: Action::None,
+            bucket: 0,
         }
     }
 
@@ -188,6 +201,7 @@ impl Tracked {
             reason: None,
             drop: false,
             action,
+            bucket: 0,
         }
     }
 }
@@ -287,21 +301,53 @@ impl Shard {
         (flow_hash(self.seed, family, proto, t) as u32 & self.mask) as usize
     }
 
-    fn link_hash(&mut self, idx: u32) {
-        let e = self.entries[idx as usize];
-        let family = Family::from_u8(e.family);
-        for d in 0..2 {
-            let b = self.bucket(family, e.proto, &e.tuple[d]);
+    /// Bucket of the reply tuple: the original's unless NAT changed the reply tuple (the hash
+    /// is symmetric).
+    fn reply_bucket(&self, idx: u32, orig_bucket: usize) -> usize {
+        let e = &self.entries[idx as usize];
+        if e.status & (S_SRC_NAT | S_DST_NAT) == 0 {
+            orig_bucket
+        } else {
+            self.bucket(Family::from_u8(e.family), e.proto, &e.tuple[1])
+        }
+    }
+
+    fn link_hash(&mut self, idx: u32, orig_bucket: usize) {
+        let reply_bucket = self.reply_bucket(idx, orig_bucket);
+        for (d, b) in [(0usize, orig_bucket), (1, reply_bucket)] {
             self.entries[idx as usize].hnext[d] = self.buckets[b];
             self.buckets[b] = idx << 1 | d as u32;
         }
     }
 
+    /// A confirmed entry already has one of this unconfirmed entry's tuples (possible when NAT
+    /// rewrote reply tuples).
+    fn clashes(&self, idx: u32, orig_bucket: usize) -> bool {
+        let e = &self.entries[idx as usize];
+        let reply_bucket = self.reply_bucket(idx, orig_bucket);
+        [(0usize, orig_bucket), (1, reply_bucket)]
+            .iter()
+            .any(|&(d, b)| self.chain_has(b, e.family, e.proto, &e.tuple[d]))
+    }
+
+    fn chain_has(&self, bucket: usize, family: u8, proto: u8, t: &Tuple) -> bool {
+        let mut n = self.buckets[bucket];
+        while n != NIL {
+            let (i, d) = (n >> 1, (n & 1) as usize);
+            let o = &self.entries[i as usize];
+            if o.tuple[d] == *t && o.proto == proto && o.family == family {
+                return true;
+            }
+            n = o.hnext[d];
+        }
+        false
+    }
+
     fn unlink_hash(&mut self, idx: u32) {
         let e = self.entries[idx as usize];
-        let family = Family::from_u8(e.family);
-        for d in 0..2u32 {
-            let b = self.bucket(family, e.proto, &e.tuple[d as usize]);
+        let b0 = self.bucket(Family::from_u8(e.family), e.proto, &e.tuple[0]);
+        let b1 = self.reply_bucket(idx, b0);
+        for (d, b) in [(0u32, b0), (1, b1)] {
             let node = idx << 1 | d;
             // Read afresh: unlinking direction 0 may have rewritten direction 1's link.
             let next = self.entries[idx as usize].hnext[d as usize];
@@ -326,7 +372,20 @@ impl Shard {
     /// timeout is destroyed on the spot (as netfilter's lookup does) and not returned.
     #[inline]
     fn find(&mut self, family: Family, proto: u8, t: &Tuple, now_t: u32) -> Option<(u32, Dir)> {
-        let mut n = self.buckets[self.bucket(family, proto, t)];
+        let b = self.bucket(family, proto, t);
+        self.find_in(b, family, proto, t, now_t)
+    }
+
+    #[inline]
+    fn find_in(
+        &mut self,
+        bucket: usize,
+        family: Family,
+        proto: u8,
+        t: &Tuple,
+        now_t: u32,
+    ) -> Option<(u32, Dir)> {
+        let mut n = self.buckets[bucket];
         while n != NIL {
             let (idx, d) = (n >> 1, (n & 1) as usize);
             let e = &self.entries[idx as usize];
@@ -380,7 +439,7 @@ impl Shard {
                 *h = self.buckets[self.bucket(*family, *proto, t)];
             }
             for &h in &heads[..chunk.len()] {
-                acc ^= self.entries[Self::head_entry(h)].expires;
+                acc ^= self.entries[Self::head_entry(h)].touch();
             }
         }
         acc
@@ -402,7 +461,7 @@ impl Shard {
             }
             let mut acc = 0u32;
             for &n in &nodes[..kc.len()] {
-                acc ^= self.entries[Self::head_entry(n)].expires;
+                acc ^= self.entries[Self::head_entry(n)].touch();
             }
             core::hint::black_box(acc);
             for ((n, (family, proto, t)), o) in nodes.iter().zip(kc).zip(oc.iter_mut()) {
@@ -626,7 +685,8 @@ impl Shard {
             _ => {}
         }
         let key = p.tuple();
-        if let Some((idx, dir)) = self.find(p.family, p.proto, &key, now_t) {
+        let bucket = self.bucket(p.family, p.proto, &key);
+        if let Some((idx, dir)) = self.find_in(bucket, p.family, p.proto, &key, now_t) {
             self.stats.found += 1;
             match self.update(idx, dir, p, now_t) {
                 Some(t) => return t,
@@ -636,7 +696,7 @@ impl Shard {
                 }
             }
         }
-        self.create(key, p, now_t)
+        self.create(bucket, key, p, now_t)
     }
 
     /// The packet belongs to entry `idx`; `None` asks for the entry to be replaced.
@@ -739,7 +799,7 @@ impl Shard {
         }
     }
 
-    fn create(&mut self, key: Tuple, p: &CtPacket, now_t: u32) -> Tracked {
+    fn create(&mut self, bucket: usize, key: Tuple, p: &CtPacket, now_t: u32) -> Tracked {
         let tcp_conn = match p.l4 {
             L4::Icmp { ty, .. } if !icmp::is_request(p.family, ty) => {
                 return self.count_invalid(CtReason::IcmpNotRequest)
@@ -753,7 +813,6 @@ impl Shard {
         let Some(reply) = key.invert(p.family, p.proto) else {
             return self.count_invalid(CtReason::IcmpNotRequest);
         };
-        let bucket = self.bucket(p.family, p.proto, &key);
         let Some(idx) = self.alloc(bucket, now_t) else {
             self.stats.reasons[CtReason::TableFull as usize] += 1;
             let mut t = Tracked::invalid(CtReason::TableFull);
@@ -797,7 +856,9 @@ impl Shard {
         e.expires = now_t.wrapping_add(secs_to_ticks(timeout));
         self.entries[idx as usize] = e;
         self.stats.new += 1;
-        Tracked::with(CtState::New, Dir::Original, idx, Action::Confirm)
+        let mut t = Tracked::with(CtState::New, Dir::Original, idx, Action::Confirm);
+        t.bucket = bucket as u32;
+        t
     }
 
     /// An ICMP or ICMPv6 error: RELATED to the connection of the embedded header, if the
@@ -844,35 +905,20 @@ impl Shard {
                 true
             }
             Action::Confirm => {
-                let e = self.entries[idx as usize];
-                let family = Family::from_u8(e.family);
-                let clash = (0..2).any(|d| self.lookup_raw(family, e.proto, &e.tuple[d]));
-                if clash {
+                let bucket = t.bucket as usize;
+                if self.clashes(idx, bucket) {
                     self.release(idx);
                     self.stats.reasons[CtReason::Clash as usize] += 1;
                     return false;
                 }
                 self.entries[idx as usize].status |= S_CONFIRMED;
-                self.link_hash(idx);
+                self.link_hash(idx, bucket);
                 self.timer_insert(idx);
                 self.live += 1;
                 self.stats.confirmed += 1;
                 true
             }
         }
-    }
-
-    fn lookup_raw(&self, family: Family, proto: u8, t: &Tuple) -> bool {
-        let mut n = self.buckets[self.bucket(family, proto, t)];
-        while n != NIL {
-            let (idx, d) = (n >> 1, (n & 1) as usize);
-            let e = &self.entries[idx as usize];
-            if e.tuple[d] == *t && e.proto == proto && e.family == family as u8 {
-                return true;
-            }
-            n = e.hnext[d];
-        }
-        false
     }
 
     // ---- entry access (NAT, marks, control) --------------------------------------------
@@ -1805,6 +1851,22 @@ mod tests {
         // NAT is decided once.
         let again = pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 1234, 53), T0 + S);
         assert!(!sh.set_nat(&again, NatKind::Dst, translated));
+    }
+
+    #[test]
+    fn new_connection_clashing_with_a_nat_binding_is_dropped() {
+        let mut sh = shard();
+        // B:53 -> A:1234, its reply translated to come from 198.18.1.254.
+        let t = sh.track(&CtPacket::udp(ip(B), ip(A), 53, 1234), T0);
+        let translated = Tuple::new(ip("198.18.1.254"), ip(B), 61000, 53);
+        assert!(sh.set_nat(&t, NatKind::Dst, translated));
+        assert!(sh.commit(t, true));
+        // A:1234 -> B:53 is not part of it, but its reply tuple is the first one's original.
+        let t = sh.track(&CtPacket::udp(ip(A), ip(B), 1234, 53), T0 + S);
+        assert_eq!(t.state, CtState::New);
+        assert!(!sh.commit(t, true), "clash: the packet must be dropped");
+        assert_eq!(sh.len(), 1);
+        assert_eq!(sh.stats().reasons[CtReason::Clash as usize], 1);
     }
 
     #[test]
