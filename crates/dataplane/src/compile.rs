@@ -207,6 +207,10 @@ pub struct CompiledChain {
     pub policy_counter: u32,
     pub classifier: Classifier,
     pub rules: Vec<CompiledRule>,
+    /// The chain's leading rules that test nothing but `--ctstate` (the usual `ESTABLISHED,RELATED
+    /// -j ACCEPT` first rule): checked directly before the classifier, so established traffic
+    /// does not walk the tree.
+    pub ct_prefix: Vec<CtMatch>,
 }
 
 /// Everything of one family.
@@ -635,7 +639,15 @@ impl Builder<'_> {
             }
             let policy_counter = self.counters;
             self.counters += 1;
+            let ct_prefix = specs
+                .iter()
+                .map_while(|s| match s.ct {
+                    Some(c) if RuleSpec { ct: None, ..*s } == RuleSpec::ANY => Some(c),
+                    _ => None,
+                })
+                .collect();
             out.chains.push(CompiledChain {
+                ct_prefix,
                 table: t.name,
                 name: c.name.clone(),
                 policy: c.policy,

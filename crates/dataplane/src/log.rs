@@ -278,6 +278,26 @@ fn dump_ip(s: &mut String, ip: &[u8], family: wire::Family, flags: u8, outer: bo
     }
 }
 
+/// What the control thread does with the events of one queue: LOG lines to `lines` (one per
+/// event, kernel format, newline-terminated), NFLOG packets to `nflog` (batched by the caller,
+/// e.g. into a pcapng file). Returns the number of events drained.
+pub fn drain(
+    q: &mut rtrb::Consumer<LogEvent>,
+    port_names: [&str; 2],
+    lines: &mut impl std::io::Write,
+    nflog: &mut impl FnMut(&LogEvent),
+) -> std::io::Result<usize> {
+    let mut n = 0;
+    while let Ok(ev) = q.pop() {
+        match ev.kind {
+            LogKind::Log { .. } => writeln!(lines, "{}", format_line(&ev, port_names))?,
+            LogKind::Nflog { .. } => nflog(&ev),
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +366,43 @@ mod tests {
             line.ends_with("PROTO=UDP SPT=5000 DPT=53 LEN=12 ] "),
             "{line}"
         );
+    }
+
+    #[test]
+    fn drain_splits_log_lines_and_nflog_packets() {
+        let (mut tx, mut rx) = rtrb::RingBuffer::new(4);
+        let b = FrameBuilder::default();
+        let f = b.echo(
+            IpPair::V4([198, 18, 0, 1], [198, 18, 0, 2]),
+            true,
+            9,
+            3,
+            b"ping",
+        );
+        tx.push(LogEvent::new(
+            LogKind::Log { level: 4, flags: 0 },
+            "A ",
+            &f,
+            0,
+            1,
+        ))
+        .unwrap();
+        tx.push(LogEvent::new(LogKind::Nflog { group: 5 }, "B ", &f, 0, 1))
+            .unwrap();
+        let mut out = Vec::new();
+        let mut pkts = Vec::new();
+        let n = drain(&mut rx, ["fw-c", "fw-s"], &mut out, &mut |e: &LogEvent| {
+            pkts.push(e.bytes().to_vec())
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("A IN=fw-c OUT=fw-s "), "{text}");
+        assert!(
+            text.ends_with("PROTO=ICMP TYPE=8 CODE=0 ID=9 SEQ=3 \n"),
+            "{text}"
+        );
+        assert_eq!(pkts, vec![f]);
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Worker {
     trace: Trace,
     scratch: Box<[u8; SCRATCH]>,
     log: Option<rtrb::Producer<LogEvent>>,
+    /// Return points of the chain walk (chain, next rule).
+    stack: [(u32, u32); MAX_DEPTH],
 }
 
 impl Worker {
@@ -134,6 +136,7 @@ impl Worker {
             trace: Trace::default(),
             scratch: Box::new([0; SCRATCH]),
             log: None,
+            stack: [(0, 0); MAX_DEPTH],
         }
     }
 
@@ -336,11 +339,21 @@ impl Worker {
             }
         }
         // filter FORWARD sees the destination translated, the source not yet.
-        if let (Some(t), false) = (target, state == CtState::Related) {
-            key.dst = u128::from(u32::from_be_bytes(t.dst));
-            if matches!(info.l4_proto, ip_proto::TCP | ip_proto::UDP) {
-                key.dport = t.dport;
+        match (target, state == CtState::Related) {
+            (Some(t), false) => {
+                key.dst = u128::from(u32::from_be_bytes(t.dst));
+                if matches!(info.l4_proto, ip_proto::TCP | ip_proto::UDP) {
+                    key.dport = t.dport;
+                }
             }
+            (Some(t), true) => {
+                // an error goes to the quoted packet's source, which is translated back
+                if let Some(q) = quoted.filter(|q| q.src_v4() == info.dst_v4()) {
+                    let _ = q;
+                    key.dst = u128::from(u32::from_be_bytes(t.src));
+                }
+            }
+            _ => {}
         }
         if let Some(chain) = fam.hooks[HookPoint::FilterForward as usize] {
             let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
@@ -544,20 +557,30 @@ impl Worker {
         egress: PortIdx,
     ) -> Walk {
         let bytes = u64::from(info.l3_len);
-        let mut stack = [(0u32, 0u32); MAX_DEPTH];
         let mut depth = 0usize;
         let (mut cur, mut pos) = (start, 0u32);
         let mut notrack = false;
         let mut out = [NO_MATCH];
         loop {
             let chain = &fam.chains[cur as usize];
-            chain.classifier.lookup_burst_with(
-                std::slice::from_ref(key),
-                &[pos],
-                &mut out,
-                |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info),
-            );
-            let r = out[0];
+            let mut r = NO_MATCH;
+            while (pos as usize) < chain.ct_prefix.len() {
+                let c = chain.ct_prefix[pos as usize];
+                if ((key.ct & c.mask) != 0) != c.negate {
+                    r = pos;
+                    break;
+                }
+                pos += 1;
+            }
+            if r == NO_MATCH {
+                chain.classifier.lookup_burst_with(
+                    std::slice::from_ref(key),
+                    &[pos],
+                    &mut out,
+                    |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info),
+                );
+                r = out[0];
+            }
             if r == NO_MATCH {
                 if depth == 0 {
                     counters.hit(chain.policy_counter, bytes);
@@ -573,7 +596,7 @@ impl Worker {
                     };
                 }
                 depth -= 1;
-                (cur, pos) = stack[depth];
+                (cur, pos) = self.stack[depth];
                 continue;
             }
             let rule = &chain.rules[r as usize];
@@ -633,7 +656,7 @@ impl Worker {
                         };
                     }
                     depth -= 1;
-                    (cur, pos) = stack[depth];
+                    (cur, pos) = self.stack[depth];
                     continue;
                 }
                 Action::Jump(c) => {
@@ -645,7 +668,7 @@ impl Worker {
                             too_deep: true,
                         };
                     }
-                    stack[depth] = (cur, r + 1);
+                    self.stack[depth] = (cur, r + 1);
                     depth += 1;
                     (cur, pos) = (*c, 0);
                     continue;
@@ -1193,6 +1216,38 @@ mod tests {
         );
         assert_eq!(v, Verdict::Forward);
         assert_eq!(back, b.echo(ip(S, [198, 18, 0, 9]), false, 7, 1, b"p"));
+    }
+
+    #[test]
+    fn snat_ports_keep_the_reply_in_this_workers_shard() {
+        let text = format!("{NAT_HDR}-A POSTROUTING -o fw-s -j MASQUERADE --random\nCOMMIT\n");
+        let c = compile(
+            Some(&parse_v4(&text)),
+            None,
+            &CompileConfig {
+                workers: 4,
+                ..cfg()
+            },
+        )
+        .unwrap();
+        let rules = Arc::new(ArcSwap::from_pointee(c));
+        let ct = conntrack::Config::default();
+        let mut w = Worker::new(rules, &ct, 1024, 2, 4, 0);
+        for sp in 40000..40050u16 {
+            let (v, out) = run(&mut w, A, &tcp(C, S, sp, 80, 0x02, 1, 0), SEC);
+            assert_eq!(v, Verdict::Forward);
+            let i = parse_frame(&out).unwrap();
+            let reply = Tuple {
+                src: addr16(S),
+                dst: addr16([198, 18, 0, 254]),
+                sport: 80,
+                dport: i.src_port,
+            };
+            let h = flow_hash(ct.hash_seed, conntrack::Family::V4, ip_proto::TCP, &reply);
+            assert_eq!(shard_of(h, 4), 2, "port {} of flow {sp}", i.src_port);
+            valid(&out);
+        }
+        assert_eq!(w.shard().len(), 50);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! pipeline-bench RULES TRACE: the whole data plane (parse, conntrack, four hooks, NAT rewrite)
+//! in memory, one worker, 60-byte frames (64 on the wire with the FCS), bursts of 32.
+//!
+//! Ruleset: filter FORWARD (policy DROP) = `ESTABLISHED,RELATED -j ACCEPT`, `-s 198.18.0.0/16 -i a
+//! -j ACCEPT`, then the ClassBench set converted to iptables rules `-j DROP`; nat POSTROUTING
+//! SNATs 198.18.0.0/16 leaving through b.
+//!
+//! * `established`: 1024 established TCP flows from 198.18/16 with SNAT, ACK segments from a
+//!   (each frame is restored from its template first: a 60-byte copy per packet is included).
+//! * `new`: the ClassBench trace as TCP SYN / UDP / other frames from a: every packet is a new
+//!   connection classified against the whole set; the set DROPs, so each stays new (conntrack
+//!   creates and releases an entry per packet).
+//! * `mix`: 3 established packets to 1 new, interleaved.
+//!
+//! Prints one line per scenario (ns and cycles per packet at the nominal clock from
+//! /proc/cpuinfo, Mpps) and checks the data plane's FORWARD decision for the first trace keys
+//! against a linear scan of the same rules.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use classify::classbench::{parse_rules, parse_trace, to_iptables_restore};
+use classify::{ct, Key, LinearClassifier, RuleSpec, NO_MATCH};
+use dataplane::{compile, CompileConfig, HookPoint, PortInfo, Verdict, Worker};
+use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+use wire::tcp::TcpFlags;
+
+const FRAME: usize = 60;
+const BURST: usize = 32;
+
+fn mhz() -> f64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn pad(mut f: Vec<u8>) -> [u8; FRAME] {
+    f.resize(FRAME, 0);
+    let mut a = [0u8; FRAME];
+    a.copy_from_slice(&f[..FRAME]);
+    a
+}
+
+fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    FrameBuilder::default().tcp(
+        IpPair::V4(src, dst),
+        &TcpSpec {
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            window: 64240,
+            options: vec![],
+            payload: b"",
+        },
+    )
+}
+
+fn frame_of(k: &Key) -> [u8; FRAME] {
+    let src = (k.src as u32).to_be_bytes();
+    let dst = (k.dst as u32).to_be_bytes();
+    let b = FrameBuilder::default();
+    let ip = IpPair::V4(src, dst);
+    pad(match k.proto {
+        6 => tcp(src, dst, k.sport, k.dport, 0x02, 1, 0),
+        17 => b.udp(ip, k.sport, k.dport, b""),
+        1 => b.echo(ip, true, k.sport, 1, b""),
+        p => b.ip_frame(ip, p, &[0u8; 8]),
+    })
+}
+
+struct Run {
+    packets: u64,
+    ns: f64,
+    forwarded: u64,
+}
+
+fn run(w: &mut Worker, frames: &[[u8; FRAME]], rounds: usize, mut now: u64) -> Run {
+    let mut bufs = vec![[0u8; 256]; BURST];
+    let mut lens = [FRAME; BURST];
+    let mut verdicts = [Verdict::Forward; BURST];
+    let mut forwarded = 0u64;
+    let mut packets = 0u64;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for chunk in frames.chunks(BURST) {
+            for (b, f) in bufs.iter_mut().zip(chunk) {
+                b[..FRAME].copy_from_slice(f);
+            }
+            let n = chunk.len();
+            lens[..n].fill(FRAME);
+            let mut refs: [&mut [u8]; BURST] = Default::default();
+            for (r, b) in refs.iter_mut().zip(bufs.iter_mut()) {
+                *r = &mut b[..];
+            }
+            w.process_burst(0, &mut refs[..n], &mut lens[..n], &mut verdicts[..n], now);
+            forwarded += verdicts[..n]
+                .iter()
+                .filter(|v| **v == Verdict::Forward)
+                .count() as u64;
+            packets += n as u64;
+            now += 1000;
+        }
+    }
+    Run {
+        packets,
+        ns: t.elapsed().as_nanos() as f64,
+        forwarded,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!("usage: pipeline-bench RULES TRACE");
+        std::process::exit(2);
+    }
+    let specs =
+        parse_rules(&std::fs::read_to_string(&args[0]).expect("read rules")).expect("parse rules");
+    let trace =
+        parse_trace(&std::fs::read_to_string(&args[1]).expect("read trace")).expect("parse trace");
+    let (text, origin) = to_iptables_restore(&specs, "FORWARD", "DROP").expect("convert");
+    let text = text.replace(":FORWARD ACCEPT [0:0]\n", ":FORWARD DROP [0:0]\n").replacen(
+        ":OUTPUT ACCEPT [0:0]\n",
+        ":OUTPUT ACCEPT [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -s 198.18.0.0/16 -i a -j ACCEPT\n",
+        1,
+    ) + "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A POSTROUTING -s 198.18.0.0/16 -o b -j SNAT --to-source 198.19.0.254\nCOMMIT\n";
+    let rs = rules::parse_restore("classbench", &text, rules::Family::Ipv4).unwrap_or_else(|d| {
+        eprintln!("{d}");
+        std::process::exit(1)
+    });
+    let cfg = CompileConfig {
+        ports: [PortInfo::named("a"), PortInfo::named("b")],
+        workers: 1,
+    };
+    let t = Instant::now();
+    let compiled = compile(Some(&rs), None, &cfg).unwrap_or_else(|e| {
+        eprintln!("{e:?}");
+        std::process::exit(1)
+    });
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let fwd_chain = compiled.v4.hooks[HookPoint::FilterForward as usize].expect("FORWARD");
+    let n_rules = compiled.v4.chains[fwd_chain as usize].rules.len();
+    let rules = Arc::new(ArcSwap::from_pointee(compiled));
+    let ct_cfg = conntrack::Config::default();
+    let mut w = Worker::new(rules.clone(), &ct_cfg, 1 << 18, 0, 1, 0);
+
+    // established flows with SNAT
+    let flows = 1024u32;
+    let server = [198, 19, 1, 1];
+    let mut est = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut now = 1_000_000_000u64;
+    for i in 0..flows {
+        let c = [198, 18, (i >> 8) as u8, (i & 255) as u8 + 1];
+        let sp = 10000 + i as u16;
+        let syn = tcp(c, server, sp, 80, 0x02, 100, 0);
+        buf[..syn.len()].copy_from_slice(&syn);
+        assert_eq!(w.process(0, &mut buf, syn.len(), now), Verdict::Forward);
+        let info = wire::parse_frame(&buf[..syn.len()]).unwrap();
+        let (nat_addr, nat_port) = (info.src_v4(), info.src_port);
+        let synack = tcp(server, nat_addr, 80, nat_port, 0x12, 500, 101);
+        buf[..synack.len()].copy_from_slice(&synack);
+        assert_eq!(w.process(1, &mut buf, synack.len(), now), Verdict::Forward);
+        est.push(pad(tcp(c, server, sp, 80, 0x10, 101, 501)));
+        now += 1000;
+    }
+    let new: Vec<[u8; FRAME]> = trace.iter().map(|t| frame_of(&t.key)).collect();
+
+    // the FORWARD decision of new flows against a linear scan of the same chain
+    let fwd_specs: Vec<RuleSpec> = rules.load().v4.chains[fwd_chain as usize]
+        .classifier
+        .rules();
+    let lin = LinearClassifier::new(&fwd_specs);
+    let mut mismatches = 0;
+    let checked = new.len().min(20_000);
+    for (f, tr) in new.iter().zip(&trace).take(checked) {
+        let mut b = [0u8; 256];
+        b[..FRAME].copy_from_slice(f);
+        let _ = w.process(0, &mut b, FRAME, now);
+        let mut k = tr.key;
+        k.iif = 0;
+        k.oif = 1;
+        k.ct = ct::NEW;
+        let want = lin.lookup(&k, 0);
+        let got = w.trace().decided[HookPoint::FilterForward as usize].map(|(_, r)| r);
+        let want = if want == NO_MATCH {
+            Some(dataplane::POLICY)
+        } else {
+            Some(want)
+        };
+        if got != want {
+            mismatches += 1;
+            if mismatches <= 3 {
+                eprintln!("mismatch {k:?}: dataplane {got:?} linear {want:?}");
+            }
+        }
+    }
+    let _ = origin;
+
+    let mut mix = Vec::new();
+    for (i, f) in new.iter().enumerate() {
+        for j in 0..3 {
+            mix.push(est[(3 * i + j) % est.len()]);
+        }
+        mix.push(*f);
+    }
+
+    let ghz = mhz() / 1000.0;
+    let mut results = Vec::new();
+    for (name, frames, rounds) in [
+        ("established_snat", &est, 2000usize),
+        ("new_flows", &new, 3),
+        ("mix_3est_1new", &mix, 1),
+    ] {
+        let _ = run(&mut w, frames, 1, now); // warm up
+        let r = run(&mut w, frames, rounds, now);
+        let ns = r.ns / r.packets as f64;
+        println!(
+            "scenario={name} packets={} forwarded={} ns_per_pkt={ns:.1} cycles_per_pkt={:.0} mpps={:.2}",
+            r.packets,
+            r.forwarded,
+            ns * ghz,
+            1e3 / ns
+        );
+        results.push((name, ns));
+    }
+    let stats = w.stats();
+    println!("rules={n_rules} build_ms={build_ms:.0} checked={checked} mismatches={mismatches} cpu_mhz={:.0}", ghz * 1e3);
+    println!(
+        "drops nat_ports_exhausted={} ct_table_full={}",
+        stats.drops[dataplane::DropReason::NatPortsExhausted.index()],
+        stats.drops[dataplane::DropReason::CtTableFull.index()]
+    );
+    let line: Vec<String> = results
+        .iter()
+        .map(|(n, ns)| {
+            format!(
+                "{n}_ns={ns:.1} {n}_cycles={:.0} {n}_mpps={:.2}",
+                ns * ghz,
+                1e3 / ns
+            )
+        })
+        .collect();
+    println!(
+        "PIPELINE rules={n_rules} {} mismatches={mismatches}",
+        line.join(" ")
+    );
+}
