@@ -182,7 +182,7 @@ fn main() {
         .rules();
     let lin = LinearClassifier::new(&fwd_specs);
     let mut mismatches = 0;
-    let checked = new.len().min(20_000);
+    let checked = new.len().min(std::env::var("CHECK").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000));
     for (f, tr) in new.iter().zip(&trace).take(checked) {
         let mut b = [0u8; 256];
         b[..FRAME].copy_from_slice(f);
@@ -222,6 +222,9 @@ fn main() {
         ("new_flows", &new, 3),
         ("mix_3est_1new", &mix, 1),
     ] {
+        if std::env::var("SCENARIO").is_ok_and(|s| s != name) {
+            continue;
+        }
         let _ = run(&mut w, frames, 1, now); // warm up
         let r = run(&mut w, frames, rounds, now);
         let ns = r.ns / r.packets as f64;
