@@ -88,7 +88,7 @@ fn normalise(lines: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 #[test]
-fn listing_matches_the_kernel_for_ping_tcp_and_udp() {
+fn listing_matches_the_kernel_for_ping_tcp_and_udp_v4_and_v6() {
     let p = format!("ctko{}", std::process::id());
     let mut ns = Netns {
         prefix: p.clone(),
@@ -106,14 +106,22 @@ fn listing_matches_the_kernel_for_ping_tcp_and_udp() {
          ip -n {p}r addr add 198.18.0.254/24 dev {p}ra
          ip -n {p}r addr add 198.18.1.254/24 dev {p}rb
          ip -n {p}b addr add 198.18.1.2/24 dev {p}br
+         ip -n {p}a addr add 2001:2::1/64 dev {p}ar nodad
+         ip -n {p}r addr add 2001:2::fe/64 dev {p}ra nodad
+         ip -n {p}r addr add 2001:2:0:1::fe/64 dev {p}rb nodad
+         ip -n {p}b addr add 2001:2:0:1::2/64 dev {p}br nodad
          for n in a r b; do ip -n {p}$n link set lo up; done
          ip -n {p}a link set {p}ar up; ip -n {p}r link set {p}ra up
          ip -n {p}r link set {p}rb up; ip -n {p}b link set {p}br up
          ip -n {p}a route add default via 198.18.0.254
          ip -n {p}b route add default via 198.18.1.254
-         ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=1
+         ip -n {p}a -6 route add default via 2001:2::fe
+         ip -n {p}b -6 route add default via 2001:2:0:1::fe
+         ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
          ip netns exec {p}r iptables -A FORWARD -m conntrack --ctstate NEW,ESTABLISHED,RELATED -j ACCEPT
-         ip netns exec {p}a ping -c1 -W2 198.18.1.254 >/dev/null
+         ip netns exec {p}r ip6tables -A FORWARD -m conntrack --ctstate NEW,ESTABLISHED,RELATED -j ACCEPT
+         ip netns exec {p}a ping -c1 -W2 198.18.1.2 >/dev/null
+         ip netns exec {p}a ping -6 -c1 -W2 2001:2:0:1::2 >/dev/null || ip netns exec {p}a ping -6 -c1 -W2 2001:2:0:1::2 >/dev/null
          ip netns exec {p}r conntrack -F 2>/dev/null"
     ));
     ns.tcpdump = Some(
@@ -130,7 +138,7 @@ fn listing_matches_the_kernel_for_ping_tcp_and_udp() {
             ])
             .args(["--immediate-mode", "-i", &format!("{p}ra"), "-w"])
             .arg(&pcap)
-            .arg("ip")
+            .args(["ip", "or", "ip6"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -144,8 +152,15 @@ fn listing_matches_the_kernel_for_ping_tcp_and_udp() {
          sleep 0.5
          echo hello | ip netns exec {p}a socat - TCP:198.18.1.2:8080
          echo hi | ip netns exec {p}a socat -T1 - UDP:198.18.1.2:5353 || true
+         ip netns exec {p}a socat -T1 - TCP:198.18.1.2:9 </dev/null 2>/dev/null || true
+         ip netns exec {p}a ping -6 -c2 -i0.2 -W2 2001:2:0:1::2 >/dev/null
+         ip netns exec {p}b socat TCP6-LISTEN:8081,reuseaddr OPEN:/dev/null &
+         sleep 0.5
+         echo hello6 | ip netns exec {p}a socat - TCP6:[2001:2:0:1::2]:8081
+         echo hi6 | ip netns exec {p}a socat -T1 - UDP6:[2001:2:0:1::2]:5354 || true
          sleep 0.5"
     ));
+    // Both families: conntrack-tools 1.4.7 lists IPv4 and IPv6 without -f.
     let kernel = sh(&format!("ip netns exec {p}r conntrack -L 2>/dev/null"));
     std::thread::sleep(Duration::from_millis(500));
     if let Some(mut c) = ns.tcpdump.take() {
@@ -185,6 +200,6 @@ fn listing_matches_the_kernel_for_ping_tcp_and_udp() {
         l
     }));
     let theirs = normalise(kernel.lines().map(str::to_owned));
-    assert!(theirs.len() >= 3, "kernel listed: {kernel}");
+    assert!(theirs.len() >= 6, "kernel listed: {kernel}");
     assert_eq!(ours, theirs);
 }
