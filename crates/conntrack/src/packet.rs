@@ -117,6 +117,28 @@ impl CtPacket {
         CtPacket::base(src, dst, proto, L4::Other)
     }
 
+    /// The key this packet is looked up by: its own tuple, or for an ICMP error the inverted
+    /// tuple of the quoted packet (the connection the error is about). `None` for an error
+    /// quoting something that cannot be inverted.
+    pub fn lookup_key(&self) -> Option<(Family, u8, Tuple)> {
+        match self.l4 {
+            L4::IcmpError(e) => e
+                .inner
+                .invert(self.family, e.inner_proto)
+                .map(|t| (self.family, e.inner_proto, t)),
+            _ => Some((self.family, self.proto, self.tuple())),
+        }
+    }
+
+    /// The symmetric flow hash that picks this packet's shard ([`crate::shard_of`]); an ICMP
+    /// error goes to the shard of the connection it is about.
+    pub fn flow_hash(&self, seed: u64) -> u64 {
+        match self.lookup_key() {
+            Some((family, proto, t)) => crate::flow_hash(seed, family, proto, &t),
+            None => crate::flow_hash(seed, self.family, self.proto, &self.tuple()),
+        }
+    }
+
     /// The tuple of this packet in its own direction.
     pub(crate) fn tuple(&self) -> Tuple {
         let (sport, dport) = match self.l4 {
@@ -339,6 +361,17 @@ mod tests {
             pass(&mut sh, &captured::MLD2_REPORT_HBH, S).state,
             CtState::Untracked
         );
+    }
+
+    #[test]
+    fn an_error_hashes_to_the_shard_of_its_connection() {
+        let out = pkt(&captured::UDP4);
+        let err = pkt(&captured::ICMP_PORT_UNREACH);
+        for seed in [0, 1, 0xdead_beef] {
+            assert_eq!(out.flow_hash(seed), err.flow_hash(seed));
+        }
+        let (_, proto, t) = err.lookup_key().unwrap();
+        assert_eq!((proto, t.sport, t.dport), (PROTO_UDP, 9999, 40001));
     }
 
     #[test]

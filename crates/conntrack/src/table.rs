@@ -445,6 +445,21 @@ impl Shard {
         acc
     }
 
+    /// [`Shard::warm`] for a burst of packets (ICMP errors warm their connection's entry).
+    pub fn warm_packets(&self, pkts: &[CtPacket]) -> u32 {
+        let mut keys = [(Family::V4, 0u8, Tuple::default()); 64];
+        let mut acc = 0;
+        for chunk in pkts.chunks(64) {
+            let mut n = 0;
+            for k in chunk.iter().filter_map(CtPacket::lookup_key) {
+                keys[n] = k;
+                n += 1;
+            }
+            acc ^= self.warm(&keys[..n]);
+        }
+        acc
+    }
+
     /// [`Shard::lookup`] for a burst, with the loads of all keys overlapped as in
     /// [`Shard::warm`].
     pub fn lookup_burst(
@@ -1970,6 +1985,85 @@ mod tests {
             // Long after everything: the wheel empties the table.
             sh.expire(now + 200 * S);
             proptest::prop_assert_eq!(sh.len(), 0);
+        }
+    }
+
+    fn any_packet() -> impl proptest::strategy::Strategy<Value = CtPacket> {
+        use proptest::prelude::*;
+        let host = prop::sample::select(vec![A, B, ROUTER]);
+        (
+            host.clone(),
+            host,
+            0u8..6,
+            prop::sample::select(vec![53u16, 80, 1000, 1001]),
+            prop::sample::select(vec![53u16, 80, 1000, 1001]),
+            any::<u8>(),
+            prop::sample::select(vec![0u32, 1, 1000, 1001, 100_000, u32::MAX - 10]),
+            prop::sample::select(vec![0u32, 1, 1001, 900_001, 123_456_789]),
+            any::<u16>(),
+            0u32..3000,
+            prop::sample::select(vec![0u8, 3, 8, 11, 13, 14, 17, 18, 5, 9]),
+        )
+            .prop_map(|(s, d, kind, sp, dp, flags, seq, ack, win, len, icmp_ty)| {
+                let (s, d) = (ip(s), ip(d));
+                match kind {
+                    0 | 1 => CtPacket::tcp(
+                        s,
+                        d,
+                        TcpSegment {
+                            sport: sp,
+                            dport: dp,
+                            flags,
+                            seq,
+                            ack,
+                            window: win,
+                            wscale: (flags & 1 == 1).then_some(flags >> 4),
+                            sack_perm: flags & 2 == 2,
+                            sack: (flags & 4 == 4).then_some(ack.wrapping_add(len)),
+                            payload_len: len,
+                        },
+                    ),
+                    2 => CtPacket::udp(s, d, sp, dp),
+                    3 => CtPacket::icmp(s, d, icmp_ty, 0, sp),
+                    4 => CtPacket::icmp_error(
+                        s,
+                        d,
+                        IcmpErrorInfo {
+                            ty: 3,
+                            code: flags % 16,
+                            inner_proto: if flags & 1 == 0 { PROTO_TCP } else { 17 },
+                            inner: Tuple::new(d, s, dp, sp),
+                        },
+                    ),
+                    _ => CtPacket::other(s, d, 47),
+                }
+            })
+    }
+
+    proptest::proptest! {
+        /// Arbitrary traffic never panics and never breaks the table's bookkeeping, whatever
+        /// the verdicts, including with early drop in a small table.
+        #[test]
+        fn arbitrary_traffic_keeps_the_table_consistent(
+            ops in proptest::collection::vec((any_packet(), 0u64..200_000, proptest::bool::ANY), 1..300)
+        ) {
+            let mut sh = Shard::new(6, &Config::default(), T0);
+            let mut now = T0;
+            for (p, step_ms, accept) in ops {
+                now += step_ms * 1_000_000;
+                let t = sh.track(&p, now);
+                match t.state {
+                    CtState::Invalid | CtState::Untracked => proptest::prop_assert!(t.entry.is_none()),
+                    _ => proptest::prop_assert!(t.entry.is_some()),
+                }
+                sh.commit(t, accept);
+                proptest::prop_assert!(sh.len() <= sh.capacity());
+                proptest::prop_assert!(sh.count(&Filter::default(), now) <= sh.len() as usize);
+                sh.expire(now);
+            }
+            sh.expire(now + 500_000 * S);
+            proptest::prop_assert_eq!(sh.len(), 0);
+            proptest::prop_assert_eq!(sh.count(&Filter::default(), now + 500_000 * S), 0);
         }
     }
 }
