@@ -318,6 +318,25 @@ impl Compiled {
         src.to_list(table, Some(&counters))
     }
 
+    /// Every rule and policy with its summed counters, for metrics: (family `ipv4`/`ipv6`,
+    /// table, chain, 1-based rule number or 0 for the policy, packets, bytes).
+    pub fn rule_counters(&self) -> Vec<(&'static str, &'static str, &str, usize, u64, u64)> {
+        let mut out = Vec::new();
+        for (fname, fam) in [("ipv4", &self.v4), ("ipv6", &self.v6)] {
+            for c in &fam.chains {
+                for (i, r) in c.rules.iter().enumerate() {
+                    let (p, b) = self.counter_sum(r.counter);
+                    out.push((fname, c.table.as_str(), c.name.as_str(), i + 1, p, b));
+                }
+                if c.policy.is_some() {
+                    let (p, b) = self.counter_sum(c.policy_counter);
+                    out.push((fname, c.table.as_str(), c.name.as_str(), 0, p, b));
+                }
+            }
+        }
+        out
+    }
+
     /// An empty ruleset: everything accepted (conntrack still tracks).
     pub fn accept_all(cfg: &CompileConfig) -> Compiled {
         compile(None, None, cfg).expect("an empty ruleset always compiles")

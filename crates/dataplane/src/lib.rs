@@ -17,8 +17,10 @@ pub mod log;
 pub mod nat;
 mod reason;
 pub mod reject;
+pub mod replay;
 mod worker;
 
 pub use compile::{compile, Action, CompileConfig, CompileError, Compiled, HookPoint, PortInfo};
 pub use reason::DropReason;
+pub use replay::{Replay, ReplayOut};
 pub use worker::{Decision, PortIdx, Trace, Verdict, Worker, WorkerStats, MAX_DEPTH, POLICY};

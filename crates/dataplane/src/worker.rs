@@ -1330,6 +1330,9 @@ mod tests {
             "{listing}"
         );
         assert_eq!(w.stats().log_events, 2);
+        let all = rs.rule_counters();
+        assert!(all.contains(&("ipv4", "filter", "FORWARD", 0, 1, 40)), "{all:?}");
+        assert!(all.contains(&("ipv4", "filter", "b", 1, 2, 80)), "{all:?}");
     }
 
     #[test]
