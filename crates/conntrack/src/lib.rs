@@ -21,10 +21,10 @@ mod table;
 mod tcp;
 mod tuple;
 
-pub use config::{Config, Timeouts};
+pub use config::{Config, Timeouts, MAX_TIMEOUT_SECS};
 pub use hash::{flow_hash, shard_of};
 pub use icmp::is_error as icmp_is_error;
-pub use list::{format_entry, write_listing, Filter, Snapshot};
+pub use list::{format_entry, listing_summary, write_listing, Filter, Snapshot};
 pub use packet::{CtPacket, IcmpErrorInfo, TcpSegment, L4};
 pub use reason::{CtReason, CT_REASONS};
 pub use table::{CtState, EntryId, NatKind, Shard, ShardStats, Tracked, ENTRY_SIZE};

@@ -136,6 +136,11 @@ pub fn write_listing(out: &mut impl Write, snaps: &[Snapshot], now: u64) -> fmt:
     Ok(())
 }
 
+/// The line conntrack-tools 1.4.7 writes to stderr after a listing.
+pub fn listing_summary(entries: usize) -> String {
+    format!("conntrack v1.4.7 (conntrack-tools): {entries} flow entries have been shown.")
+}
+
 impl Shard {
     /// Copies of the live entries that match `filter` (control path: appends to `out`).
     pub fn snapshot(&self, filter: &Filter, now: u64, out: &mut Vec<Snapshot>) {
