@@ -224,8 +224,9 @@ impl AddrMatch {
 }
 
 /// An interface condition (`-i`/`-o`). `wildcard` means the name is a prefix (`eth+`); `name`
-/// holds the part before the `+`. `-i +` is represented by the field being `None`; `! -i +`
-/// (empty name, wildcard, negated) matches no packet, and iptables-save prints nothing for it.
+/// holds the part before the `+`. `-i +` (empty name, wildcard) matches every packet and
+/// `! -i +` none; iptables-save prints nothing for either (`-L` shows `+`), as the kernel keeps
+/// them in the rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IfaceMatch {
     pub name: String,

@@ -87,10 +87,6 @@ fn attach(file: &str, v: Vec<parse::Diag>) -> Diagnostics {
     Diagnostics(v)
 }
 
-fn list_table(t: &Table, chain: Option<&str>, _numeric: bool) -> String {
-    list::list_table(t, chain, None)
-}
-
 /// Parses an `iptables-restore` (or `ip6tables-restore`) text. Every error is reported; a text
 /// with any error yields no ruleset.
 pub fn parse_restore(
@@ -98,7 +94,12 @@ pub fn parse_restore(
     text: &str,
     family: Family,
 ) -> Result<Ruleset, Diagnostics> {
-    let (rs, errs) = restore::restore(text, family, &list_table);
+    let v6 = family == Family::Ipv6;
+    let (rs, errs) = restore::restore(
+        text,
+        family,
+        &|t: &Table, c: Option<&str>, _numeric: bool| list::list_table(t, c, None, v6),
+    );
     if errs.is_empty() {
         Ok(rs)
     } else {
@@ -169,7 +170,7 @@ impl Ruleset {
     /// table gives an empty string.
     pub fn to_list(&self, table: &str, counters: Option<Counters<'_>>) -> String {
         match TableName::from_name(table).and_then(|t| self.table(t)) {
-            Some(t) => list::list_table(t, None, counters),
+            Some(t) => list::list_table(t, None, counters, self.family == Family::Ipv6),
             None => String::new(),
         }
     }
@@ -228,9 +229,10 @@ impl Ruleset {
             .map_err(|d| attach(source_name, vec![d]))?;
         debug_assert!(pc.table.is_none_or(|(t, _)| t == table));
         let is_list = matches!(pc.cmd, parse::Cmd::List(_));
+        let v6 = self.family == Family::Ipv6;
         let out = restore::apply(&mut work, pc, 1, &|t: &Table, c: Option<&str>, _n: bool| {
             if is_list {
-                list::list_table(t, c, None)
+                list::list_table(t, c, None, v6)
             } else {
                 print::list_rules(t, c)
             }
@@ -372,7 +374,7 @@ mod tests {
         let out = rs.to_list("filter", Some(&counters));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "Chain INPUT (policy DROP 0 packets, 0 bytes)");
-        assert!(lines[3].starts_with("2     150K 9000K ssh        tcp  --  *      *      0.0.0.0/0            0.0.0.0/0            tcp dpt:22"), "{}", lines[3]);
+        assert_eq!(lines[3], "2     150K 9000K ssh        6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:22");
         assert!(out.contains("Chain ssh (1 references)"));
         assert_eq!(rs.to_list("mangle", None), "");
     }

@@ -3,8 +3,7 @@
 use std::fmt::Write;
 
 use crate::ast::*;
-use crate::print::{addr_text, icmp_text, rate_text, states};
-use crate::values::protocol_name;
+use crate::print::{addr_text, rate_text, states};
 
 /// iptables' `-v` number format: plain below 100000, then K/M/G/T/P with integer division.
 fn num(v: u64) -> String {
@@ -30,10 +29,41 @@ fn iface(i: &Option<IfaceMatch>) -> String {
     }
 }
 
+/// An address column: `!` or a blank, then the address (hosts without `/32`), padded to 19.
 fn addr(a: &Option<AddrMatch>, v6: bool) -> String {
     match a {
-        None => if v6 { "::/0" } else { "0.0.0.0/0" }.into(),
-        Some(a) => format!("{}{}", if a.negated { "!" } else { "" }, addr_text(a)),
+        None => format!(" {:<19}", if v6 { "::/0" } else { "0.0.0.0/0" }),
+        Some(a) => {
+            let text = match a.prefix_len() {
+                Some(32) if !v6 => a.addr.to_string(),
+                Some(128) if v6 => a.addr.to_string(),
+                _ => addr_text(a),
+            };
+            format!("{}{:<19}", if a.negated { "!" } else { " " }, text)
+        }
+    }
+}
+
+/// `icmptype 8`, `icmp !type 3 code 4` as `-L` prints ICMP conditions.
+fn icmp_list(prefix: &str, m: &IcmpMatch) -> String {
+    let mut o = format!(
+        "{prefix}{}type {}",
+        if m.negated { " !" } else { "" },
+        m.icmp_type
+    );
+    if m.code_min == m.code_max {
+        let _ = write!(o, " code {}", m.code_min);
+    } else if m.code_min != 0 || m.code_max != 255 {
+        let _ = write!(o, " codes {}-{}", m.code_min, m.code_max);
+    }
+    o
+}
+
+fn port_range(p: PortRange) -> String {
+    if p.lo == p.hi {
+        p.lo.to_string()
+    } else {
+        format!("{}-{}", p.lo, p.hi)
     }
 }
 
@@ -60,13 +90,16 @@ fn target_name(t: &Option<Target>) -> String {
         Some(Target::Dnat(_)) => "DNAT".into(),
         Some(Target::Masquerade { .. }) => "MASQUERADE".into(),
         Some(Target::Redirect { .. }) => "REDIRECT".into(),
-        Some(Target::Notrack) => "NOTRACK".into(),
-        Some(Target::CtNotrack) => "CT".into(),
+        // NOTRACK is an alias of CT --notrack.
+        Some(Target::Notrack | Target::CtNotrack) => "CT".into(),
     }
 }
 
 fn details(r: &Rule, v6: bool) -> String {
     let mut o = String::new();
+    if matches!(r.target, Some(Target::Goto(_))) {
+        o.push_str("[goto] ");
+    }
     for m in &r.matches {
         match m {
             Match::Tcp(t) => {
@@ -99,22 +132,8 @@ fn details(r: &Rule, v6: bool) -> String {
                     o.push_str(&ports(p, "dpt"));
                 }
             }
-            Match::Icmp(i) => {
-                let _ = write!(
-                    o,
-                    " icmp {}type {}",
-                    if i.negated { "!" } else { "" },
-                    icmp_text(i, false)
-                );
-            }
-            Match::Icmp6(i) => {
-                let _ = write!(
-                    o,
-                    " ipv6-icmp {}type {}",
-                    if i.negated { "!" } else { "" },
-                    icmp_text(i, true)
-                );
-            }
+            Match::Icmp(i) => o.push_str(&icmp_list(" icmp", i)),
+            Match::Icmp6(i) => o.push_str(&icmp_list(" ipv6-icmp", i)),
             Match::Multiport(mp) => {
                 let d = match mp.dir {
                     MultiportDir::Source => "sports",
@@ -135,7 +154,7 @@ fn details(r: &Rule, v6: bool) -> String {
                 let _ = write!(
                     o,
                     " multiport {d} {}{}",
-                    if mp.negated { "! " } else { "" },
+                    if mp.negated { " !" } else { "" },
                     l.join(",")
                 );
             }
@@ -178,7 +197,7 @@ fn details(r: &Rule, v6: bool) -> String {
             Match::Mac { addr, negated } => {
                 let _ = write!(
                     o,
-                    " MAC {}{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
+                    " MAC {}{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
                     if *negated { "! " } else { "" },
                     addr[0],
                     addr[1],
@@ -192,7 +211,12 @@ fn details(r: &Rule, v6: bool) -> String {
                 let _ = write!(o, " limit: avg {} burst {}", rate_text(l.avg), l.burst);
             }
             Match::Length { min, max, negated } => {
-                let _ = write!(o, " length {}{min}:{max}", if *negated { "!" } else { "" });
+                let n = if *negated { "!" } else { "" };
+                let _ = if min == max {
+                    write!(o, " length {n}{min}")
+                } else {
+                    write!(o, " length {n}{min}:{max}")
+                };
             }
             Match::Ttl { op, value } | Match::HopLimit { op, value } => {
                 let (w, sym) = (
@@ -231,9 +255,19 @@ fn details(r: &Rule, v6: bool) -> String {
             }
         }
         Some(Target::Nflog(n)) => {
-            let _ = write!(o, " nflog-group {}", n.group);
             if !n.prefix.is_empty() {
                 let _ = write!(o, " nflog-prefix \"{}\"", n.prefix);
+            }
+            if n.group != 0 {
+                let _ = write!(o, " nflog-group {}", n.group);
+            }
+            if let Some(s) = n.size {
+                let _ = write!(o, " nflog-size {s}");
+            } else if n.range != 0 {
+                let _ = write!(o, " nflog-range {}", n.range);
+            }
+            if n.threshold != 0 {
+                let _ = write!(o, " nflog-threshold {}", n.threshold);
             }
         }
         Some(Target::Snat(n) | Target::Dnat(n)) => {
@@ -251,40 +285,51 @@ fn details(r: &Rule, v6: bool) -> String {
                 }
             }
             let _ = write!(o, " to:{s}");
-            if n.random {
-                o.push_str(" random");
+            flags(&mut o, n.random, n.random_fully, n.persistent);
+        }
+        Some(Target::Masquerade {
+            ports,
+            random,
+            random_fully,
+        }) => {
+            if let Some(p) = ports {
+                let _ = write!(o, " masq ports: {}", port_range(*p));
             }
-            if n.persistent {
-                o.push_str(" persistent");
+            flags(&mut o, *random, *random_fully, false);
+        }
+        Some(Target::Redirect { ports, random }) => {
+            if let Some(p) = ports {
+                let _ = write!(o, " redir ports {}", port_range(*p));
             }
+            flags(&mut o, *random, false, false);
         }
-        Some(Target::Masquerade { ports: Some(p), .. }) => {
-            let _ = write!(o, " masq ports: {}-{}", p.lo, p.hi);
-        }
-        Some(Target::Redirect { ports: Some(p), .. }) => {
-            let _ = write!(o, " redir ports {}-{}", p.lo, p.hi);
-        }
-        Some(Target::CtNotrack) => o.push_str(" NOTRACK"),
+        Some(Target::Notrack) => o.push_str(" NOTRACK"),
+        Some(Target::CtNotrack) => o.push_str(" CT notrack"),
         _ => {}
     }
     let _ = v6;
     o
 }
 
+fn flags(o: &mut String, random: bool, random_fully: bool, persistent: bool) {
+    for (on, name) in [
+        (random, " random"),
+        (random_fully, " random-fully"),
+        (persistent, " persistent"),
+    ] {
+        if on {
+            o.push_str(name);
+        }
+    }
+}
+
+/// The listing of one table (or one chain of it); `v6` selects `::/0` for "any address".
 pub(crate) fn list_table(
     t: &Table,
     chain: Option<&str>,
     counters: Option<crate::Counters<'_>>,
+    v6: bool,
 ) -> String {
-    let v6 = t.chains.iter().flat_map(|c| c.rules.iter()).any(|r| {
-        matches!(
-            r.src.or(r.dst),
-            Some(AddrMatch {
-                addr: std::net::IpAddr::V6(_),
-                ..
-            })
-        )
-    });
     let get = |c: &str, i: usize| counters.map_or((0, 0), |f| f(c, i));
     let mut out = String::new();
     let mut first = true;
@@ -321,18 +366,15 @@ pub(crate) fn list_table(
         }
         let _ = writeln!(
             out,
-            "{:<4} {:>5} {:>5} {:<10} {:<4} {:<3} {:<6} {:<6} {:<20} {:<20}",
+            "{:<4} {:>5} {:>5} {:<9}  {:<5}{:<3} {:<6} {:<6}  {:<19}  {:<19} ",
             "num", "pkts", "bytes", "target", "prot", "opt", "in", "out", "source", "destination"
         );
         for (i, r) in c.rules.iter().enumerate() {
             let (pk, by) = get(&c.name, i);
+            // `-n` prints protocol numbers, `!` in the column before.
             let prot = match r.proto {
-                None => "all".to_string(),
-                Some(p) => format!(
-                    "{}{}",
-                    if p.negated { "!" } else { "" },
-                    protocol_name(p.proto)
-                ),
+                None => " 0".to_string(),
+                Some(p) => format!("{}{}", if p.negated { "!" } else { " " }, p.proto),
             };
             let opt = match r.fragment {
                 None => "--",
@@ -340,7 +382,7 @@ pub(crate) fn list_table(
                 Some(true) => "!f",
             };
             let line = format!(
-                "{:<4} {:>5} {:>5} {:<10} {:<4} {:<3} {:<6} {:<6} {:<20} {:<20}{}",
+                "{:<4} {:>5} {:>5} {:<9} {:<5} {:<3} {:<6} {:<6} {} {} {}",
                 i + 1,
                 num(pk),
                 num(by),
@@ -353,7 +395,7 @@ pub(crate) fn list_table(
                 addr(&r.dst, v6),
                 details(r, v6)
             );
-            let _ = writeln!(out, "{}", line.trim_end());
+            let _ = writeln!(out, "{line}");
         }
     }
     out

@@ -285,9 +285,6 @@ pub(crate) fn interface(s: &str, negated: bool) -> VResult<Option<IfaceMatch>> {
         Some(n) => (n, true),
         None => (s, false),
     };
-    if name.is_empty() && !negated {
-        return Ok(None);
-    }
     Ok(Some(IfaceMatch {
         name: name.to_string(),
         wildcard,

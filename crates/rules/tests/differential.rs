@@ -2,8 +2,9 @@
 //! throw-away network namespace per corpus file. Needs root and iptables-legacy: CI has both, so
 //! the test fails loudly (never skips) without them.
 //!
-//! - `*.v4`/`*.v6` (not `bad-`/`strict-`): both accept, and fwd's printer equals
-//!   `iptables-legacy-save` ignoring `#` lines.
+//! - `*.v4`/`*.v6` (not `bad-`/`strict-`): both accept, fwd's printer equals
+//!   `iptables-legacy-save` ignoring `#` lines, and `Ruleset::to_list` equals
+//!   `iptables-legacy -t TABLE -L -n -v --line-numbers` for every table.
 //! - `bad-*`: both reject.
 //! - `strict-*`: iptables accepts, fwd rejects on purpose (see the crate docs).
 
@@ -145,6 +146,44 @@ fn corpus_agrees_with_iptables_legacy() {
                     compared += 1;
                     let theirs = strip_comments(&theirs);
                     let mine = rs.to_save();
+                    // `-L -n -v --line-numbers` of every table, counters zero on both sides.
+                    let list = if v6 {
+                        "ip6tables-legacy"
+                    } else {
+                        "iptables-legacy"
+                    };
+                    for t in &rs.tables {
+                        let tn = t.name.as_str();
+                        let out = Command::new("ip")
+                            .args([
+                                "netns",
+                                "exec",
+                                &ns.0,
+                                list,
+                                "-t",
+                                tn,
+                                "-L",
+                                "-n",
+                                "-v",
+                                "--line-numbers",
+                            ])
+                            .output()
+                            .expect("run iptables -L");
+                        let theirs_l = String::from_utf8_lossy(&out.stdout);
+                        let mine_l = rs.to_list(tn, None);
+                        if theirs_l != mine_l {
+                            let d: Vec<String> = theirs_l
+                                .lines()
+                                .zip(mine_l.lines())
+                                .filter(|(a, b)| a != b)
+                                .map(|(a, b)| format!("  iptables: {a}\n  fwd:      {b}"))
+                                .collect();
+                            failures.push(format!(
+                                "{name}: -L of table {tn} differs:\n{}",
+                                d.join("\n")
+                            ));
+                        }
+                    }
                     if theirs != mine {
                         let mut diff = String::new();
                         for (a, b) in theirs.lines().zip(mine.lines()) {
