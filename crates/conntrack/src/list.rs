@@ -153,7 +153,30 @@ impl Shard {
         }
     }
 
-    /// Live entries matching `filter` (`conntrack -C` with the default filter).
+    /// [`Shard::snapshot`] of the slots `from..from + slots` only, so a worker can serve a
+    /// listing of a large table a little per burst. Returns where to continue, `None` when the
+    /// whole table has been visited.
+    pub fn snapshot_chunk(
+        &self,
+        filter: &Filter,
+        now: u64,
+        from: u32,
+        slots: u32,
+        out: &mut Vec<Snapshot>,
+    ) -> Option<u32> {
+        let end = from.saturating_add(slots).min(self.slots());
+        for idx in from..end {
+            if let Some(s) = self.snapshot_of(idx, now) {
+                if filter.matches(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        (end < self.slots()).then_some(end)
+    }
+
+    /// Live entries matching `filter` (`conntrack -C` with the default filter; [`Shard::len`]
+    /// is the O(1) answer when expired-but-unreaped entries may be counted).
     pub fn count(&self, filter: &Filter, now: u64) -> usize {
         (0..self.slots())
             .filter_map(|i| self.snapshot_of(i, now))

@@ -1908,6 +1908,12 @@ mod tests {
         };
         assert_eq!(sh.delete(&to_a, T0), 1);
         assert_eq!(sh.count(&Filter::default(), T0), 3);
+        let mut all = Vec::new();
+        let mut at = Some(0);
+        while let Some(from) = at {
+            at = sh.snapshot_chunk(&Filter::default(), T0, from, 5, &mut all);
+        }
+        assert_eq!(all.len(), 3);
         assert_eq!(sh.flush(T0), 3);
         assert_eq!(sh.len(), 0);
         // Everything is reusable after a flush.
