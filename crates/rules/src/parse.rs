@@ -582,6 +582,21 @@ impl<'a> Line<'a> {
 
     fn unknown_option(&self, opt: &str) -> Fail {
         let bare = opt.trim_start_matches('-');
+        if let Some(p @ (values::PROTO_SCTP | values::PROTO_DCCP | values::PROTO_UDPLITE)) =
+            self.rule.proto.map(|p| p.proto)
+        {
+            if match_opts("udp").iter().any(|o| o.0 == bare) {
+                let name = values::protocol_name(p);
+                return Fail {
+                    msg: format!(
+                        "`{opt}` after `-p {name}` needs `-m {name}`, which fwd does not support"
+                    ),
+                    hint: Some(format!(
+                        "match {name} ports with `-m multiport --dports`/`--sports`"
+                    )),
+                };
+            }
+        }
         let owner = [
             "tcp",
             "udp",
