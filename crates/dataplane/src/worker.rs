@@ -1531,12 +1531,7 @@ mod differential {
     }
 
     /// (accepted, chain, rule or POLICY)
-    fn reference(
-        chains: &[CompiledChain],
-        cur: u32,
-        key: &Key,
-        depth: usize,
-    ) -> Option<(bool, u32, u32)> {
+    fn reference(chains: &[CompiledChain], cur: u32, key: &Key) -> Option<(bool, u32, u32)> {
         let c = &chains[cur as usize];
         let specs = c.classifier.rules();
         for (i, (s, r)) in specs.iter().zip(&c.rules).enumerate() {
@@ -1548,11 +1543,11 @@ mod differential {
                 Action::Drop => return Some((false, cur, i as u32)),
                 Action::Return => return None,
                 Action::Jump(t) => {
-                    if let Some(v) = reference(chains, *t, key, depth + 1) {
+                    if let Some(v) = reference(chains, *t, key) {
                         return Some(v);
                     }
                 }
-                Action::Goto(t) => return reference(chains, *t, key, depth),
+                Action::Goto(t) => return reference(chains, *t, key),
                 _ => {}
             }
         }
@@ -1584,7 +1579,7 @@ mod differential {
                 let info = parse_frame(&f).unwrap();
                 let mut key = key_of(&info, 0, 1);
                 key.ct = ct::NEW;
-                let want = reference(&snap.v4.chains, fwd, &key, 0)
+                let want = reference(&snap.v4.chains, fwd, &key)
                     .unwrap_or((!policy_drop, fwd, POLICY));
                 prop_assert_eq!(v == Verdict::Forward, want.0, "{:?}", rs.to_save());
                 prop_assert_eq!(w.trace().decided[2], Some((want.1, want.2)));
