@@ -908,6 +908,14 @@ impl Shard {
         let Some(EntryId(idx)) = t.entry else {
             return true;
         };
+        // A `Tracked` is `Copy`: a second commit of the same one must change nothing.
+        let status = self.entries[idx as usize].status;
+        let pending = status & S_USED != 0 && status & S_CONFIRMED == 0;
+        match t.action {
+            Action::Kill | Action::None if status & S_CONFIRMED == 0 => return true,
+            Action::Confirm if !pending => return true,
+            _ => {}
+        }
         match t.action {
             Action::None => true,
             Action::Kill => {
@@ -1795,6 +1803,27 @@ mod tests {
         );
         let t = pass(&mut sh, &CtPacket::other(ip(B), ip(A), 47), T0 + S);
         assert_eq!((t.state, t.dir), (CtState::Established, Dir::Reply));
+    }
+
+    #[test]
+    fn committing_twice_changes_nothing() {
+        let mut sh = shard();
+        let t = sh.track(&CtPacket::icmp(ip(A), ip(B), 8, 0, 1), T0);
+        assert!(sh.commit(t, true));
+        #[cfg(debug_assertions)]
+        {
+            sh.pending = false;
+        }
+        assert!(sh.commit(t, true));
+        assert_eq!(sh.len(), 1);
+        let r = sh.track(&CtPacket::icmp(ip(B), ip(A), 0, 0, 1), T0);
+        assert!(sh.commit(r, true));
+        assert!(sh.commit(r, true));
+        assert_eq!(sh.len(), 0);
+        // The freed slot is reused once, not twice.
+        pass(&mut sh, &syn(), T0 + S);
+        pass(&mut sh, &CtPacket::udp(ip(A), ip(B), 5, 6), T0 + S);
+        assert_eq!(sh.len(), 2);
     }
 
     #[test]
