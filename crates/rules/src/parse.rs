@@ -624,13 +624,27 @@ impl<'a> Line<'a> {
                 let owner_t = TARGET_NAMES
                     .iter()
                     .find(|t| target_opts(t).iter().any(|o| o.0 == bare));
-                owner_t.map(|t| format!("`{opt}` belongs to `-j {t}`, which must come before it"))
+                owner_t
+                    .map(|t| format!("`{opt}` belongs to `-j {t}`, which must come before it"))
+                    .or_else(|| self.similar_option(bare).map(|o| format!("did you mean `--{o}`?")))
             }
         };
         Fail {
             msg: format!("unknown option `{opt}`"),
             hint,
         }
+    }
+
+    /// A loaded option spelled like `bare` (edit distance <= 2), for "did you mean".
+    fn similar_option(&self, bare: &str) -> Option<&'static str> {
+        let mut names: Vec<&'static str> = GENERIC.iter().map(|o| o.0).collect();
+        for m in &self.rule.matches {
+            names.extend(match_opts(m.name()).iter().map(|o| o.0));
+        }
+        if let Some(t) = &self.target_name {
+            names.extend(target_opts(t).iter().map(|o| o.0));
+        }
+        suggest(bare, &names)
     }
 
     fn run(&mut self) -> Result<(), Diag> {
@@ -2030,6 +2044,16 @@ mod tests {
             .unwrap_err()
             .msg
             .contains("built-in"));
+    }
+
+    #[test]
+    fn misspelt_options_get_a_suggestion() {
+        let t = Table::new(TableName::Filter);
+        let e = parse("-A INPUT -m state --states NEW -j ACCEPT", &t).unwrap_err();
+        assert_eq!(e.msg, "unknown option `--states`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `--state`?"));
+        let e = parse("-A INPUT -j LOG --log-prefx x", &t).unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("did you mean `--log-prefix`?"));
     }
 
     #[test]
