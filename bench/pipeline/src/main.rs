@@ -176,13 +176,45 @@ fn main() {
     }
     let new: Vec<[u8; FRAME]> = trace.iter().map(|t| frame_of(&t.key)).collect();
 
+    // the floor: the same established flows with no rules at all (parse + conntrack + confirm)
+    let bare = Arc::new(ArcSwap::from_pointee(dataplane::Compiled::accept_all(&cfg)));
+    let mut wb = Worker::new(bare, &ct_cfg, 1 << 12, 0, 1, 0);
+    for i in 0..flows {
+        let c = [198, 18, (i >> 8) as u8, (i & 255) as u8 + 1];
+        let sp = 10000 + i as u16;
+        for (port, f) in [
+            (0, tcp(c, server, sp, 80, 0x02, 100, 0)),
+            (1, tcp(server, c, 80, sp, 0x12, 500, 101)),
+        ] {
+            buf[..f.len()].copy_from_slice(&f);
+            assert_eq!(wb.process(port, &mut buf, f.len(), now), Verdict::Forward);
+        }
+    }
+    if std::env::var("SCENARIO").map_or(true, |s| s == "established_norules") {
+        let _ = run(&mut wb, &est, 1, now);
+        let r = run(&mut wb, &est, 2000, now);
+        let ns = r.ns / r.packets as f64;
+        println!(
+            "scenario=established_norules packets={} forwarded={} ns_per_pkt={ns:.1} cycles_per_pkt={:.0} mpps={:.2}",
+            r.packets,
+            r.forwarded,
+            ns * mhz() / 1000.0,
+            1e3 / ns
+        );
+    }
+
     // the FORWARD decision of new flows against a linear scan of the same chain
     let fwd_specs: Vec<RuleSpec> = rules.load().v4.chains[fwd_chain as usize]
         .classifier
         .rules();
     let lin = LinearClassifier::new(&fwd_specs);
     let mut mismatches = 0;
-    let checked = new.len().min(std::env::var("CHECK").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000));
+    let checked = new.len().min(
+        std::env::var("CHECK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000),
+    );
     for (f, tr) in new.iter().zip(&trace).take(checked) {
         let mut b = [0u8; 256];
         b[..FRAME].copy_from_slice(f);

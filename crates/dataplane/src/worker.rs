@@ -12,7 +12,7 @@ use conntrack::{
 };
 use rules::{MultiportDir, Policy, RejectWith, TtlOp};
 use wire::tcp::TcpOption;
-use wire::{ip_proto, parse_embedded, parse_frame, Family, FrameInfo, Malformed};
+use wire::{ip_proto, parse_embedded, parse_frame_into, Family, FrameInfo, Malformed};
 
 use crate::compile::{Action, Compiled, FamilyRules, HookPoint, LeafCheck, NatSpec, RuleCounters};
 use crate::log::{LogEvent, LogKind};
@@ -211,14 +211,15 @@ impl Worker {
         now: u64,
     ) -> Verdict {
         self.trace = Trace::default();
-        let info = match parse_frame(&buf[..len]) {
-            Ok(i) => i,
+        let mut info = FrameInfo::default();
+        match parse_frame_into(&buf[..len], &mut info) {
+            Ok(()) => {}
             Err(m) => {
                 self.stats.malformed[m.index()] += 1;
                 self.trace.malformed = Some(m);
                 return self.drop(DropReason::Malformed);
             }
-        };
+        }
         if !info.is_ip() {
             self.stats.non_ip += 1;
             self.stats.forwarded += 1;
@@ -247,17 +248,19 @@ impl Worker {
         }
 
         // conntrack
-        let (state, tracked, quoted) = if notrack {
-            (CtState::Untracked, None, None)
-        } else {
-            match ct_packet(frame, &info) {
-                Some((p, q)) => {
-                    let t = self.shard.track(&p, now);
-                    (t.state, Some(t), q)
-                }
-                None => (CtState::Invalid, None, None),
+        let mut quote = FrameInfo::default();
+        let mut has_quote = false;
+        let mut tracked = None;
+        let mut state = CtState::Untracked;
+        if !notrack {
+            state = CtState::Invalid;
+            if let Some(p) = ct_packet(frame, &info, &mut quote, &mut has_quote) {
+                let t = self.shard.track(&p, now);
+                state = t.state;
+                tracked = Some(t);
             }
-        };
+        }
+        let quoted = has_quote.then_some(&quote);
         self.trace.ct_state = Some(state);
         if let Some(t) = tracked {
             if t.drop {
@@ -433,7 +436,7 @@ impl Worker {
             let t = target.expect("NAT implies IPv4");
             if state == CtState::Related {
                 if let Some(q) = quoted {
-                    nat::rewrite_icmp_error(&mut buf[..len], &info, &q, &t);
+                    nat::rewrite_icmp_error(&mut buf[..len], &info, q, &t);
                 }
             } else if Some(t) != cur {
                 nat::rewrite(&mut buf[..len], &info, &t);
@@ -798,7 +801,12 @@ fn ct_family(info: &FrameInfo) -> conntrack::Family {
 
 /// The conntrack view of a frame (and, for an ICMP error, the quoted packet's parse);
 /// `None` for what conntrack cannot see (a later fragment, a malformed quote): INVALID.
-fn ct_packet(frame: &[u8], info: &FrameInfo) -> Option<(CtPacket, Option<FrameInfo>)> {
+fn ct_packet(
+    frame: &[u8],
+    info: &FrameInfo,
+    quote: &mut FrameInfo,
+    has_quote: &mut bool,
+) -> Option<CtPacket> {
     if info.is_later_fragment()
         || !info.has_l4_header()
             && matches!(
@@ -885,7 +893,9 @@ fn ct_packet(frame: &[u8], info: &FrameInfo) -> Option<(CtPacket, Option<FrameIn
                     dst: info.dst,
                     l4: L4::IcmpError(err),
                 };
-                return Some((p, Some(q)));
+                *quote = q;
+                *has_quote = true;
+                return Some(p);
             }
             L4::Icmp {
                 ty: info.icmp_type,
@@ -895,16 +905,13 @@ fn ct_packet(frame: &[u8], info: &FrameInfo) -> Option<(CtPacket, Option<FrameIn
         }
         _ => L4::Other,
     };
-    Some((
-        CtPacket {
-            family,
-            proto: info.l4_proto,
-            src: info.src,
-            dst: info.dst,
-            l4,
-        },
-        None,
-    ))
+    Some(CtPacket {
+        family,
+        proto: info.l4_proto,
+        src: info.src,
+        dst: info.dst,
+        l4,
+    })
 }
 
 fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo) -> bool {
@@ -1003,6 +1010,7 @@ mod tests {
     use crate::compile::tests::{cfg, v4 as parse_v4};
     use crate::compile::{compile, CompileConfig};
     use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+    use wire::parse_frame;
     use wire::tcp::TcpFlags;
 
     const C: [u8; 4] = [198, 18, 0, 1];
@@ -1481,6 +1489,7 @@ mod differential {
     use crate::compile::{compile, CompiledChain};
     use proptest::prelude::*;
     use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+    use wire::parse_frame;
     use wire::tcp::TcpFlags;
 
     #[derive(Clone, Debug)]
