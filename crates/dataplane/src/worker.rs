@@ -145,6 +145,11 @@ impl Worker {
         self.log = Some(p);
     }
 
+    /// The shared ruleset handle (reload: `rules().store(Arc::new(new))`).
+    pub fn rules(&self) -> &Arc<ArcSwap<Compiled>> {
+        &self.rules
+    }
+
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
     }
@@ -1259,6 +1264,21 @@ mod tests {
             valid(&out);
         }
         assert_eq!(w.shard().len(), 50);
+    }
+
+    #[test]
+    fn nat_on_vlan_tagged_frames() {
+        let text = format!("{NAT_HDR}-A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n");
+        let mut w = worker_for(&text);
+        let b = FrameBuilder {
+            vlan: vec![(0x8100, 42)],
+            ..FrameBuilder::default()
+        };
+        let q = b.udp(ip(C, S), 5000, 53, b"query");
+        let (v, out) = run(&mut w, A, &q, SEC);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(out, b.udp(ip([198, 18, 0, 254], S), 5000, 53, b"query"));
+        valid(&out);
     }
 
     #[test]
