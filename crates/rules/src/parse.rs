@@ -364,6 +364,8 @@ pub(crate) enum Cmd {
     Rename(String, String),
     List(Option<String>),
     ListRules(Option<String>),
+    /// A restore line for the other family (`-4`/`-6`): no effect.
+    Nothing,
 }
 
 /// A parsed command line: the command, its rules (address lists expanded), and the table
@@ -406,6 +408,8 @@ struct Line<'a> {
     cmd: Option<(Cmd, u32, u32)>,
     table_opt: Option<(TableName, u32)>,
     numeric: bool,
+    /// `-4` in an ip6tables file (or `-6` in an iptables file): the line is ignored.
+    skip_line: bool,
     in_restore: bool,
     /// Pending LOG/NFLOG/NAT target state.
     log: LogTarget,
@@ -1152,7 +1156,11 @@ impl<'a> Line<'a> {
                 } else {
                     Family::Ipv6
                 };
-                if want != self.family {
+                if want != self.family && self.in_restore {
+                    // iptables-restore skips lines meant for the other family.
+                    self.skip_line = true;
+                    self.pos = self.toks.len();
+                } else if want != self.family {
                     return self.err(
                         col,
                         Fail {
@@ -1214,6 +1222,15 @@ impl<'a> Line<'a> {
             _ => None,
         };
         if let Some(t) = std {
+            if t == Target::Drop && self.table.name == TableName::Nat {
+                return self.err(
+                    c0,
+                    Fail {
+                        msg: "`-j DROP` is not allowed in the nat table".into(),
+                        hint: Some("the nat table is not for filtering (iptables refuses it too); drop in the filter table".into()),
+                    },
+                );
+            }
             self.rule.target = Some(t);
             return Ok(());
         }
@@ -1678,6 +1695,13 @@ impl<'a> Line<'a> {
                 }
             }
             if let Match::Limit(l) = m {
+                if l.burst == 0 {
+                    return Err(e(
+                        self.word_col("--limit-burst"),
+                        "`--limit-burst 0` is refused by the kernel".into(),
+                        Some("the burst must be at least 1".into()),
+                    ));
+                }
                 if u64::from(l.avg) * u64::from(l.burst) > u64::from(u32::MAX) {
                     return Err(e(
                         self.word_col("--limit"),
@@ -1842,6 +1866,7 @@ pub(crate) fn parse_command(
         cmd: None,
         table_opt: None,
         numeric: false,
+        skip_line: false,
         in_restore,
         log: LogTarget {
             level: 4,
@@ -1871,6 +1896,16 @@ pub(crate) fn parse_command(
         ct_notrack: false,
     };
     l.run()?;
+    if l.skip_line {
+        return Ok(ParsedCmd {
+            cmd: Cmd::Nothing,
+            cmd_col: 1,
+            arg_col: 1,
+            rules: Vec::new(),
+            table: None,
+            list_numeric: false,
+        });
+    }
     let (cmd, cmd_col, arg_col) = match l.cmd.clone() {
         Some(c) => c,
         None => {

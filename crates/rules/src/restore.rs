@@ -294,6 +294,7 @@ pub(crate) fn apply(
                 }
             }
         }
+        Cmd::Nothing => {}
         Cmd::List(c) | Cmd::ListRules(c) => {
             if let Some(c) = &c {
                 chain_or_err(t, c, line, ac)?;
