@@ -6,7 +6,7 @@
 #   RESULT fwd_pps=X testpmd_pps=Y bridge_pps=Z ratio=X/Y
 #
 # usage: bench/forward.sh [--duration S] [--runs N] [--queues Q] [--workers W] [--prefix P]
-#                         [--skip-build]
+#                         [--busy-poll] [--skip-build]
 # Needs root, trafgen (netsniff-ng), dpdk-testpmd (dpdk-dev), iproute2, ethtool.
 # On veth these numbers measure the kernel's copy-mode AF_XDP cost, not fwd's own logic.
 set -euo pipefail
@@ -18,6 +18,7 @@ queues=1
 workers=1
 prefix=fwdb-
 build=1
+busy_poll=false
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
@@ -26,6 +27,7 @@ while [ $# -gt 0 ]; do
         --workers) workers=$2; shift 2 ;;
         --prefix) prefix=$2; shift 2 ;;
         --skip-build) build=0; shift ;;
+        --busy-poll) busy_poll=true; shift ;;
         *) echo "forward.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -80,6 +82,7 @@ queues = $queues
 [workers]
 cores = [$cores]
 idle_sleep_us = 0
+busy_poll = $busy_poll
 [stats]
 listen = "127.0.0.1:9900"
 log_interval_s = 0
@@ -168,7 +171,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[
 f=$(median "${R_FWD[@]}"); p=$(median "${R_PMD[@]}"); b=$(median "${R_BR[@]}")
 echo "| forwarder | runs (pps) | median pps |"
 echo "|---|---|---|"
-echo "| fwd ($workers worker(s), $queues queue(s)) | ${R_FWD[*]} | $f |"
+echo "| fwd ($workers worker(s), $queues queue(s), busy_poll=$busy_poll) | ${R_FWD[*]} | $f |"
 echo "| dpdk-testpmd io (net_af_xdp) | ${R_PMD[*]} | $p |"
 echo "| Linux bridge | ${R_BR[*]} | $b |"
 ratio=$(awk -v a="$f" -v b="$p" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "0" }')

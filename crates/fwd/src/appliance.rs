@@ -46,12 +46,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let specs = cfg.port_specs();
     let cores = cfg.workers.cores.get_ref().clone();
     let queues = *cfg.ports.a.queues.get_ref();
-    let xdp = XdpPorts::open(
-        [&specs[0], &specs[1]],
-        queues,
-        cores.len(),
-        RingSizes::default(),
-    )?;
+    let sizes = RingSizes {
+        busy_poll: cfg.workers.busy_poll,
+        ..RingSizes::default()
+    };
+    let xdp = XdpPorts::open([&specs[0], &specs[1]], queues, cores.len(), sizes)?;
     tracing::info!(
         a = %specs[0].interface,
         b = %specs[1].interface,

@@ -104,9 +104,12 @@ pub struct Workers {
     /// Frames per receive burst (1..=64).
     #[serde(default = "default_burst")]
     pub burst: Spanned<usize>,
-    /// After this many empty poll rounds a worker sleeps `idle_sleep_us`; 0 = always busy-poll.
+    /// After a run of empty poll rounds a worker sleeps this long; 0 = never sleep.
     #[serde(default = "default_idle_sleep")]
     pub idle_sleep_us: u64,
+    /// Preferred busy polling on the AF_XDP sockets (the worker runs the NAPI poll).
+    #[serde(default)]
+    pub busy_poll: bool,
 }
 
 fn default_burst() -> Spanned<usize> {
