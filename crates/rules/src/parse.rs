@@ -1281,7 +1281,25 @@ impl<'a> Line<'a> {
                 self.err(
                     c0,
                     Fail {
-                        msg: format!("unknown target or chain `{name}`"),
+                        msg: if matches!(
+                            name,
+                            "QUEUE"
+                                | "NFQUEUE"
+                                | "MARK"
+                                | "CONNMARK"
+                                | "TCPMSS"
+                                | "TEE"
+                                | "SET"
+                                | "TRACE"
+                                | "CLASSIFY"
+                                | "DSCP"
+                                | "TOS"
+                                | "NETMAP"
+                        ) {
+                            format!("target `{name}` is not supported by fwd")
+                        } else {
+                            format!("unknown target or chain `{name}`")
+                        },
                         hint,
                     },
                 )
