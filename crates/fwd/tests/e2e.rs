@@ -104,12 +104,15 @@ impl Testbed {
         s.split_whitespace().nth(2).expect("mac column").to_string()
     }
     fn config(&self, queues: u32, extra: &str) -> PathBuf {
+        self.config_on(queues, "[1]", extra)
+    }
+    fn config_on(&self, queues: u32, cores: &str, extra: &str) -> PathBuf {
         let path = self.dir.join("fwd.toml");
         let text = format!(
             "[ports.a]\ninterface = \"fw-c\"\nmode = \"copy\"\nqueues = {queues}\n\
              [ports.b]\ninterface = \"fw-s\"\nmode = \"copy\"\nqueues = {queues}\n\
-             [workers]\ncores = [1]\n[stats]\nlisten = \"127.0.0.1:9900\"\n\
-             [control]\nsocket = \"{}\"\n{extra}",
+             [workers]\ncores = {cores}\n{extra}\n[stats]\nlisten = \"127.0.0.1:9900\"\n\
+             [control]\nsocket = \"{}\"\n",
             self.dir.join("ctl.sock").display()
         );
         std::fs::write(&path, text).unwrap();
@@ -524,6 +527,36 @@ fn frames_on_an_unbound_queue_never_reach_the_fw_stack() {
         "all {n} datagrams landed on queue 0; the test proves nothing"
     );
     assert!(seen > 0, "no datagram landed on queue 0");
+}
+
+/// Two queues, two pinned workers, busy polling: flows spread over both queues, each worker
+/// forwards its own, nothing is lost.
+#[test]
+fn two_queues_two_workers_with_busy_poll_forward_everything() {
+    let _g = serial();
+    let tb = Testbed::up("m", 2);
+    let cfg = tb.config_on(2, "[0, 1]", "busy_poll = true");
+    let fwd = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 2), "ping");
+    let n = 128;
+    let got = udp_burst(
+        &tb.ns("client"),
+        &tb.ns("server"),
+        "198.18.0.2:6003",
+        "198.18.0.2:6003",
+        n,
+        80,
+        true,
+    );
+    assert_eq!(got, n, "datagrams lost");
+    let m = fwd.metrics();
+    let w0 = metric(&m, "fwd_worker_rx_packets_total{worker=\"0\",core=\"0\"}");
+    let w1 = metric(&m, "fwd_worker_rx_packets_total{worker=\"1\",core=\"1\"}");
+    assert!(
+        w0 > 0 && w1 > 0,
+        "both workers should have received: {w0} {w1}"
+    );
+    assert!(w0 + w1 >= n as u64);
 }
 
 #[test]
