@@ -15,6 +15,8 @@
 pub mod compile;
 pub mod log;
 pub mod nat;
+#[cfg(feature = "ports")]
+pub mod pipeline;
 mod reason;
 pub mod reject;
 pub mod replay;
