@@ -51,6 +51,8 @@ pub struct CompileConfig {
 /// A rule or file the data plane cannot run, with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileError {
+    /// The rules file, when known ([`load`] fills it in).
+    pub file: Option<String>,
     /// `ipv4` or `ipv6`.
     pub family: &'static str,
     pub table: &'static str,
@@ -64,10 +66,14 @@ pub struct CompileError {
 
 impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{file}:{}:1: error: ", self.line)?,
+            None => write!(f, "{} line {}: error: ", self.family, self.line)?,
+        }
         write!(
             f,
-            "{} line {}: table {} chain {} rule {}: {}",
-            self.family, self.line, self.table, self.chain, self.rule, self.message
+            "-t {} -A {} (rule {}): {}",
+            self.table, self.chain, self.rule, self.message
         )
     }
 }
@@ -562,6 +568,7 @@ impl Builder<'_> {
             let mut compiled = Vec::with_capacity(c.rules.len());
             for (i, r) in c.rules.iter().enumerate() {
                 let err = |message: String| CompileError {
+                    file: None,
                     family: fam,
                     table: t.name.as_str(),
                     chain: c.name.clone(),
@@ -728,6 +735,56 @@ pub fn compile(
     })
 }
 
+/// Why rules files could not be loaded: the rules crate's diagnostics, or what the data plane
+/// cannot run. `Display` prints one `file:line:col: error: ...` line per problem.
+#[derive(Debug)]
+pub enum LoadError {
+    Parse(Vec<rules::Diagnostics>),
+    Compile(Vec<CompileError>),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Parse(ds) => ds.iter().try_for_each(|d| write!(f, "{d}")),
+            LoadError::Compile(es) => es.iter().try_for_each(|e| writeln!(f, "{e}")),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Reads, parses and compiles the `[rules] ipv4` / `ipv6` files (`fwd check`, start, reload).
+/// Nothing is returned unless both files are entirely good.
+pub fn load(
+    ipv4: Option<&std::path::Path>,
+    ipv6: Option<&std::path::Path>,
+    cfg: &CompileConfig,
+) -> Result<Compiled, LoadError> {
+    let mut diags = Vec::new();
+    let mut parse = |p: Option<&std::path::Path>, fam: Family| {
+        p.and_then(|p| match rules::parse_restore_file(p, fam) {
+            Ok(rs) => Some(rs),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        })
+    };
+    let v4 = parse(ipv4, Family::Ipv4);
+    let v6 = parse(ipv6, Family::Ipv6);
+    if !diags.is_empty() {
+        return Err(LoadError::Parse(diags));
+    }
+    compile(v4.as_ref(), v6.as_ref(), cfg).map_err(|mut es| {
+        for e in &mut es {
+            let p = if e.family == "ipv4" { ipv4 } else { ipv6 };
+            e.file = p.map(|p| p.display().to_string());
+        }
+        LoadError::Compile(es)
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -785,6 +842,30 @@ pub(crate) mod tests {
                 .any(|e| e.message.contains("limit") && e.line == 12),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn load_reports_files_and_lines() {
+        let dir = std::env::temp_dir().join(format!("dataplane-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("v4.rules");
+        std::fs::write(&good, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -j ACCEPT\nCOMMIT\n").unwrap();
+        let redirect = dir.join("redirect.rules");
+        std::fs::write(&redirect, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j REDIRECT\nCOMMIT\n").unwrap();
+        let bad = dir.join("bad.rules");
+        std::fs::write(&bad, "*filter\n-A FORWARD -j NOPE\nCOMMIT\n").unwrap();
+        assert!(load(Some(&good), None, &cfg()).is_ok());
+        let e = load(Some(&redirect), None, &cfg()).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:6:1: error: -t nat -A PREROUTING (rule 1): REDIRECT",
+                redirect.display()
+            )),
+            "{e}"
+        );
+        let e = load(Some(&bad), None, &cfg()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:2:", bad.display())), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub mod reject;
 pub mod replay;
 mod worker;
 
-pub use compile::{compile, Action, CompileConfig, CompileError, Compiled, HookPoint, PortInfo};
+pub use compile::{
+    compile, load, Action, CompileConfig, CompileError, Compiled, HookPoint, LoadError, PortInfo,
+};
 pub use reason::DropReason;
 pub use replay::{Replay, ReplayOut};
 pub use worker::{Decision, PortIdx, Trace, Verdict, Worker, WorkerStats, MAX_DEPTH, POLICY};
