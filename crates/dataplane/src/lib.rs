@@ -14,6 +14,7 @@
 
 pub mod compile;
 pub mod log;
+pub mod metrics;
 pub mod nat;
 #[cfg(feature = "ports")]
 pub mod pipeline;
