@@ -410,6 +410,7 @@ struct Line<'a> {
     numeric: bool,
     /// `-4` in an ip6tables file (or `-6` in an iptables file): the line is ignored.
     skip_line: bool,
+    counters_seen: bool,
     in_restore: bool,
     /// Pending LOG/NFLOG/NAT target state.
     log: LogTarget,
@@ -740,6 +741,23 @@ impl<'a> Line<'a> {
                         },
                     );
                 };
+            // A restore line for the other family is dropped as soon as `-4`/`-6` is read.
+            let other_family = match self.family {
+                Family::Ipv4 => O::Ipv6,
+                Family::Ipv6 => O::Ipv4,
+            };
+            if self.in_restore && owner == Owner::Generic && spec.1 == other_family {
+                self.skip_line = true;
+                return Ok(());
+            }
+            if owner == Owner::Generic
+                && matches!(spec.1, O::Ipv4 | O::Ipv6)
+                && spec.1 != other_family
+            {
+                // `-4` in an iptables line is a no-op that swallows a preceding `!`.
+                invert = None;
+                continue;
+            }
             let neg = invert.take();
             if neg.is_some() && !spec.3 {
                 return self.err(
@@ -1016,6 +1034,17 @@ impl<'a> Line<'a> {
                 }
                 self.proto_col = col;
                 let p = values::protocol(&a0).map_err(|f| Diag::at(self.line, c0, f))?;
+                if neg && p.is_none() {
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!("`! -p {a0}` would never match"),
+                            hint: Some(
+                                "every packet has a protocol; remove the rule or the `!`".into(),
+                            ),
+                        },
+                    );
+                }
                 self.rule.proto = p.map(|proto| ProtoMatch {
                     proto,
                     negated: neg,
@@ -1053,9 +1082,8 @@ impl<'a> Line<'a> {
                         },
                     );
                 }
-                for (s, c) in &items {
-                    values::address(s, self.family, neg).map_err(|f| Diag::at(self.line, *c, f))?;
-                }
+                // Addresses are checked once the line is read, as iptables does (a `-4` line in
+                // an ip6tables file is skipped even with IPv4 addresses in it).
                 if is_src {
                     self.srcs = items;
                     self.src_neg = neg;
@@ -1139,6 +1167,16 @@ impl<'a> Line<'a> {
                 }
             }
             O::Counters => {
+                if self.counters_seen {
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: "multiple -c flags not allowed".into(),
+                            hint: None,
+                        },
+                    );
+                }
+                self.counters_seen = true;
                 for (a, c) in &args {
                     values::number(a, u64::MAX, "counter")
                         .map_err(|f| Diag::at(self.line, *c, f))?;
@@ -1327,7 +1365,7 @@ impl<'a> Line<'a> {
         let m = &mut self.rule.matches[i];
         match (m, id) {
             (Match::Tcp(t), O::Sport | O::Dport) => {
-                let r = values::port_range(a0, "tcp")?;
+                let r = values::port_range(a0, "any")?;
                 let v = if r == PortRange::ANY && !neg {
                     None
                 } else {
@@ -1343,7 +1381,7 @@ impl<'a> Line<'a> {
                 }
             }
             (Match::Udp(u), O::Sport | O::Dport) => {
-                let r = values::port_range(a0, "udp")?;
+                let r = values::port_range(a0, "any")?;
                 let v = if r == PortRange::ANY && !neg {
                     None
                 } else {
@@ -1517,7 +1555,8 @@ impl<'a> Line<'a> {
                     | values::PROTO_SCTP
                     | values::PROTO_DCCP
                     | values::PROTO_ICMP,
-                negated: false
+                // iptables ignores `!` here: `! -p tcp` allows ports too.
+                ..
             })
         );
         let ports_need = "ports need `-p tcp`, `-p udp`, `-p sctp` or `-p dccp` before the target";
@@ -1587,6 +1626,26 @@ impl<'a> Line<'a> {
 
     /// Checks iptables makes once the line is read (and the kernel's per-rule checks).
     fn finish_rule(&mut self, chain: &str) -> Result<(), Diag> {
+        // iptables refuses any `!` on an address once either side is a list.
+        if (self.src_neg || self.dst_neg) && (self.srcs.len() > 1 || self.dsts.len() > 1) {
+            let col = if self.srcs.len() > 1 {
+                self.srcs[0].1
+            } else {
+                self.dsts[0].1
+            };
+            return self.err(
+                col,
+                Fail {
+                    msg: "`!` not allowed with multiple source or destination addresses".into(),
+                    hint: Some("write one rule per address".into()),
+                },
+            );
+        }
+        for (items, neg) in [(&self.srcs, self.src_neg), (&self.dsts, self.dst_neg)] {
+            for (s, c) in items {
+                values::address(s, self.family, neg).map_err(|f| Diag::at(self.line, *c, f))?;
+            }
+        }
         let line = self.line;
         let e = |col: u32, msg: String, hint: Option<String>| Diag {
             line,
@@ -1885,6 +1944,7 @@ pub(crate) fn parse_command(
         table_opt: None,
         numeric: false,
         skip_line: false,
+        counters_seen: false,
         in_restore,
         log: LogTarget {
             level: 4,

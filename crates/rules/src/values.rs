@@ -300,16 +300,24 @@ pub(crate) fn port(s: &str, proto: &str) -> VResult<u16> {
             _ => fail_hint(format!("port `{s}` out of range"), "ports are 0-65535"),
         };
     }
-    let want_udp = proto == "udp";
-    if let Some(e) = SERVICES
-        .iter()
-        .find(|e| e.0 == s && if want_udp { e.3 } else { e.2 })
-    {
+    // `any`: the tcp/udp matches look names up for any protocol (iptables does the same).
+    if let Some(e) = SERVICES.iter().find(|e| {
+        e.0 == s
+            && match proto {
+                "udp" => e.3,
+                "tcp" => e.2,
+                _ => e.2 || e.3,
+            }
+    }) {
         return Ok(e.1);
     }
     fail_hint(
         format!("invalid port/service `{s}`"),
-        format!("expected a port number 0-65535 or a {proto} service name from /etc/services"),
+        if proto == "any" {
+            "expected a port number 0-65535 or a service name from /etc/services".to_string()
+        } else {
+            format!("expected a port number 0-65535 or a {proto} service name from /etc/services")
+        },
     )
 }
 
