@@ -1,0 +1,287 @@
+//! The Linux kernel as the oracle for NAT: a router namespace MASQUERADEs what leaves towards
+//! the server and DNATs 198.18.0.254:8080 to the server's port 80; real TCP, UDP (with the
+//! server's ICMP port unreachable coming back, RELATED) and ping traffic is captured on both of
+//! the router's links. Every packet the router received is replayed into a `Worker` with the
+//! same rules (ingress = the link it came in on); what the worker forwards must equal what the
+//! kernel sent out of the other link, from the IP header on, once aged by the one hop a router
+//! adds (TTL - 1). Addresses, ports, ICMP ids, the quoted header of the error and every
+//! checksum are compared.
+//!
+//! Needs root, iproute2, iptables, ethtool, tcpdump, ping and socat (CI has them). Namespaces
+//! are named `dpnt<pid>{a,r,b}` and removed afterwards, also on failure.
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use dataplane::{compile, CompileConfig, PortInfo, Verdict, Worker};
+
+struct Netns {
+    prefix: String,
+    tcpdump: Vec<Child>,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for mut c in self.tcpdump.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in ["a", "r", "b"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{}{n}", self.prefix)])
+                .status();
+        }
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_pcap(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
+    let (le, nanos) = match magic {
+        0xa1b2_c3d4 => (true, false),
+        0xa1b2_3c4d => (true, true),
+        0xd4c3_b2a1 => (false, false),
+        _ => (false, true),
+    };
+    let u32_at = |at: usize| {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let ts = u64::from(u32_at(at)) * 1_000_000_000
+            + u64::from(u32_at(at + 4)) * if nanos { 1 } else { 1000 };
+        let caplen = u32_at(at + 8) as usize;
+        out.push((ts, bytes[at + 16..at + 16 + caplen].to_vec()));
+        at += 16 + caplen;
+    }
+    out
+}
+
+fn mac_of(p: &str, ns: &str, dev: &str) -> [u8; 6] {
+    let s = sh(&format!("ip -n {p}{ns} -br link show {p}{dev}"));
+    let m = s.split_whitespace().nth(2).expect("mac");
+    let v: Vec<u8> = m
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+/// The L3 part of a frame, with the TTL one lower and the IP header checksum adjusted.
+fn aged_l3(frame: &[u8]) -> Vec<u8> {
+    let mut ip = frame[14..].to_vec();
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] -= 1;
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let c = wire::checksum::update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    ip.truncate(total);
+    ip
+}
+
+#[test]
+fn nat_rewrites_match_the_kernel() {
+    let p = format!("dpnt{}", std::process::id());
+    let mut ns = Netns {
+        prefix: p.clone(),
+        tcpdump: Vec::new(),
+    };
+    sh(&format!(
+        "set -e
+         ip netns add {p}a; ip netns add {p}r; ip netns add {p}b
+         ip link add {p}ar type veth peer name {p}ra
+         ip link add {p}br type veth peer name {p}rb
+         ip link set {p}ar netns {p}a; ip link set {p}ra netns {p}r
+         ip link set {p}br netns {p}b; ip link set {p}rb netns {p}r
+         ip -n {p}a addr add 198.18.0.1/24 dev {p}ar
+         ip -n {p}r addr add 198.18.0.254/24 dev {p}ra
+         ip -n {p}r addr add 198.18.1.254/24 dev {p}rb
+         ip -n {p}b addr add 198.18.1.2/24 dev {p}br
+         for n in a r b; do ip -n {p}$n link set lo up; done
+         ip -n {p}a link set {p}ar up; ip -n {p}r link set {p}ra up
+         ip -n {p}r link set {p}rb up; ip -n {p}b link set {p}br up
+         ip -n {p}a route add default via 198.18.0.254
+         ip -n {p}b route add default via 198.18.1.254
+         ip netns exec {p}a ethtool -K {p}ar tx off >/dev/null
+         ip netns exec {p}b ethtool -K {p}br tx off >/dev/null
+         ip netns exec {p}r ethtool -K {p}ra tx off >/dev/null
+         ip netns exec {p}r ethtool -K {p}rb tx off >/dev/null
+         ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=1
+         ip netns exec {p}r iptables -t nat -A PREROUTING -i {p}ra -d 198.18.0.254/32 -p tcp --dport 8080 -j DNAT --to-destination 198.18.1.2:80
+         ip netns exec {p}r iptables -t nat -A POSTROUTING -o {p}rb -j MASQUERADE
+         ip netns exec {p}a ping -c1 -W2 198.18.1.2 >/dev/null
+         ip netns exec {p}r conntrack -F 2>/dev/null || true"
+    ));
+    let mut caps = Vec::new();
+    for dev in ["ra", "rb"] {
+        let file = std::env::temp_dir().join(format!("{p}{dev}.pcap"));
+        ns.tcpdump.push(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{p}r"),
+                    "tcpdump",
+                    "-U",
+                    "-n",
+                    "-s",
+                    "0",
+                    "-j",
+                    "adapter_unsynced",
+                ])
+                .args([
+                    "--time-stamp-precision=nano",
+                    "--immediate-mode",
+                    "-i",
+                    &format!("{p}{dev}"),
+                    "-w",
+                ])
+                .arg(&file)
+                .arg("ip")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tcpdump"),
+        );
+        caps.push(file);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    sh(&format!(
+        "set -e
+         ip netns exec {p}b socat TCP-LISTEN:8080,reuseaddr OPEN:/dev/null &
+         ip netns exec {p}b socat TCP-LISTEN:80,reuseaddr OPEN:/dev/null &
+         sleep 0.5
+         echo hello | ip netns exec {p}a socat - TCP:198.18.1.2:8080,sourceport=40000
+         echo dnat | ip netns exec {p}a socat - TCP:198.18.0.254:8080,sourceport=40001
+         echo hi | ip netns exec {p}a socat -T1 - UDP:198.18.1.2:5353,sourceport=40002 || true
+         ip netns exec {p}a ping -c2 -i0.2 -W2 198.18.1.2 >/dev/null
+         sleep 0.5"
+    ));
+    for mut c in ns.tcpdump.drain(..) {
+        let _ = Command::new("kill")
+            .args(["-INT", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+    let a_side = read_pcap(&std::fs::read(&caps[0]).expect("pcap a"));
+    let b_side = read_pcap(&std::fs::read(&caps[1]).expect("pcap b"));
+    for c in &caps {
+        let _ = std::fs::remove_file(c);
+    }
+    let ra = mac_of(&p, "r", "ra");
+    let rb = mac_of(&p, "r", "rb");
+
+    let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+                 -A PREROUTING -i fw-c -d 198.18.0.254/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.1.2:80\n\
+                 -A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n";
+    let rs = rules::parse_restore("kernel_nat", rules, rules::Family::Ipv4).unwrap();
+    let cfg = CompileConfig {
+        ports: [
+            PortInfo {
+                name: "fw-c".into(),
+                ipv4: Some(Ipv4Addr::new(198, 18, 0, 254)),
+                ipv6: None,
+            },
+            PortInfo {
+                name: "fw-s".into(),
+                ipv4: Some(Ipv4Addr::new(198, 18, 1, 254)),
+                ipv6: None,
+            },
+        ],
+        workers: 1,
+    };
+    let compiled = compile(Some(&rs), None, &cfg).unwrap();
+    let start = a_side.first().map_or(0, |f| f.0);
+    let mut w = Worker::new(
+        Arc::new(ArcSwap::from_pointee(compiled)),
+        &conntrack::Config::default(),
+        1024,
+        0,
+        1,
+        start,
+    );
+
+    // what the router received, in time order: (ts, ingress, frame)
+    let mut inputs: Vec<(u64, u8, &Vec<u8>)> = Vec::new();
+    for (ts, f) in &a_side {
+        if f[..6] == ra {
+            inputs.push((*ts, 0, f));
+        }
+    }
+    for (ts, f) in &b_side {
+        if f[..6] == rb {
+            inputs.push((*ts, 1, f));
+        }
+    }
+    inputs.sort_by_key(|x| x.0);
+    let mut compared = 0;
+    let mut kinds = std::collections::BTreeSet::new();
+    for (ts, ingress, f) in inputs {
+        let info = wire::parse_frame(f).unwrap();
+        let mut buf = f.clone();
+        buf.resize(2048, 0);
+        let v = w.process(ingress, &mut buf, f.len(), ts);
+        // the kernel's copy: same protocol and IP ID, sent out of the other link afterwards
+        let (other, out_mac) = if ingress == 0 {
+            (&b_side, rb)
+        } else {
+            (&a_side, ra)
+        };
+        let ident = u16::from_be_bytes([f[18], f[19]]);
+        let kernel = other.iter().find(|(t, g)| {
+            *t >= ts
+                && g[6..12] == out_mac
+                && g.len() > 34
+                && g[23] == f[23]
+                && u16::from_be_bytes([g[18], g[19]]) == ident
+        });
+        let Some((_, kernel)) = kernel else {
+            // the kernel did not forward it (e.g. dropped as INVALID): neither may we... or it
+            // was a packet addressed to the router itself
+            continue;
+        };
+        assert_eq!(
+            v,
+            Verdict::Forward,
+            "frame at {ts} from port {ingress} ({info:?})"
+        );
+        assert_eq!(
+            aged_l3(&buf[..f.len()]),
+            kernel[14..].to_vec(),
+            "frame at {ts} from port {ingress}"
+        );
+        compared += 1;
+        // (6, 1): the DNAT connection's packets from the client
+        let dnat = info.l4_proto == 6 && info.dst_v4() == [198, 18, 0, 254];
+        kinds.insert((info.l4_proto, if dnat { 1 } else { info.icmp_type }));
+    }
+    eprintln!("compared {compared} packets with the kernel's: {kinds:?}");
+    assert!(compared >= 10, "compared only {compared} packets");
+    // TCP (MASQUERADE and DNAT), UDP, the port unreachable (RELATED) and echo request/reply
+    for k in [(6, 0), (6, 1), (17, 0), (1, 3), (1, 8), (1, 0)] {
+        assert!(
+            kinds.contains(&k),
+            "no packet of kind {k:?} compared: {kinds:?}"
+        );
+    }
+}
