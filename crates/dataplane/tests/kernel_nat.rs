@@ -1,11 +1,12 @@
-//! The Linux kernel as the oracle for NAT: a router namespace MASQUERADEs what leaves towards
-//! the server and DNATs 198.18.0.254:8080 to the server's port 80; real TCP, UDP (with the
-//! server's ICMP port unreachable coming back, RELATED) and ping traffic is captured on both of
-//! the router's links. Every packet the router received is replayed into a `Worker` with the
+//! The Linux kernel as the oracle for NAT and stateful filtering: a router namespace
+//! MASQUERADEs what leaves towards the server, DNATs 198.18.0.254:8080 to the server's port 80
+//! and forwards only ESTABLISHED/RELATED traffic and NEW connections from the client side;
+//! real TCP, UDP (with the server's ICMP port unreachable coming back, RELATED), ping and
+//! server-initiated TCP/UDP (dropped) is captured on both of the router's links. Every packet the router received is replayed into a `Worker` with the
 //! same rules (ingress = the link it came in on); what the worker forwards must equal what the
 //! kernel sent out of the other link, from the IP header on, once aged by the one hop a router
 //! adds (TTL - 1). Addresses, ports, ICMP ids, the quoted header of the error and every
-//! checksum are compared.
+//! checksum are compared; what the kernel did not forward we must drop.
 //!
 //! Needs root, iproute2, iptables, ethtool, tcpdump, ping and socat (CI has them). Namespaces
 //! are named `dpnt<pid>{a,r,b}` and removed afterwards, also on failure.
@@ -129,6 +130,9 @@ fn nat_rewrites_match_the_kernel() {
          ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=1
          ip netns exec {p}r iptables -t nat -A PREROUTING -i {p}ra -d 198.18.0.254/32 -p tcp --dport 8080 -j DNAT --to-destination 198.18.1.2:80
          ip netns exec {p}r iptables -t nat -A POSTROUTING -o {p}rb -j MASQUERADE
+         ip netns exec {p}r iptables -P FORWARD DROP
+         ip netns exec {p}r iptables -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+         ip netns exec {p}r iptables -A FORWARD -i {p}ra -m conntrack --ctstate NEW -j ACCEPT
          ip netns exec {p}a ping -c1 -W2 198.18.1.2 >/dev/null
          ip netns exec {p}r conntrack -F 2>/dev/null || true"
     ));
@@ -175,6 +179,8 @@ fn nat_rewrites_match_the_kernel() {
          echo dnat | ip netns exec {p}a socat - TCP:198.18.0.254:8080,sourceport=40001
          echo hi | ip netns exec {p}a socat -T1 - UDP:198.18.1.2:5353,sourceport=40002 || true
          ip netns exec {p}a ping -c2 -i0.2 -W2 198.18.1.2 >/dev/null
+         timeout 1 ip netns exec {p}b socat - TCP:198.18.0.1:22 </dev/null >/dev/null 2>&1 || true
+         echo new | ip netns exec {p}b socat -T0.3 - UDP:198.18.0.1:53 >/dev/null 2>&1 || true
          sleep 0.5"
     ));
     for mut c in ns.tcpdump.drain(..) {
@@ -193,7 +199,10 @@ fn nat_rewrites_match_the_kernel() {
 
     let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
                  -A PREROUTING -i fw-c -d 198.18.0.254/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.1.2:80\n\
-                 -A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n";
+                 -A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n\
+                 *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                 -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                 -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
     let rs = rules::parse_restore("kernel_nat", rules, rules::Family::Ipv4).unwrap();
     let cfg = CompileConfig {
         ports: [
@@ -235,6 +244,7 @@ fn nat_rewrites_match_the_kernel() {
     }
     inputs.sort_by_key(|x| x.0);
     let mut compared = 0;
+    let mut dropped = 0;
     let mut kinds = std::collections::BTreeSet::new();
     for (ts, ingress, f) in inputs {
         let info = wire::parse_frame(f).unwrap();
@@ -256,8 +266,12 @@ fn nat_rewrites_match_the_kernel() {
                 && u16::from_be_bytes([g[18], g[19]]) == ident
         });
         let Some((_, kernel)) = kernel else {
-            // the kernel did not forward it (e.g. dropped as INVALID): neither may we... or it
-            // was a packet addressed to the router itself
+            // the kernel did not forward it (nothing here is addressed to the router itself)
+            assert!(
+                matches!(v, Verdict::Drop(_)),
+                "frame at {ts} from port {ingress}: kernel dropped, we {v:?} ({info:?})"
+            );
+            dropped += 1;
             continue;
         };
         assert_eq!(
@@ -275,7 +289,13 @@ fn nat_rewrites_match_the_kernel() {
         let dnat = info.l4_proto == 6 && info.dst_v4() == [198, 18, 0, 254];
         kinds.insert((info.l4_proto, if dnat { 1 } else { info.icmp_type }));
     }
-    eprintln!("compared {compared} packets with the kernel's: {kinds:?}");
+    eprintln!(
+        "compared {compared} packets with the kernel's: {kinds:?}; {dropped} dropped by both"
+    );
+    assert!(
+        dropped >= 2,
+        "the server's new connections must have been dropped by both"
+    );
     assert!(compared >= 10, "compared only {compared} packets");
     // TCP (MASQUERADE and DNAT), UDP, the port unreachable (RELATED) and echo request/reply
     for k in [(6, 0), (6, 1), (17, 0), (1, 3), (1, 8), (1, 0)] {
