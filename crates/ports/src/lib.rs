@@ -50,6 +50,9 @@ pub trait FramePool {
     fn data(&self, frame: &Frame) -> &[u8];
     /// The frame's bytes, writable in place.
     fn data_mut(&mut self, frame: &Frame) -> &mut [u8];
+    /// The frame's whole buffer (`buffer_capacity` bytes, the frame's bytes first): room to
+    /// grow the frame in place or to build a reply in it; then `set_len` to the new length.
+    fn buffer_mut(&mut self, frame: &Frame) -> &mut [u8];
     /// The largest frame a buffer holds.
     fn buffer_capacity(&self) -> usize;
     /// Changes the frame's length (to trim or extend it in place); false if `len` exceeds the

@@ -39,6 +39,10 @@ impl FramePool for HeapPool {
         let r = self.range(frame);
         &mut self.mem[r]
     }
+    fn buffer_mut(&mut self, frame: &Frame) -> &mut [u8] {
+        let start = frame.index() as usize * self.buffer_size;
+        &mut self.mem[start..start + self.buffer_size]
+    }
     fn buffer_capacity(&self) -> usize {
         self.buffer_size
     }
@@ -212,6 +216,21 @@ mod tests {
         assert!(!pool.set_len(&mut f, 65));
         assert_eq!(f.len(), 64);
         assert!(pool.alloc().is_none());
+    }
+
+    #[test]
+    fn a_reply_can_be_built_in_the_whole_buffer() {
+        let mut pool = HeapPool::new(2, 128);
+        let mut f = pool.alloc().unwrap();
+        assert!(pool.set_len(&mut f, 42));
+        pool.data_mut(&f).copy_from_slice(&PING);
+        let buf = pool.buffer_mut(&f);
+        assert_eq!(buf.len(), 128);
+        assert_eq!(buf[..42], PING);
+        buf[42..70].fill(0xab);
+        assert!(pool.set_len(&mut f, 70));
+        assert_eq!(pool.data(&f)[..42], PING);
+        assert_eq!(pool.data(&f)[42..], [0xab; 28]);
     }
 
     proptest! {

@@ -189,6 +189,11 @@ impl FramePool for XdpPool {
         // SAFETY: as in `data`; `&mut self` keeps any other view through this pool away.
         unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), frame.len().min(self.capacity)) }
     }
+    fn buffer_mut(&mut self, frame: &Frame) -> &mut [u8] {
+        let p = self.bufs[frame.index() as usize];
+        // SAFETY: as in `data_mut`, for the buffer's whole capacity.
+        unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), self.capacity) }
+    }
     fn buffer_capacity(&self) -> usize {
         self.capacity
     }
