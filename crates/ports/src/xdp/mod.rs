@@ -327,8 +327,11 @@ impl Port for XdpPort {
                 pool.free.push(pool.index_of(d));
             }
             self.tx_outstanding -= done as u32;
-            if self.tx_outstanding > 0 && self.tx.needs_wakeup() {
-                // Copy mode transmits only inside this syscall, 32 frames per call.
+            // Kick only while the kernel has not yet taken everything from the TX ring (copy
+            // mode transmits inside this syscall, 32 frames per call); frames it has taken but
+            // not yet completed need no kick.
+            let in_ring = self.ring_size - self.tx.nb_free(self.ring_size);
+            if in_ring > 0 && self.tx.needs_wakeup() {
                 let _ = self.tx.wakeup();
             }
         }
