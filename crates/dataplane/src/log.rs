@@ -26,6 +26,8 @@ pub struct LogEvent {
     pub kind: LogKind,
     pub ingress: u8,
     pub egress: u8,
+    /// The worker's clock when the rule matched (the `now` it was given).
+    pub ts_ns: u64,
     prefix: [u8; PREFIX],
     prefix_len: u8,
     /// Length of the whole frame.
@@ -40,6 +42,7 @@ impl LogEvent {
             kind,
             ingress,
             egress,
+            ts_ns: 0,
             prefix: [0; PREFIX],
             prefix_len: 0,
             frame_len: frame.len().min(usize::from(u16::MAX)) as u16,
@@ -52,6 +55,12 @@ impl LogEvent {
         ev.prefix_len = n as u8;
         ev.snap[..usize::from(ev.snap_len)].copy_from_slice(&frame[..usize::from(ev.snap_len)]);
         ev
+    }
+
+    /// The event stamped with the worker's clock.
+    pub fn at(mut self, ts_ns: u64) -> LogEvent {
+        self.ts_ns = ts_ns;
+        self
     }
 
     pub fn prefix(&self) -> &str {

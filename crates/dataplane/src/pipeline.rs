@@ -122,6 +122,16 @@ pub fn replay_pcapng<R: std::io::Read, W: std::io::Write>(
     Ok(sum)
 }
 
+/// Writes NFLOG events into a pcapng file (interface = the port the packet came in on, the
+/// worker's timestamp, the first `log::SNAP` bytes); the control thread calls this in batches
+/// from `log::drain`'s NFLOG callback.
+pub fn write_nflog<W: std::io::Write>(
+    w: &mut ports::pcapng::PcapngWriter<W>,
+    ev: &crate::log::LogEvent,
+) -> std::io::Result<()> {
+    w.write_packet(u32::from(ev.ingress & 1), ev.ts_ns, ev.bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,6 +112,8 @@ pub struct Worker {
     log: Option<rtrb::Producer<LogEvent>>,
     /// Return points of the chain walk (chain, next rule).
     stack: [(u32, u32); MAX_DEPTH],
+    /// `now` of the frame being processed (for log events).
+    now: u64,
 }
 
 impl Worker {
@@ -137,6 +139,7 @@ impl Worker {
             scratch: Box::new([0; SCRATCH]),
             log: None,
             stack: [(0, 0); MAX_DEPTH],
+            now,
         }
     }
 
@@ -216,6 +219,7 @@ impl Worker {
         now: u64,
     ) -> Verdict {
         self.trace = Trace::default();
+        self.now = now;
         let mut info = FrameInfo::default();
         match parse_frame_into(&buf[..len], &mut info) {
             Ok(()) => {}
@@ -692,7 +696,7 @@ impl Worker {
         let Some(q) = self.log.as_mut() else { return };
         match q.write_chunk_uninit(1) {
             Ok(chunk) => {
-                let ev = LogEvent::new(kind, prefix, frame, ingress, egress);
+                let ev = LogEvent::new(kind, prefix, frame, ingress, egress).at(self.now);
                 chunk.fill_from_iter(std::iter::once(ev));
             }
             Err(_) => self.stats.log_overflow += 1,
@@ -1338,6 +1342,7 @@ mod tests {
         assert_eq!(w.trace().decided[2], Some((fwd, POLICY)));
         let ev = rx.pop().unwrap();
         assert_eq!(ev.prefix(), "web ");
+        assert_eq!(ev.ts_ns, SEC);
         // 80 from elsewhere: accepted in b
         assert_eq!(
             run(&mut w, A, &tcp(S3, S, 1, 80, 0x02, 1, 0), SEC).0,
