@@ -353,4 +353,25 @@ mod tests {
             lines[4]
         );
     }
+
+    #[test]
+    fn nflog_events_become_pcapng_packets() {
+        let b = FrameBuilder::default();
+        let f = b.udp(
+            IpPair::V4([198, 18, 0, 1], [198, 18, 0, 2]),
+            1,
+            2,
+            b"logged",
+        );
+        let ev = crate::log::LogEvent::new(crate::log::LogKind::Nflog { group: 1 }, "p", &f, 1, 0)
+            .at(77);
+        let mut out = Vec::new();
+        let mut w = ports::pcapng::PcapngWriter::new(&mut out, 2).unwrap();
+        write_nflog(&mut w, &ev).unwrap();
+        w.into_inner().unwrap();
+        let got = ports::pcapng::PcapngReader::new(&out[..])
+            .read_all()
+            .unwrap();
+        assert_eq!((got[0].interface, got[0].ts_ns, &got[0].data), (1, 77, &f));
+    }
 }
