@@ -55,6 +55,19 @@ for ALG in $ALGS; do
         BEST_ALG=$ALG
     fi
 done
+# the machine may be shared: the best algorithm again, twice, keeping its best rate
+for _ in 1 2; do
+    [ "$BEST_ALG" = none ] && break
+    LOG=$( (cd "$(dirname "$RULES")" && dpdk-test-acl --no-huge -m $MEM --no-pci -l "$CPU" \
+        --force-max-simd-bitwidth=512 -- --rulesf="$RULES" --tracef="$TRACE" --rulenum=200000 \
+        --tracenum=2000000 --iter=10 --verbose=0 --alg="$BEST_ALG") 2>&1 || true)
+    PPS=$(echo "$LOG" | sed -n 's/^search_ip5tuples.* \([0-9.]*\) pkt\/sec.*$/\1/p' | head -1)
+    MPPS=$(awk -v p="${PPS:-0}" 'BEGIN { printf "%.2f", p / 1e6 }')
+    echo "rte_acl alg=$BEST_ALG mpps=$MPPS (repeat)"
+    if awk -v a="$MPPS" -v b="$BEST" 'BEGIN { exit !(a > b) }'; then
+        BEST=$MPPS
+    fi
+done
 RATIO=$(awk -v a="$FWD" -v b="$BEST" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')
 echo "rte_acl best alg=$BEST_ALG"
 echo "RESULT set=$NAME rules=$N fwd_mpps=$FWD rte_acl_mpps=$BEST ratio=$RATIO build_ms=$BUILD bytes=$BYTES mismatches=$MISM"

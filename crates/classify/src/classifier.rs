@@ -257,12 +257,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn params() -> impl Strategy<Value = BuildParams> {
-        (1usize..6, 2usize..8, 1u8..9).prop_map(|(binth, spfac, max_cut_bits)| BuildParams {
-            binth,
-            spfac,
-            max_cut_bits,
-            max_depth: 32,
-        })
+        (
+            1usize..6,
+            2usize..8,
+            1u8..9,
+            prop::sample::select(vec![0u8, 8, 16]),
+        )
+            .prop_map(|(binth, spfac, max_cut_bits, small_bits)| BuildParams {
+                binth,
+                spfac,
+                max_cut_bits,
+                max_depth: 32,
+                small_bits,
+            })
     }
 
     /// Compiled == linear for every key, from every start index that matters.

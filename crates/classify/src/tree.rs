@@ -181,6 +181,9 @@ pub struct BuildParams {
     /// At most `2^max_cut_bits` children per node.
     pub max_cut_bits: u8,
     pub max_depth: usize,
+    /// An address range is "small" (the rule goes to a group cut on it) when it spans fewer than
+    /// `2^small_bits` IPv4 addresses (`2^(small_bits + 64)` IPv6 ones); 0: one group.
+    pub small_bits: u8,
 }
 
 impl Default for BuildParams {
@@ -190,6 +193,7 @@ impl Default for BuildParams {
             spfac: 4,
             max_cut_bits: 8,
             max_depth: 32,
+            small_bits: 16,
         }
     }
 }
@@ -229,6 +233,8 @@ struct Builder<'a> {
     leaf_dedup: HashMap<Vec<u32>, Ent>,
     stats: TreeStats,
     depth: usize,
+    /// Child and leaf entries beyond which no node is cut any more.
+    cap: usize,
 }
 
 impl Builder<'_> {
@@ -242,7 +248,9 @@ impl Builder<'_> {
         let leaf_start = self.leaf_ents.len() as u32;
         for &r in rules {
             let f = &self.fast[r as usize];
-            let wide = self.v6 || f.src_hi > u32::MAX as u128 && f.src_lo != 0 || f.dst_hi > u32::MAX as u128 && f.dst_lo != 0;
+            let wide = self.v6
+                || f.src_hi > u32::MAX as u128 && f.src_lo != 0
+                || f.dst_hi > u32::MAX as u128 && f.dst_lo != 0;
             self.leaf_ents.push(LeafEnt {
                 id: r,
                 src_lo: f.src_lo as u32,
@@ -258,7 +266,14 @@ impl Builder<'_> {
                 flags: f.flags | if wide { WIDE } else { 0 },
             });
         }
-        let e = Ent { first: home, leaf_start, leaf_len: rules.len() as u32, dim: LEAF_DIM, shift: 0, mask: 0 };
+        let e = Ent {
+            first: home,
+            leaf_start,
+            leaf_len: rules.len() as u32,
+            dim: LEAF_DIM,
+            shift: 0,
+            mask: 0,
+        };
         self.children.push(e);
         if !rules.is_empty() {
             self.stats.leaves += 1;
@@ -276,12 +291,23 @@ impl Builder<'_> {
         let lo = (bx.0 as u64).max(base as u64);
         let hi = (bx.1 as u64).min(top);
         let shift = bits - c;
-        (((lo - base as u64) >> shift) as usize, ((hi - base as u64) >> shift) as usize)
+        (
+            ((lo - base as u64) >> shift) as usize,
+            ((hi - base as u64) >> shift) as usize,
+        )
     }
 
-    fn build(&mut self, rules: &[u32], region: [(u32, u8); NDIMS], depth: usize, dims: &[usize]) -> Ent {
+    fn build(
+        &mut self,
+        rules: &[u32],
+        region: [(u32, u8); NDIMS],
+        depth: usize,
+        dims: &[usize],
+    ) -> Ent {
         let n = rules.len();
-        if n <= self.p.binth || depth >= self.p.max_depth {
+        // a global bound on replication: past it, nodes become leaves (slower, never unbounded)
+        let over = self.children.len() + self.leaf_ents.len() > self.cap;
+        if n <= self.p.binth || depth >= self.p.max_depth || over {
             return self.leaf(rules, depth);
         }
         // choose the dimension and cut count: largest cut within the space factor, then the
@@ -349,7 +375,14 @@ impl Builder<'_> {
         let first = self.children.len();
         assert!(first + nc < u32::MAX as usize / 2, "classifier too large");
         self.stats.nodes += 1;
-        let blank = Ent { first: 0, leaf_start: 0, leaf_len: 0, dim: LEAF_DIM, shift: 0, mask: 0 };
+        let blank = Ent {
+            first: 0,
+            leaf_start: 0,
+            leaf_len: 0,
+            dim: LEAF_DIM,
+            shift: 0,
+            mask: 0,
+        };
         self.children.resize(first + nc, blank);
         let shift = bits - c;
         for i in 0..nc {
@@ -362,7 +395,14 @@ impl Builder<'_> {
             };
             self.children[first + i] = e;
         }
-        Ent { first: first as u32, leaf_start: 0, leaf_len: 0, dim: d as u8, shift, mask: (nc - 1) as u16 }
+        Ent {
+            first: first as u32,
+            leaf_start: 0,
+            leaf_len: 0,
+            dim: d as u8,
+            shift,
+            mask: (nc - 1) as u16,
+        }
     }
 }
 
@@ -371,40 +411,84 @@ impl Tree {
         let boxes: Vec<_> = rules.iter().map(rule_box).collect();
         let fast: Vec<_> = rules.iter().map(Fast::of).collect();
         let v6 = rules.iter().any(|r| {
-            [r.src, r.dst].iter().any(|a| !a.is_any() && (a.hi > u32::MAX as u128 || a.lo > u32::MAX as u128))
+            [r.src, r.dst]
+                .iter()
+                .any(|a| !a.is_any() && (a.hi > u32::MAX as u128 || a.lo > u32::MAX as u128))
         });
-        let small_span: u128 = if v6 { 1 << 80 } else { 1 << 16 };
-        let small = |a: &crate::spec::AddrMatch| !a.negate && a.hi - a.lo < small_span;
+        let small_span: u128 = 1 << (p.small_bits as u32 + if v6 { 64 } else { 0 });
+        let small =
+            |a: &crate::spec::AddrMatch| p.small_bits > 0 && !a.negate && a.hi - a.lo < small_span;
         let mut groups: [Vec<u32>; 4] = Default::default();
         for (i, r) in rules.iter().enumerate() {
             let g = (small(&r.src) as usize) | (small(&r.dst) as usize) << 1;
             groups[g].push(i as u32);
         }
         // dimensions where rules differ at all
-        let dims: Vec<usize> = (0..NDIMS).filter(|&d| boxes.iter().any(|b| b[d] != boxes[0][d])).collect();
-        let mut b = Builder {
-            boxes: &boxes,
-            fast: &fast,
-            v6,
-            p,
-            children: Vec::new(),
-            leaf_ents: Vec::new(),
-            leaf_dedup: HashMap::new(),
-            stats: TreeStats::default(),
-            depth: 0,
+        let dims: Vec<usize> = (0..NDIMS)
+            .filter(|&d| boxes.iter().any(|b| b[d] != boxes[0][d]))
+            .collect();
+        let build = |groups: &[Vec<u32>]| {
+            let mut b = Builder {
+                boxes: &boxes,
+                fast: &fast,
+                v6,
+                p,
+                children: Vec::new(),
+                leaf_ents: Vec::new(),
+                leaf_dedup: HashMap::new(),
+                stats: TreeStats::default(),
+                depth: 0,
+                cap: 64 * rules.len() + (1 << 20),
+            };
+            let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
+            let mut roots = Vec::new();
+            for g in groups.iter().rev() {
+                if !g.is_empty() {
+                    b.depth = 0;
+                    let root = b.build(g, region, 0, &dims);
+                    roots.push((root, b.depth));
+                }
+            }
+            (b, roots)
         };
-        let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
-        let mut roots = Vec::new();
-        for g in groups.iter().rev() {
-            if !g.is_empty() {
-                b.depth = 0;
-                let root = b.build(g, region, 0, &dims);
-                roots.push((root, b.depth));
+        let (mut b, mut roots) = build(&groups);
+        if roots.len() > 1 {
+            // one tree (one descent per key instead of up to four), if it costs little more
+            // space than the separated ones: measured 20% faster on acl1_10000
+            let all: Vec<u32> = (0..rules.len() as u32).collect();
+            let entries = b.children.len() + b.leaf_ents.len();
+            let mut one = Builder {
+                boxes: &boxes,
+                fast: &fast,
+                v6,
+                p,
+                children: Vec::new(),
+                leaf_ents: Vec::new(),
+                leaf_dedup: HashMap::new(),
+                stats: TreeStats::default(),
+                depth: 0,
+                cap: 2 * entries,
+            };
+            let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
+            let root = one.build(&all, region, 0, &dims);
+            if one.children.len() + one.leaf_ents.len() <= entries * 3 / 2
+                && one.stats.max_leaf <= 4 * p.binth.max(b.stats.max_leaf)
+            {
+                roots = vec![(root, one.depth)];
+                b = one;
             }
         }
         let mut stats = b.stats;
         stats.groups = roots.len();
-        Tree { roots, children: b.children, leaf_ents: b.leaf_ents, fast, rules: rules.to_vec(), v6, stats }
+        Tree {
+            roots,
+            children: b.children,
+            leaf_ents: b.leaf_ents,
+            fast,
+            rules: rules.to_vec(),
+            v6,
+            stats,
+        }
     }
 
     pub fn rules(&self) -> &[RuleSpec] {
@@ -453,25 +537,40 @@ impl Tree {
             let k = &keys[i];
             let p = project(k);
             proj[i][..NDIMS].copy_from_slice(&p);
-            wide[i] = if self.v6 || (k.src | k.dst) >> 32 != 0 { WIDE } else { 0 };
+            wide[i] = if self.v6 || (k.src | k.dst) >> 32 != 0 {
+                WIDE
+            } else {
+                0
+            };
             out[i] = NO_MATCH;
         }
-        let blank = Ent { first: 0, leaf_start: 0, leaf_len: 0, dim: LEAF_DIM, shift: 0, mask: 0 };
+        let blank = Ent {
+            first: 0,
+            leaf_start: 0,
+            leaf_len: 0,
+            dim: LEAF_DIM,
+            shift: 0,
+            mask: 0,
+        };
         let mut cur = [blank; CHUNK];
         for &(root, depth) in &self.roots {
             cur[..n].fill(root);
             // level-synchronous descent: the loads of different keys are independent, so the
-            // CPU overlaps their cache misses; leaves map to themselves
-            for _ in 0..depth {
-                let mut busy = false;
-                for i in 0..n {
-                    let e = cur[i];
-                    let v = proj[i][e.dim as usize];
-                    cur[i] = self.children[e.first as usize + ((v >> e.shift) as usize & e.mask as usize)];
-                    busy |= cur[i].dim != LEAF_DIM;
-                }
-                if !busy {
-                    break;
+            // CPU overlaps their cache misses; leaves map to themselves, so no branch per key
+            // (measured: compacting a list of unfinished keys instead is ~30% slower)
+            if root.dim != LEAF_DIM {
+                for _ in 0..depth {
+                    let mut busy = false;
+                    for i in 0..n {
+                        let e = cur[i];
+                        let v = proj[i][e.dim as usize];
+                        cur[i] = self.children
+                            [e.first as usize + ((v >> e.shift) as usize & e.mask as usize)];
+                        busy |= cur[i].dim != LEAF_DIM;
+                    }
+                    if !busy {
+                        break;
+                    }
                 }
             }
             for i in 0..n {
@@ -480,7 +579,9 @@ impl Tree {
                 let (p, w) = (&proj[i], wide[i]);
                 let start = starts[i];
                 let best = out[i];
-                for le in &self.leaf_ents[e.leaf_start as usize..(e.leaf_start + e.leaf_len) as usize] {
+                for le in
+                    &self.leaf_ents[e.leaf_start as usize..(e.leaf_start + e.leaf_len) as usize]
+                {
                     let id = le.id;
                     if id >= best {
                         break;
@@ -492,6 +593,8 @@ impl Tree {
                         continue;
                     }
                     let hit = if (le.flags | w) & (SLOW | WIDE) == 0 {
+                        // short-circuit: most candidates fail on the first range (measured:
+                        // evaluating all ten compares without branches is ~20% slower)
                         le.src_lo <= p[3]
                             && p[3] <= le.src_hi
                             && le.dst_lo <= p[7]
