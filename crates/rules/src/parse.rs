@@ -872,6 +872,16 @@ impl<'a> Line<'a> {
                         },
                     );
                 }
+                let exclusive = [O::TtlEq, O::TtlLt, O::TtlGt];
+                if exclusive.contains(&id) && self.seen[i].iter().any(|o| exclusive.contains(o)) {
+                    return self.err(
+                        col,
+                        Fail {
+                            msg: format!("`{shown}` cannot be combined with another comparison in the same `-m {}`", self.rule.matches[i].name()),
+                            hint: Some(format!("use a second `-m {}`", self.rule.matches[i].name())),
+                        },
+                    );
+                }
                 self.seen[i].push(id);
                 let r = self.apply_match(i, id, neg, &a0, &args);
                 vf(r, self)

@@ -397,7 +397,56 @@ const V4_FRAGMENTS: &[&str] = &[
     "!",
 ];
 
+/// More spellings: option prefixes, `=`, odd values.
+const V4_MORE: &[&str] = &[
+    "--sou 198.18.0.1",
+    "--dest 198.18.0.0/16",
+    "--pro udp",
+    "--in eth1",
+    "--out-int eth2",
+    "--src=198.18.0.1",
+    "--match=comment --comment y",
+    "-m comment --comment \"quote\\\" and 'single'\"",
+    "-m comment --comment \"\"",
+    "-m multiport --dports 1:65535,0",
+    "-m iprange ! --src-range 198.18.0.1-198.18.0.2 --dst-range 198.19.0.1",
+    "--icmp-type TIME-EXCEEDED",
+    "--icmp-type 3",
+    "--icmp-type ttl-zero-during-transit",
+    "--icmp-type 300",
+    "--tcp-flags FIN,SYN,RST,PSH,ACK,URG FIN",
+    "--tcp-flags SYN",
+    "-m limit --limit 2/second --limit-burst 2",
+    "-m limit --limit 10",
+    "-m limit --limit 1/m",
+    "-m length --length 1:2:3",
+    "-m ttl --ttl-lt 5 --ttl-gt 3",
+    "-m state --state INVALID,UNTRACKED",
+    "-m conntrack --ctstate NEW --ctstate NEW",
+    "--fragment",
+    "! --fragment",
+    "-m mac ! --mac-source AA:bb:0C:d:e:F",
+    "--dport 65535",
+    "--sport 0",
+    "--dport 1:65535",
+    "-m udp --dport 53 -m udp --sport 53",
+    "-p 255",
+    "-p 256",
+    "-p ipv6",
+    "-p IPv6-ICMP",
+    "-s 198.18.0.1/0.0.0.0",
+    "-d 1.2.3.4/255.255.255.255",
+];
+
 const V4_TARGETS: &[&str] = &[
+    "-j LOG --log-prefix \"this prefix is longer than twenty-nine characters\" --log-ip-options",
+    "-j LOG --log-level notice --log-level info",
+    "-j NFLOG --nflog-group 70000",
+    "-j REDIRECT --to-ports 1000-999",
+    "-j DNAT --to-destination 198.18.0.1:70000",
+    "-j SNAT --to-source 198.18.0.1 --to-source 198.18.0.2",
+    "-j MASQUERADE --random --random-fully",
+    "-j REJECT --reject-with",
     "",
     "-j ACCEPT",
     "-j DROP",
@@ -522,11 +571,12 @@ fn random_rule_file(family: Family) -> impl Strategy<Value = String> {
         ),
         proptest::sample::select(vec!["PREROUTING", "OUTPUT"]).prop_map(|c| ("raw", c)),
     ];
-    let (frags, targets) = if v6 {
-        (V6_FRAGMENTS, V6_TARGETS)
+    let frags: Vec<&'static str> = if v6 {
+        V6_FRAGMENTS.to_vec()
     } else {
-        (V4_FRAGMENTS, V4_TARGETS)
+        V4_FRAGMENTS.iter().chain(V4_MORE).copied().collect()
     };
+    let targets = if v6 { V6_TARGETS } else { V4_TARGETS };
     (
         table_chain,
         proptest::collection::vec(proptest::sample::select(frags), 0..5),
