@@ -366,8 +366,18 @@ fn ping_crosses_only_while_fwd_runs_and_nothing_stays_attached() {
 fn arp_neighbour_discovery_and_ipv6_ping_work() {
     let _g = serial();
     let tb = Testbed::up("n", 1);
+    // mode and attach "auto": zero-copy is refused on veth, so this also checks the fallback.
     let cfg = tb.config(1, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("mode = \"copy\"\n", "");
+    std::fs::write(&cfg, text).unwrap();
     let _fwd = Fwd::start(&tb, &cfg);
+    let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap();
+    assert!(
+        log.contains("bind=Copy"),
+        "auto mode should fall back to copy on veth: {log}"
+    );
     assert!(tb.ping(SERVER_V4, 2), "IPv4 ping");
     assert!(tb.ping("2001:2::2", 2), "IPv6 ping");
     let s0 = tb.mac("server", "S0");
