@@ -557,6 +557,8 @@ impl Worker {
     /// Walks a hook's chains from `chain`: jumps push, goto replaces, RETURN pops, the end of a
     /// built-in chain is its policy. LOG/NFLOG and rules without target continue.
     #[allow(clippy::too_many_arguments)]
+    // Inlined: a returned `Walk` read back through memory cost a store-forwarding stall.
+    #[inline(always)]
     fn walk(
         &mut self,
         fam: &FamilyRules,
