@@ -8,7 +8,6 @@
 //! - UDP ports above 65535 and reversed UDP port ranges are rejected (iptables wraps/keeps them).
 //! - A failed file applies nothing (iptables keeps tables committed before the failure).
 //! - Host names are never resolved; `ULOG` (gone since Linux 3.17) is rejected at parse time.
-//! - Any jump loop is an error, also in chains no built-in chain reaches.
 #![deny(unsafe_code)]
 
 pub mod ast;

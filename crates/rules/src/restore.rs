@@ -404,8 +404,9 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
         path.pop();
         colour[i] = 2;
     }
+    // Like the kernel, only loops reachable from a built-in chain count.
     for i in 0..n {
-        if colour[i] == 0 {
+        if colour[i] == 0 && t.chains[i].builtin.is_some() {
             dfs(
                 i,
                 &mut colour,

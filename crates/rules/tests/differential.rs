@@ -647,3 +647,76 @@ proptest! {
         random_rule_agrees(&text, Family::Ipv6)?;
     }
 }
+
+/// Command lines for random restore files exercising chains: creation, jumps (and loops),
+/// deletion, renaming, insertion and replacement by number.
+const CHAIN_COMMANDS: &[&str] = &[
+    "-N a",
+    "-N b",
+    "-N c",
+    ":a - [0:0]",
+    ":b - [0:0]",
+    "-X a",
+    "-X b",
+    "-X",
+    "-F a",
+    "-F",
+    "-E a c",
+    "-E b a",
+    "-E c INPUT",
+    "-A INPUT -j a",
+    "-A a -j b",
+    "-A b -j a",
+    "-A b -g c",
+    "-A c -j b",
+    "-A a -j RETURN",
+    "-A FORWARD -s 198.18.0.1 -j a",
+    "-I a -p tcp -j ACCEPT",
+    "-I a 2 -j DROP",
+    "-I a 5 -j DROP",
+    "-R a 1 -j ACCEPT",
+    "-D a 1",
+    "-D a -j RETURN",
+    "-D INPUT -j a",
+    "-P INPUT DROP",
+    "-P a DROP",
+    "-Z a",
+    "-Z",
+    "-A OUTPUT -j c",
+    "-A a -j LOG",
+    "-A c -j REJECT",
+    "-A a -m mac --mac-source 00:11:22:33:44:55",
+    "-A OUTPUT -j a",
+    "-A a -j a",
+    "-N INPUT",
+    "-X INPUT",
+    "-A a -j INPUT",
+];
+
+fn random_chain_file() -> impl Strategy<Value = String> {
+    proptest::collection::vec(proptest::sample::select(CHAIN_COMMANDS), 1..9).prop_map(|cmds| {
+        let mut text = String::from(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+        );
+        for c in cmds {
+            text.push_str(c);
+            text.push('\n');
+        }
+        text.push_str("COMMIT\n");
+        text
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("RULES_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random command sequences on chains: same accept/reject and save text as iptables-legacy.
+    #[test]
+    fn random_chain_commands_agree_with_iptables_legacy(text in random_chain_file()) {
+        random_rule_agrees(&text, Family::Ipv4)?;
+    }
+}
