@@ -5,16 +5,20 @@ use std::fmt::Write;
 use crate::ast::*;
 use crate::print::{addr_text, rate_text, states};
 
-/// iptables' `-v` number format: plain below 100000, then K/M/G/T/P with integer division.
+/// iptables' `-v` number format (`xtables_print_num`): plain up to 99999, then rounded
+/// thousands with K, M, G, T while they exceed 9999.
 fn num(v: u64) -> String {
-    let mut v = v;
-    for unit in ["", "K", "M", "G", "T"] {
-        if v < 100_000 {
+    if v <= 99_999 {
+        return v.to_string();
+    }
+    let mut v = v.saturating_add(500) / 1000;
+    for unit in ["K", "M", "G"] {
+        if v <= 9999 {
             return format!("{v}{unit}");
         }
-        v /= 1000;
+        v = (v + 500) / 1000;
     }
-    format!("{v}P")
+    format!("{v}T")
 }
 
 fn iface(i: &Option<IfaceMatch>) -> String {
@@ -410,5 +414,8 @@ mod tests {
         assert_eq!(num(99_999), "99999");
         assert_eq!(num(100_000), "100K");
         assert_eq!(num(123_456_789), "123M");
+        assert_eq!(num(99_999_999), "100M");
+        assert_eq!(num(9_999_499), "9999K");
+        assert_eq!(num(u64::MAX), "18446744T");
     }
 }
