@@ -586,7 +586,7 @@ impl Worker {
                 }
                 pos += 1;
             }
-            if r == NO_MATCH {
+            if r == NO_MATCH && (pos as usize) < chain.rules.len() {
                 chain.classifier.lookup_burst_with(
                     std::slice::from_ref(key),
                     &[pos],
