@@ -264,9 +264,9 @@ impl Worker {
         if !notrack {
             state = CtState::Invalid;
             if let Some(p) = ct_packet(frame, &info, &mut quote, &mut has_quote) {
-                let t = self.shard.track(&p, now);
+                // written in place: a copy of the returned value stalls on store forwarding
+                let t = tracked.insert(self.shard.track(&p, now));
                 state = t.state;
-                tracked = Some(t);
             }
         }
         let quoted = has_quote.then_some(&quote);
