@@ -14,7 +14,7 @@ pub const PREFIX: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogKind {
     /// `-j LOG`: `flags` bit 0 `--log-tcp-sequence`, bit 1 `--log-tcp-options`, bit 2
-    /// `--log-ip-options`.
+    /// `--log-ip-options`, bit 3 `--log-macdecode`.
     Log { level: u8, flags: u8 },
     /// `-j NFLOG --nflog-group`.
     Nflog { group: u16 },
@@ -109,14 +109,31 @@ pub fn format_line(ev: &LogEvent, port_names: [&str; 2]) -> String {
         return s;
     };
     let l3 = usize::from(info.l3_offset);
-    s.push_str("MAC=");
-    for (i, b) in f[..l3.min(14)].iter().enumerate() {
-        if i > 0 {
-            s.push(':');
+    if flags & 8 != 0 {
+        // --log-macdecode
+        let m = |b: &[u8]| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let _ = write!(
+            s,
+            "MACSRC={} MACDST={} MACPROTO={:04x} ",
+            m(&f[6..12]),
+            m(&f[0..6]),
+            info.ethertype
+        );
+    } else {
+        s.push_str("MAC=");
+        for (i, b) in f[..l3.min(14)].iter().enumerate() {
+            if i > 0 {
+                s.push(':');
+            }
+            let _ = write!(s, "{b:02x}");
         }
-        let _ = write!(s, "{b:02x}");
+        s.push(' ');
     }
-    s.push(' ');
     dump_ip(&mut s, &f[l3..], info.family, flags, true);
     s
 }
@@ -412,6 +429,17 @@ mod tests {
             "{text}"
         );
         assert_eq!(pkts, vec![f]);
+    }
+
+    #[test]
+    fn macdecode_names_the_fields() {
+        let b = FrameBuilder::default();
+        let f = b.udp(IpPair::V4([198, 18, 0, 1], [198, 18, 0, 2]), 1, 2, b"");
+        let line = format_line(
+            &LogEvent::new(LogKind::Log { level: 4, flags: 8 }, "", &f, 0, 1),
+            ["fw-c", "fw-s"],
+        );
+        assert!(line.starts_with("IN=fw-c OUT=fw-s MACSRC=02:00:00:00:00:01 MACDST=02:00:00:00:00:02 MACPROTO=0800 SRC="), "{line}");
     }
 
     #[test]

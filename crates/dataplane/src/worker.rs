@@ -730,7 +730,10 @@ fn policy_of(
 }
 
 fn log_flags(l: &rules::LogTarget) -> u8 {
-    u8::from(l.tcp_sequence) | u8::from(l.tcp_options) << 1 | u8::from(l.ip_options) << 2
+    u8::from(l.tcp_sequence)
+        | u8::from(l.tcp_options) << 1
+        | u8::from(l.ip_options) << 2
+        | u8::from(l.macdecode) << 3
 }
 
 fn v4(a: &[u8; 16]) -> [u8; 4] {
