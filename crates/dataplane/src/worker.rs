@@ -285,7 +285,18 @@ impl Worker {
             CtState::Untracked => ct::UNTRACKED,
         };
         let entry = tracked.and_then(|t| t.entry);
-        let is_new = state == CtState::New && entry.is_some();
+        // Only a connection's first packet (not yet confirmed) traverses the nat chains; a
+        // retransmitted SYN is NEW too but must reuse the binding of its confirmed entry.
+        let mut is_new = state == CtState::New && entry.is_some();
+        if let (true, Some(id)) = (is_new, entry) {
+            let (orig, _) = self.shard.tuples(id);
+            let confirmed = self
+                .shard
+                .lookup(ct_family(&info), info.l4_proto, &orig, now);
+            if confirmed.is_some_and(|(e, _)| e == id) {
+                is_new = false;
+            }
+        }
 
         // The translation this packet gets: from an existing binding, or decided now.
         let cur = if v6 { None } else { Some(nat::current(&info)) };
@@ -1168,6 +1179,33 @@ mod tests {
         assert_ne!(i2.src_port, 40000);
         assert!(i2.src_port >= 1024);
         valid(&out2);
+    }
+
+    #[test]
+    fn retransmitted_syn_reuses_the_binding() {
+        let text = format!("{NAT_HDR}-A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n");
+        let mut w = worker_for(&text);
+        let syn = tcp(C, S, 40000, 80, 0x02, 100, 0);
+        let (_, first) = run(&mut w, A, &syn, SEC);
+        let (v, again) = run(&mut w, A, &syn, 2 * SEC);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(again, first);
+        assert_eq!(w.trace().decided[3], None, "no second nat traversal");
+        // also when the first packet's port had to change
+        let (_, o1) = run(
+            &mut w,
+            A,
+            &tcp([198, 18, 0, 9], S, 40000, 80, 0x02, 7, 0),
+            3 * SEC,
+        );
+        let (_, o2) = run(
+            &mut w,
+            A,
+            &tcp([198, 18, 0, 9], S, 40000, 80, 0x02, 7, 0),
+            4 * SEC,
+        );
+        assert_eq!(o1, o2);
+        assert_ne!(parse_frame(&o1).unwrap().src_port, 40000);
     }
 
     #[test]
