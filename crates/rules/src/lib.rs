@@ -313,6 +313,22 @@ pub mod fuzzing {
             return;
         };
         for family in [Family::Ipv4, Family::Ipv6] {
+            // Each line also as a shell command line against an empty ruleset.
+            let mut cli = Ruleset::new(family);
+            for line in text.lines().take(64) {
+                if let Ok(Some(out)) = cli.apply_command("fuzz-cli", line) {
+                    let _ = out.len();
+                }
+            }
+            let cli_saved = cli.to_save();
+            match parse_restore("fuzz-cli-reparse", &cli_saved, family) {
+                Ok(again) => assert_eq!(
+                    normalised(&again),
+                    normalised(&cli),
+                    "re-parse differs:\n{cli_saved}"
+                ),
+                Err(d) => panic!("printed text of command lines does not parse:\n{cli_saved}\n{d}"),
+            }
             if let Ok(rs) = parse_restore("fuzz", text, family) {
                 let saved = rs.to_save();
                 for t in &rs.tables {
