@@ -257,19 +257,18 @@ impl Worker {
         }
 
         // conntrack
-        let mut quote = FrameInfo::default();
-        let mut has_quote = false;
+        let mut quote: Option<FrameInfo> = None;
         let mut tracked = None;
         let mut state = CtState::Untracked;
         if !notrack {
             state = CtState::Invalid;
-            if let Some(p) = ct_packet(frame, &info, &mut quote, &mut has_quote) {
+            if let Some(p) = ct_packet(frame, &info, &mut quote) {
                 // written in place: a copy of the returned value stalls on store forwarding
                 let t = tracked.insert(self.shard.track(&p, now));
                 state = t.state;
             }
         }
-        let quoted = has_quote.then_some(&quote);
+        let quoted = quote.as_ref();
         self.trace.ct_state = Some(state);
         if let Some(t) = tracked {
             if t.drop {
@@ -826,12 +825,7 @@ fn ct_family(info: &FrameInfo) -> conntrack::Family {
 
 /// The conntrack view of a frame (and, for an ICMP error, the quoted packet's parse);
 /// `None` for what conntrack cannot see (a later fragment, a malformed quote): INVALID.
-fn ct_packet(
-    frame: &[u8],
-    info: &FrameInfo,
-    quote: &mut FrameInfo,
-    has_quote: &mut bool,
-) -> Option<CtPacket> {
+fn ct_packet(frame: &[u8], info: &FrameInfo, quote: &mut Option<FrameInfo>) -> Option<CtPacket> {
     if info.is_later_fragment()
         || !info.has_l4_header()
             && matches!(
@@ -918,8 +912,7 @@ fn ct_packet(
                     dst: info.dst,
                     l4: L4::IcmpError(err),
                 };
-                *quote = q;
-                *has_quote = true;
+                *quote = Some(q);
                 return Some(p);
             }
             L4::Icmp {
@@ -1415,6 +1408,24 @@ mod tests {
             "{all:?}"
         );
         assert!(all.contains(&("ipv4", "filter", "b", 1, 2, 80)), "{all:?}");
+    }
+
+    #[test]
+    fn full_log_queue_is_counted_never_waited_on() {
+        let text = format!(
+            "{FILTER_HDR}-A FORWARD -j NFLOG --nflog-prefix x\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let (tx, mut rx) = rtrb::RingBuffer::new(2);
+        w.set_log_queue(tx);
+        for sp in 1..=5 {
+            assert_eq!(
+                run(&mut w, A, &tcp(C, S, sp, 80, 0x02, 1, 0), SEC).0,
+                Verdict::Forward
+            );
+        }
+        assert_eq!((w.stats().log_events, w.stats().log_overflow), (5, 3));
+        assert_eq!(rx.pop().unwrap().prefix(), "x");
     }
 
     #[test]
