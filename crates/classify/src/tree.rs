@@ -14,6 +14,9 @@ use crate::spec::{Key, ProtoMatch, RuleSpec, NO_MATCH};
 pub(crate) const NDIMS: usize = 11;
 const WIDTH: [u8; NDIMS] = [32, 32, 32, 32, 32, 32, 32, 32, 16, 16, 8];
 
+/// Up to this many rules, the build also tries one tree for all groups (it doubles the build
+/// time, and on the 100K ClassBench sets it never won).
+const SINGLE_TREE_MAX_RULES: usize = 30_000;
 /// Internal burst size: stage arrays live on the stack.
 pub(crate) const CHUNK: usize = 64;
 /// The dimension index of leaves: the projected key has a constant 0 there, so a leaf entry
@@ -452,7 +455,7 @@ impl Tree {
             (b, roots)
         };
         let (mut b, mut roots) = build(&groups);
-        if roots.len() > 1 {
+        if roots.len() > 1 && rules.len() <= SINGLE_TREE_MAX_RULES {
             // one tree (one descent per key instead of up to four), if it costs little more
             // space than the separated ones: measured 20% faster on acl1_10000
             let all: Vec<u32> = (0..rules.len() as u32).collect();
