@@ -368,11 +368,9 @@ impl Worker {
                     key.dport = t.dport;
                 }
             }
-            (Some(t), true) => {
-                // an error goes to the quoted packet's source, which is translated back
-                if quoted.is_some_and(|q| q.src_v4() == info.dst_v4()) {
-                    key.dst = u128::from(u32::from_be_bytes(t.src));
-                }
+            // an error goes to the quoted packet's source, which is translated back
+            (Some(t), true) if quoted.is_some_and(|q| q.src_v4() == info.dst_v4()) => {
+                key.dst = u128::from(u32::from_be_bytes(t.src));
             }
             _ => {}
         }
