@@ -342,6 +342,72 @@ mod tests {
         assert_eq!(w.pool().free_count(), 256);
     }
 
+    /// Drops every frame whose first byte is odd, replies to those starting with 0x02 and
+    /// forwards the rest.
+    struct Sorter;
+    impl Pipeline for Sorter {
+        fn process_burst<M: FramePool + ?Sized>(
+            &mut self,
+            _ingress: PortId,
+            frames: &mut [Frame],
+            pool: &mut M,
+            actions: &mut [Action],
+            _now_ns: u64,
+        ) {
+            for (f, a) in frames.iter().zip(actions.iter_mut()) {
+                *a = match pool.data(f).first() {
+                    Some(b) if b % 2 == 1 => Action::Drop(DropReason::Policy),
+                    Some(0x02) => Action::Reply,
+                    _ => Action::Forward,
+                };
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Every received frame is transmitted or counted as a drop, exactly once, and every
+        /// buffer comes back to the pool, whatever the mix and the TX ring room.
+        #[test]
+        fn frames_are_conserved(
+            to_a in proptest::collection::vec(proptest::collection::vec(0u8..4, 1..80), 0..100),
+            to_b in proptest::collection::vec(proptest::collection::vec(0u8..4, 1..80), 0..100),
+            tx_cap in 1usize..40,
+            burst in 1usize..=64,
+        ) {
+            let mut w = Worker::new(
+                HeapPool::new(512, 128),
+                vec![(MemPort::new(tx_cap), MemPort::new(tx_cap))],
+                Sorter,
+                burst,
+            );
+            let clock = Instant::now();
+            for f in &to_a { w.queues_mut()[0].0.inject(f); }
+            for f in &to_b { w.queues_mut()[0].1.inject(f); }
+            let mut out = [0usize; 2];
+            let mut rounds = 0;
+            while w.queues_mut()[0].0.pending_rx() + w.queues_mut()[0].1.pending_rx() > 0 {
+                w.poll_once(0, &clock);
+                let (a, b) = &mut w.queues_mut()[0];
+                out[0] += a.discard_transmitted();
+                out[1] += b.discard_transmitted();
+                rounds += 1;
+                proptest::prop_assert!(rounds < 1000);
+            }
+            let c = w.counters().clone();
+            let rx = [to_a.len() as u64, to_b.len() as u64];
+            for p in 0..2 {
+                proptest::prop_assert_eq!(c.ports[p].rx_packets, rx[p]);
+                proptest::prop_assert_eq!(c.ports[p].tx_packets, out[p] as u64);
+            }
+            let drops: u64 = c.ports.iter().flat_map(|p| p.drops.iter()).sum();
+            proptest::prop_assert_eq!(rx[0] + rx[1], out[0] as u64 + out[1] as u64 + drops);
+            let policy: u64 = c.ports.iter().map(|p| p.drops[DropReason::Policy.index()]).sum();
+            let odd = to_a.iter().chain(&to_b).filter(|f| f[0] % 2 == 1).count() as u64;
+            proptest::prop_assert_eq!(policy, odd);
+            proptest::prop_assert_eq!(w.pool().free_count(), 512);
+        }
+    }
+
     #[test]
     fn publish_makes_counters_visible() {
         let mut w = worker(ForwardAll, 64);

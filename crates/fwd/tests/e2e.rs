@@ -362,6 +362,27 @@ fn ping_crosses_only_while_fwd_runs_and_nothing_stays_attached() {
     assert!(!tb.control_socket().exists(), "control socket left behind");
 }
 
+/// The programs hang on BPF links owned by the process: even SIGKILL leaves nothing attached.
+#[test]
+fn killed_fwd_leaves_no_program_attached() {
+    let _g = serial();
+    let tb = Testbed::up("k", 1);
+    let cfg = tb.config(1, "");
+    let mut fwd = Fwd::start(&tb, &cfg);
+    assert_eq!(tb.fw_links().matches("prog/xdp").count(), 2);
+    let mut child = fwd.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tb.fw_links().contains("xdp") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_no_xdp(&tb);
+    // And a new fwd starts on the same interfaces right away.
+    let _again = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 1));
+}
+
 #[test]
 fn arp_neighbour_discovery_and_ipv6_ping_work() {
     let _g = serial();
