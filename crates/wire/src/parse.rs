@@ -349,7 +349,8 @@ fn parse_l4(l4: &[u8], family: Family, mode: Mode, info: &mut FrameInfo) -> Resu
             info.dst_port = be16(l4, 2);
             if mode == Mode::Wire {
                 let udp_len = usize::from(be16(l4, 4));
-                if udp_len < 8 || udp_len > l4.len() {
+                // A first fragment holds only part of the datagram its length describes.
+                if udp_len < 8 || (udp_len > l4.len() && !info.more_fragments) {
                     return Err(Malformed::BadUdpLength);
                 }
             }
@@ -714,6 +715,9 @@ mod tests {
         let mut f = UDP4;
         f[38..40].copy_from_slice(&13u16.to_be_bytes());
         assert_eq!(parse_frame(&f), Err(Malformed::BadUdpLength));
+        // ... except in a first fragment (MF set), which holds only part of the datagram
+        f[20] |= 0x20;
+        assert_eq!(parse_frame(&f).map(|i| i.more_fragments), Ok(true));
 
         let mut f = ICMP_ECHO_REQUEST;
         f[16..18].copy_from_slice(&27u16.to_be_bytes());
