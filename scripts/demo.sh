@@ -31,7 +31,6 @@ FWD=$(realpath "${CARGO_TARGET_DIR:-target}/release/fwd")
 
 P=fwd-
 CONFIG=configs/testbed.toml
-SOCK=/run/fwd-testbed.sock
 work=$(mktemp -d /tmp/fwd-demo.XXXXXX)
 fwd_pid=""
 cleanup() {
@@ -54,12 +53,12 @@ echo "   ping 198.18.0.2: no answer (as expected)"
 echo "== starting fwd in ${P}fw"
 ip netns exec ${P}fw "$FWD" --config "$CONFIG" 2>"$work/fwd.log" &
 fwd_pid=$!
-for _ in $(seq 100); do "$FWD" stats --socket "$SOCK" >/dev/null 2>&1 && break; sleep 0.1; done
-"$FWD" stats --socket "$SOCK" >/dev/null || { cat "$work/fwd.log"; exit 1; }
+for _ in $(seq 100); do "$FWD" stats --config "$CONFIG" >/dev/null 2>&1 && break; sleep 0.1; done
+"$FWD" stats --config "$CONFIG" >/dev/null || { cat "$work/fwd.log"; exit 1; }
 ip -n ${P}fw link show | grep -E "^[0-9]|prog/xdp"
 
 echo "== counters before (fwd stats):"
-"$FWD" stats --socket "$SOCK"
+"$FWD" stats --config "$CONFIG"
 
 echo "== ping, IPv6 ping"
 $C ping -c 5 -i 0.2 198.18.0.2
@@ -85,7 +84,7 @@ sleep 0.5
 $C iperf3 -u -b 50M -c 198.18.0.2 -t 3
 
 echo "== counters after (fwd stats):"
-"$FWD" stats --socket "$SOCK"
+"$FWD" stats --config "$CONFIG"
 echo "== /metrics (curl inside ${P}fw):"
 ip netns exec ${P}fw curl -s http://127.0.0.1:9900/metrics | grep -E '^fwd_(rx|tx)_packets|^fwd_burst_seconds'
 

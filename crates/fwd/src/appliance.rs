@@ -48,6 +48,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    // SIGHUP will mean "reload"; until there is something to reload it must not kill fwd.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let specs = cfg.port_specs();
     let cores = cfg.workers.cores.get_ref().clone();
@@ -126,6 +129,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let mut next_log = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: nothing to reload yet (no rules configured)");
+        }
         if !interval.is_zero() && Instant::now() >= next_log {
             for line in stats::render_summary(&shared).lines() {
                 tracing::info!("stats {line}");

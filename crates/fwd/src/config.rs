@@ -280,6 +280,17 @@ impl Config {
         Self::parse(path, &text, env)
     }
 
+    /// Reads `path` as TOML without checking it against this machine: for clients such as
+    /// `fwd stats`, which run outside the namespace that holds the interfaces.
+    pub fn load_unchecked(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message().trim().replace('\n', " ");
+            at(path, &text, e.span(), &msg)
+        })
+    }
+
     /// Parses and validates `text` (from `path`, for messages).
     pub fn parse(path: &Path, text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {

@@ -83,9 +83,12 @@ fn main() -> ExitCode {
         Command::Stats { socket, prometheus } => {
             let socket = match (socket, cli.config) {
                 (Some(s), _) => s,
-                (None, Some(c)) => match load(&c) {
+                (None, Some(c)) => match Config::load_unchecked(&c) {
                     Ok(cfg) => cfg.control.socket,
-                    Err(code) => return code,
+                    Err(e) => {
+                        eprintln!("fwd: error: {e}");
+                        return ExitCode::from(1);
+                    }
                 },
                 (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
             };
