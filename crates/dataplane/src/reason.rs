@@ -42,6 +42,7 @@ drop_reasons! {
     NatPortsExhausted => "nat_ports_exhausted", "SNAT/MASQUERADE found no free port for the reply tuple";
     NoMasqueradeAddress => "masquerade_no_address", "MASQUERADE on a port with no configured address";
     ChainTooDeep => "chain_too_deep", "jumps nested deeper than the traversal stack";
+    FragmentOfDropped => "fragment_of_dropped", "a later fragment of a datagram whose first fragment was dropped or rejected";
 }
 
 #[cfg(test)]

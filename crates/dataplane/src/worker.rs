@@ -114,6 +114,9 @@ pub struct Worker {
     stack: [(u32, u32); MAX_DEPTH],
     /// `now` of the frame being processed (for log events).
     now: u64,
+    /// Decisions of first fragments, for the later fragments of the same datagram.
+    frags: Box<FragTable>,
+    frag_head: Option<(usize, FragKey)>,
 }
 
 impl Worker {
@@ -140,6 +143,8 @@ impl Worker {
             log: None,
             stack: [(0, 0); MAX_DEPTH],
             now,
+            frags: Box::new(FragTable::new()),
+            frag_head: None,
         }
     }
 
@@ -218,6 +223,21 @@ impl Worker {
         len: usize,
         now: u64,
     ) -> Verdict {
+        let v = self.process_frame(rs, ingress, buf, len, now);
+        if let Some((slot, key)) = self.frag_head.take() {
+            self.frags.record(slot, key, &buf[..len], v, now);
+        }
+        v
+    }
+
+    fn process_frame(
+        &mut self,
+        rs: &Compiled,
+        ingress: PortIdx,
+        buf: &mut [u8],
+        len: usize,
+        now: u64,
+    ) -> Verdict {
         self.trace = Trace::default();
         self.now = now;
         let mut info = FrameInfo::default();
@@ -233,6 +253,22 @@ impl Worker {
             self.stats.non_ip += 1;
             self.stats.forwarded += 1;
             return Verdict::Forward;
+        }
+        // Fragments: fwd does not reassemble. The first fragment is decided like any packet;
+        // later ones follow its decision and its address translation (see `frag`).
+        if info.is_fragment {
+            let key = FragKey::of(&info);
+            let slot = frag_slot(&key);
+            if !info.is_later_fragment() {
+                self.frag_head = Some((slot, key));
+            } else if let Some(v) = self.frags.follow(slot, &key, &mut buf[..len], &info, now) {
+                match v {
+                    Verdict::Forward => self.stats.forwarded += 1,
+                    Verdict::Drop(r) => self.stats.drops[r.index()] += 1,
+                    Verdict::Reply(_) => {}
+                }
+                return v;
+            }
         }
         let v6 = info.family == Family::Ipv6;
         let fam = rs.family(v6);
@@ -710,6 +746,115 @@ impl Worker {
             }
             Err(_) => self.stats.log_overflow += 1,
         }
+    }
+}
+
+/// Slots of the fragment table (direct-mapped; a collision forgets the older datagram).
+const FRAG_SLOTS: usize = 1024;
+/// How long a first fragment's decision waits for the rest (the kernel's ipfrag_time is 30 s).
+const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
+
+/// A datagram's fragments share addresses, protocol and identification.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FragKey {
+    src: [u8; 16],
+    dst: [u8; 16],
+    ident: u32,
+    proto: u8,
+    v6: bool,
+}
+
+impl FragKey {
+    fn of(info: &FrameInfo) -> FragKey {
+        FragKey {
+            src: info.src,
+            dst: info.dst,
+            ident: info.frag_ident,
+            proto: info.l4_proto,
+            v6: info.family == Family::Ipv6,
+        }
+    }
+}
+
+fn frag_slot(k: &FragKey) -> usize {
+    let a = u128::from_be_bytes(k.src) ^ u128::from_be_bytes(k.dst).rotate_left(17);
+    let h = (a as u64 ^ (a >> 64) as u64 ^ u64::from(k.ident) << 8 ^ u64::from(k.proto))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 54) as usize % FRAG_SLOTS
+}
+
+#[derive(Clone, Copy, Default)]
+struct FragEntry {
+    key: FragKey,
+    expires: u64,
+    used: bool,
+    forward: bool,
+    /// IPv4 addresses the first fragment left with (NAT), to give the later ones.
+    src4: [u8; 4],
+    dst4: [u8; 4],
+}
+
+/// What the first fragment of each recent datagram became.
+struct FragTable {
+    slots: [FragEntry; FRAG_SLOTS],
+}
+
+impl FragTable {
+    fn new() -> FragTable {
+        FragTable {
+            slots: [FragEntry::default(); FRAG_SLOTS],
+        }
+    }
+
+    fn record(&mut self, slot: usize, key: FragKey, frame: &[u8], v: Verdict, now: u64) {
+        let mut e = FragEntry {
+            key,
+            expires: now + FRAG_TIMEOUT_NS,
+            used: true,
+            ..FragEntry::default()
+        };
+        e.forward = v == Verdict::Forward;
+        if e.forward && !key.v6 {
+            if let Ok(i) = wire::parse_frame(frame) {
+                e.src4 = i.src_v4();
+                e.dst4 = i.dst_v4();
+            }
+        }
+        self.slots[slot] = e;
+    }
+
+    /// The decision for a later fragment, with its addresses rewritten as its first fragment's
+    /// were; `None` when the first fragment was not seen (then the fragment is classified on its
+    /// own, as INVALID to conntrack).
+    fn follow(
+        &mut self,
+        slot: usize,
+        key: &FragKey,
+        frame: &mut [u8],
+        info: &FrameInfo,
+        now: u64,
+    ) -> Option<Verdict> {
+        let e = self.slots[slot];
+        if !e.used || e.key != *key || now >= e.expires {
+            return None;
+        }
+        if !info.more_fragments {
+            // the last fragment: the datagram is complete
+            self.slots[slot].used = false;
+        }
+        if !e.forward {
+            return Some(Verdict::Drop(DropReason::FragmentOfDropped));
+        }
+        if !key.v6 && (e.src4 != info.src_v4() || e.dst4 != info.dst_v4()) {
+            let rw = Rewrite {
+                src: e.src4,
+                dst: e.dst4,
+                sport: 0,
+                dport: 0,
+            };
+            nat::rewrite(frame, info, &rw);
+        }
+        Some(Verdict::Forward)
     }
 }
 
@@ -1405,6 +1550,70 @@ mod tests {
             "{all:?}"
         );
         assert!(all.contains(&("ipv4", "filter", "b", 1, 2, 80)), "{all:?}");
+    }
+
+    /// A UDP datagram of 40 payload bytes as two IPv4 fragments (UDP header + 24 bytes, then
+    /// 24 more at offset 32) from `src`.
+    fn fragments(src: [u8; 4], dst: [u8; 4], dport: u16, ident: u32) -> (Vec<u8>, Vec<u8>) {
+        let whole = FrameBuilder::default().udp(ip(src, dst), 5000, dport, &[7u8; 56]);
+        let l4 = &whole[34..];
+        let frag = |offset: u16, more: bool, bytes: &[u8]| {
+            FrameBuilder {
+                fragment: Some(wire::builder::FragmentSpec {
+                    offset,
+                    more,
+                    ident,
+                }),
+                ..FrameBuilder::default()
+            }
+            .ip_frame(ip(src, dst), 17, bytes)
+        };
+        (frag(0, true, &l4[..32]), frag(32, false, &l4[32..]))
+    }
+
+    #[test]
+    fn later_fragments_follow_their_first_fragment() {
+        let text = format!(
+            "{NAT_HDR}-A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n{FILTER_HDR}\
+             -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -i fw-c -p udp -m udp --dport 53 -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let (first, second) = fragments(C, S, 53, 77);
+        let (v, out1) = run(&mut w, A, &first, SEC);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(parse_frame(&out1).unwrap().src_v4(), [198, 18, 0, 254]);
+        let (v, out2) = run(&mut w, A, &second, SEC + 1);
+        assert_eq!(v, Verdict::Forward, "follows the first fragment");
+        let i2 = parse_frame(&out2).unwrap();
+        assert_eq!((i2.src_v4(), i2.frag_offset), ([198, 18, 0, 254], 32));
+        wire::verify_ipv4_header(&out2, &i2).unwrap();
+        // the reassembled datagram carries a valid UDP checksum after the translation
+        let mut dgram = out1[34..].to_vec();
+        dgram.extend_from_slice(&out2[34..]);
+        assert!(wire::checksum::verify_l4_v4(
+            [198, 18, 0, 254],
+            S,
+            17,
+            &dgram
+        ));
+        // a datagram whose first fragment is dropped: the rest is dropped too
+        let (first, second) = fragments(C, S, 54, 78);
+        assert_eq!(
+            run(&mut w, A, &first, 2 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        assert_eq!(
+            run(&mut w, A, &second, 2 * SEC).0,
+            Verdict::Drop(DropReason::FragmentOfDropped)
+        );
+        // a later fragment without its first: classified alone, INVALID, dropped by policy
+        let (_, orphan) = fragments(C, S, 53, 79);
+        assert_eq!(
+            run(&mut w, A, &orphan, 3 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        assert_eq!(w.trace().ct_state, Some(CtState::Invalid));
     }
 
     #[test]
