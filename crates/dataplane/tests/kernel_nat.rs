@@ -179,6 +179,7 @@ fn nat_rewrites_match_the_kernel() {
          echo dnat | ip netns exec {p}a socat - TCP:198.18.0.254:8080,sourceport=40001
          echo hi | ip netns exec {p}a socat -T1 - UDP:198.18.1.2:5353,sourceport=40002 || true
          ip netns exec {p}a ping -c2 -i0.2 -W2 198.18.1.2 >/dev/null
+         ip netns exec {p}a ping -c1 -s 3000 -W2 198.18.1.2 >/dev/null
          timeout 1 ip netns exec {p}b socat - TCP:198.18.0.1:22 </dev/null >/dev/null 2>&1 || true
          echo new | ip netns exec {p}b socat -T0.3 - UDP:198.18.0.1:53 >/dev/null 2>&1 || true
          sleep 0.5"
@@ -264,6 +265,7 @@ fn nat_rewrites_match_the_kernel() {
                 && g.len() > 34
                 && g[23] == f[23]
                 && u16::from_be_bytes([g[18], g[19]]) == ident
+                && g[20..22] == f[20..22]
         });
         let Some((_, kernel)) = kernel else {
             // the kernel did not forward it (nothing here is addressed to the router itself)
@@ -285,9 +287,16 @@ fn nat_rewrites_match_the_kernel() {
             "frame at {ts} from port {ingress}"
         );
         compared += 1;
-        // (6, 1): the DNAT connection's packets from the client
+        // (6, 1): the DNAT connection's packets from the client; (1, 99): later fragments
         let dnat = info.l4_proto == 6 && info.dst_v4() == [198, 18, 0, 254];
-        kinds.insert((info.l4_proto, if dnat { 1 } else { info.icmp_type }));
+        let kind = if dnat {
+            1
+        } else if info.is_later_fragment() {
+            99
+        } else {
+            info.icmp_type
+        };
+        kinds.insert((info.l4_proto, kind));
     }
     eprintln!(
         "compared {compared} packets with the kernel's: {kinds:?}; {dropped} dropped by both"
@@ -297,8 +306,9 @@ fn nat_rewrites_match_the_kernel() {
         "the server's new connections must have been dropped by both"
     );
     assert!(compared >= 10, "compared only {compared} packets");
-    // TCP (MASQUERADE and DNAT), UDP, the port unreachable (RELATED) and echo request/reply
-    for k in [(6, 0), (6, 1), (17, 0), (1, 3), (1, 8), (1, 0)] {
+    // TCP (MASQUERADE and DNAT), UDP, the port unreachable (RELATED), echo request/reply and
+    // the later fragments of a 3000-byte ping both ways
+    for k in [(6, 0), (6, 1), (17, 0), (1, 3), (1, 8), (1, 0), (1, 99)] {
         assert!(
             kinds.contains(&k),
             "no packet of kind {k:?} compared: {kinds:?}"
