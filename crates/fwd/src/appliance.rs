@@ -57,6 +57,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let queues = *cfg.ports.a.queues.get_ref();
     let sizes = RingSizes {
         busy_poll: cfg.workers.busy_poll,
+        ring_size: *cfg.workers.ring_size.get_ref(),
         ..RingSizes::default()
     };
     let xdp = XdpPorts::open([&specs[0], &specs[1]], queues, cores.len(), sizes)?;

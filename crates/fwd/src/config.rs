@@ -110,6 +110,14 @@ pub struct Workers {
     /// Preferred busy polling on the AF_XDP sockets (the worker runs the NAPI poll).
     #[serde(default)]
     pub busy_poll: bool,
+    /// Entries of each AF_XDP ring (power of two, 64..=16384). A worker's UMEM holds
+    /// 4 x ring_size buffers of 2 KiB per queue pair (16 MiB at the default 2048).
+    #[serde(default = "default_ring_size")]
+    pub ring_size: Spanned<u32>,
+}
+
+fn default_ring_size() -> Spanned<u32> {
+    Spanned::new(0..0, 2048)
 }
 
 fn default_burst() -> Spanned<usize> {
@@ -254,6 +262,8 @@ pub trait Environment {
     fn interface_exists(&self, name: &str) -> bool;
     /// The core ids this process may run on.
     fn cores(&self) -> Vec<usize>;
+    /// Number of receive queues of the interface, if known.
+    fn rx_queues(&self, name: &str) -> Option<u32>;
 }
 
 /// The real machine.
@@ -269,6 +279,14 @@ impl Environment for Host {
             .into_iter()
             .map(|c| c.id)
             .collect()
+    }
+    fn rx_queues(&self, name: &str) -> Option<u32> {
+        let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
+        let n = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+            .count();
+        (n > 0).then_some(n as u32)
     }
 }
 
@@ -325,6 +343,14 @@ impl Config {
                     p.queues.span(),
                     format!("ports.{name}.queues must be 1..=64, got {q}"),
                 );
+            }
+            if let Some(have) = env.rx_queues(iface) {
+                if q > have {
+                    return err(
+                        p.queues.span(),
+                        format!("ports.{name}.queues = {q} but interface {iface:?} has {have} receive queue(s)"),
+                    );
+                }
             }
         }
         if self.ports.a.interface.get_ref() == self.ports.b.interface.get_ref() {
@@ -385,6 +411,13 @@ impl Config {
                 ),
             );
         }
+        let ring = *self.workers.ring_size.get_ref();
+        if !(64..=16384).contains(&ring) || !ring.is_power_of_two() {
+            return err(
+                self.workers.ring_size.span(),
+                format!("workers.ring_size must be a power of two in 64..=16384, got {ring}"),
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError(format!(
                 "{}: log.level {:?} is not a level or filter",
@@ -425,6 +458,9 @@ mod tests {
         }
         fn cores(&self) -> Vec<usize> {
             vec![0, 1]
+        }
+        fn rx_queues(&self, _name: &str) -> Option<u32> {
+            Some(2)
         }
     }
 
@@ -550,6 +586,25 @@ level = "debug"
         assert!(parse(q).unwrap_err().0.contains("must be equal"));
         let m = "[ports.a]\ninterface = \"fw-c\"\nmode = \"copy\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
         assert!(parse(m).unwrap_err().0.contains("must agree"));
+    }
+
+    #[test]
+    fn more_queues_than_the_interface_has_is_refused() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\nqueues = 4\n[ports.b]\ninterface = \"fw-s\"\nqueues = 4\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().0;
+        assert_eq!(
+            e,
+            "fwd.toml:3:10: ports.a.queues = 4 but interface \"fw-c\" has 2 receive queue(s)"
+        );
+    }
+
+    #[test]
+    fn ring_size_must_be_a_power_of_two() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\nring_size = 1000\n";
+        let e = parse(text).unwrap_err().0;
+        assert!(e.starts_with("fwd.toml:7:13: workers.ring_size"), "{e}");
+        let ok = text.replace("1000", "512");
+        assert_eq!(*parse(&ok).unwrap().workers.ring_size.get_ref(), 512);
     }
 
     #[test]

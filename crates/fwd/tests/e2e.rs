@@ -590,6 +590,35 @@ fn two_queues_two_workers_with_busy_poll_forward_everything() {
     assert!(w0 + w1 >= n as u64);
 }
 
+/// `fwd check` inside the fw namespace sees its interfaces and their queue counts.
+#[test]
+fn check_validates_against_the_namespace() {
+    let _g = serial();
+    let tb = Testbed::up("c", 1);
+    let good = tb.config(1, "");
+    let out = tb.exec("fw", &[FWD, "check", "--config", good.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let too_many = tb.config(2, "");
+    let out = tb.exec(
+        "fw",
+        &[FWD, "check", "--config", too_many.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":4:10: ports.a.queues = 2 but interface \"fw-c\" has 1 receive queue(s)"),
+        "{err}"
+    );
+    // Outside the namespace the interfaces do not exist.
+    let out = sh(Command::new(FWD).args(["check", "--config"]).arg(&good));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no interface \"fw-c\""));
+}
+
 #[test]
 fn bad_configs_are_refused_with_position_and_nothing_starts() {
     let _g = serial();
