@@ -8,6 +8,9 @@
 //! Implementations: [`xdp`] (AF_XDP through xsk-rs, with a fail-closed XDP program),
 //! [`mem`] (in-memory queues for tests and benchmarks), [`pcapng`] (capture files, for replay).
 
+// Unsafe code is allowed here (AF_XDP, bpf(2), setns) and nowhere else; each block says why.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod mem;
 pub mod netns;
 pub mod pcapng;
@@ -26,7 +29,8 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// A frame in buffer `index` holding `len` bytes; only pools and ports create these.
+    /// A frame in buffer `index` holding `len` bytes; only pools and ports create these (a
+    /// forged frame whose buffer sits in a kernel ring would race with the kernel).
     pub fn new(index: u32, len: u32) -> Frame {
         Frame { index, len }
     }
