@@ -452,7 +452,18 @@ fn udp_datagrams_arrive_and_metrics_count_them() {
     let _g = serial();
     let tb = Testbed::up("u", 1);
     let cfg = tb.config(1, "");
+    // Port b in generic (skb) XDP, port a native: both attach modes carry traffic.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "interface = \"fw-s\"\n",
+        "interface = \"fw-s\"\nattach = \"skb\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
     let fwd = Fwd::start(&tb, &cfg);
+    let links = tb.fw_links();
+    assert!(
+        links.contains("xdpgeneric"),
+        "port b should be in skb mode: {links}"
+    );
     // Resolve neighbours first, so that only our datagrams cross while we count.
     assert!(tb.ping(SERVER_V4, 1));
     std::thread::sleep(Duration::from_millis(300));
