@@ -14,9 +14,9 @@ use crate::spec::{Key, ProtoMatch, RuleSpec, NO_MATCH};
 pub(crate) const NDIMS: usize = 11;
 const WIDTH: [u8; NDIMS] = [32, 32, 32, 32, 32, 32, 32, 32, 16, 16, 8];
 
-/// Up to this many rules, the build also tries one tree for all groups (it doubles the build
-/// time, and on the 100K ClassBench sets it never won).
-const SINGLE_TREE_MAX_RULES: usize = 30_000;
+/// Up to this many rules, the build tries merging group trees (a dozen trial builds; on the
+/// 100K ClassBench sets a single-tree merge never won, and the build time matters more there).
+const MERGE_MAX_RULES: usize = 30_000;
 /// Internal burst size: stage arrays live on the stack.
 pub(crate) const CHUNK: usize = 64;
 /// The dimension index of leaves: the projected key has a constant 0 there, so a leaf entry
@@ -430,7 +430,7 @@ impl Tree {
         let dims: Vec<usize> = (0..NDIMS)
             .filter(|&d| boxes.iter().any(|b| b[d] != boxes[0][d]))
             .collect();
-        let build = |groups: &[Vec<u32>]| {
+        let build = |sets: &[Vec<u32>], cap: usize| {
             let mut b = Builder {
                 boxes: &boxes,
                 fast: &fast,
@@ -441,46 +441,65 @@ impl Tree {
                 leaf_dedup: HashMap::new(),
                 stats: TreeStats::default(),
                 depth: 0,
-                cap: 64 * rules.len() + (1 << 20),
+                cap,
             };
             let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
             let mut roots = Vec::new();
-            for g in groups.iter().rev() {
-                if !g.is_empty() {
-                    b.depth = 0;
-                    let root = b.build(g, region, 0, &dims);
-                    roots.push((root, b.depth));
-                }
+            for g in sets {
+                b.depth = 0;
+                let root = b.build(g, region, 0, &dims);
+                roots.push((root, b.depth));
             }
             (b, roots)
         };
-        let (mut b, mut roots) = build(&groups);
-        if roots.len() > 1 && rules.len() <= SINGLE_TREE_MAX_RULES {
-            // one tree (one descent per key instead of up to four), if it costs little more
-            // space than the separated ones: measured 20% faster on acl1_10000
-            let all: Vec<u32> = (0..rules.len() as u32).collect();
-            let entries = b.children.len() + b.leaf_ents.len();
-            let mut one = Builder {
-                boxes: &boxes,
-                fast: &fast,
-                v6,
-                p,
-                children: Vec::new(),
-                leaf_ents: Vec::new(),
-                leaf_dedup: HashMap::new(),
-                stats: TreeStats::default(),
-                depth: 0,
-                cap: 2 * entries,
+        let mut sets: Vec<Vec<u32>> = groups
+            .iter()
+            .rev()
+            .filter(|g| !g.is_empty())
+            .cloned()
+            .collect();
+        if sets.len() > 1 && rules.len() <= MERGE_MAX_RULES {
+            // selective tree merging (EffiCuts): one descent per key fewer for each merge, taken
+            // when the merged tree costs little more space than the two it replaces
+            let cost = |s: &[u32], cap: usize| {
+                let (b, _) = build(&[s.to_vec()], cap);
+                (b.children.len() + b.leaf_ents.len(), b.stats.max_leaf)
             };
-            let region: [(u32, u8); NDIMS] = std::array::from_fn(|d| (0u32, WIDTH[d]));
-            let root = one.build(&all, region, 0, &dims);
-            if one.children.len() + one.leaf_ents.len() <= entries * 3 / 2
-                && one.stats.max_leaf <= 4 * p.binth.max(b.stats.max_leaf)
-            {
-                roots = vec![(root, one.depth)];
-                b = one;
+            let mut sep: Vec<(usize, usize)> =
+                sets.iter().map(|s| cost(s, usize::MAX / 4)).collect();
+            while sets.len() > 1 {
+                /// (space ratio, i, j, merged rules, its cost)
+                type Merge = (f64, usize, usize, Vec<u32>, (usize, usize));
+                let mut best: Option<Merge> = None;
+                for i in 0..sets.len() {
+                    for j in i + 1..sets.len() {
+                        let sum = sep[i].0 + sep[j].0;
+                        let mut m = [sets[i].as_slice(), sets[j].as_slice()].concat();
+                        m.sort_unstable();
+                        let merged = cost(&m, 2 * sum);
+                        let ratio = merged.0 as f64 / sum as f64;
+                        let better = match &best {
+                            None => true,
+                            Some((r, ..)) => ratio < *r,
+                        };
+                        if ratio <= 1.5
+                            && merged.1 <= 4 * p.binth.max(sep[i].1).max(sep[j].1)
+                            && better
+                        {
+                            best = Some((ratio, i, j, m, merged));
+                        }
+                    }
+                }
+                let Some((_, i, j, m, merged)) = best else {
+                    break;
+                };
+                sets.remove(j);
+                sep.remove(j);
+                sets[i] = m;
+                sep[i] = merged;
             }
         }
+        let (b, roots) = build(&sets, 64 * rules.len() + (1 << 20));
         let mut stats = b.stats;
         stats.groups = roots.len();
         Tree {
