@@ -610,7 +610,9 @@ level = "debug"
     #[test]
     fn shipped_configs_parse() {
         for f in ["fwd.example.toml", "testbed.toml"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(f);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../configs")
+                .join(f);
             let text = std::fs::read_to_string(&path).unwrap();
             let c = Config::parse(&path, &text, &Fake).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.ports.a.interface.get_ref(), "fw-c");
