@@ -280,8 +280,9 @@ pub fn parse_rule(
 pub mod fuzzing {
     use super::*;
 
-    /// Ruleset with source lines cleared, tables in name order, and the conditions that
-    /// iptables-save does not print (`! -i +`, `--tcp-flags` with an empty mask) removed, for
+    /// Ruleset with source lines cleared, tables in name order, the conditions that
+    /// iptables-save does not print (`! -i +`, `--tcp-flags` with an empty mask) removed and
+    /// limit rates rounded as iptables-save prints them, for
     /// comparing a ruleset with the re-parse of its printed text.
     pub fn normalised(rs: &Ruleset) -> Ruleset {
         let mut rs = rs.clone();
@@ -299,6 +300,12 @@ pub mod fuzzing {
                         if let Match::Tcp(tm) = m {
                             if tm.flags.is_some_and(|f| f.mask == 0 && !f.negated) {
                                 tm.flags = None;
+                            }
+                        }
+                        // iptables-save prints rates rounded (`1503/minute` -> `25/sec`).
+                        if let Match::Limit(l) = m {
+                            if let Ok(avg) = values::limit_rate(&print::rate_text(l.avg)) {
+                                l.avg = avg;
                             }
                         }
                     }
