@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ports::xdp::{RingSizes, XdpPorts};
-use ports::ForwardAll;
 
 use crate::config::Config;
 use crate::control::{ControlContext, ControlServer};
@@ -42,12 +41,17 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// Runs until SIGINT or SIGTERM; an error means nothing was left running or attached.
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     init_logging(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    // The rules are compiled before anything is opened: bad rules leave nothing running.
+    let (firewall, mut pipelines) =
+        crate::firewall::Firewall::start(&cfg, cfg.workers.cores.get_ref().len(), config_path)?;
     // SIGHUP will mean "reload"; until there is something to reload it must not kill fwd.
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
@@ -91,6 +95,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let mut handles = Vec::new();
     for (i, wp) in worker_ports.into_iter().enumerate() {
         let core = cores[i];
+        let pipeline = pipelines.remove(0);
         let sh = shared[i].clone();
         let st = stop.clone();
         let h = std::thread::Builder::new()
@@ -99,7 +104,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(worker = i, core, "could not pin worker to its core");
                 }
-                let mut w = Worker::new(wp.pool, wp.queues, ForwardAll, burst);
+                let mut w = Worker::new(wp.pool, wp.queues, pipeline, burst);
                 w.run(&sh, &st, idle);
             })?;
         handles.push(h);
@@ -107,6 +112,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let ctx = Arc::new(ControlContext {
         workers: shared.clone(),
+        firewall: Some(firewall.clone()),
     });
     let control_thread = {
         let (ctx, st) = (ctx.clone(), stop.clone());
@@ -130,6 +136,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let mut next_log = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        firewall.drain_logs();
+        if hup.swap(false, Ordering::Relaxed) {
+            match firewall.reload() {
+                Ok(msg) => tracing::info!("SIGHUP: {}", msg.trim()),
+                Err(e) => tracing::error!("SIGHUP: reload failed, the running rules stay:\n{e}"),
+            }
+        }
         if hup.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: nothing to reload yet (no rules configured)");
         }

@@ -59,6 +59,9 @@ pub struct PortConfig {
     /// Number of queues (one AF_XDP socket each), from queue 0.
     #[serde(default = "one")]
     pub queues: Spanned<u32>,
+    /// The port's IPv4 address: MASQUERADE's source for what leaves through it.
+    #[serde(default)]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 fn auto_mode() -> Spanned<BindMode> {

@@ -15,17 +15,34 @@ use crate::stats::{render_prometheus, render_summary, WorkerShared};
 pub struct ControlContext {
     /// Every worker's shared block.
     pub workers: Vec<Arc<WorkerShared>>,
+    /// The firewall (rules, conntrack); `None` in tests of the plain forwarder.
+    pub firewall: Option<Arc<crate::firewall::Firewall>>,
 }
 
 /// Answers one request line. The answer of a failed command starts with `error: `.
 pub fn dispatch(ctx: &ControlContext, line: &str) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["stats"] => render_summary(&ctx.workers),
-        ["stats", "prometheus"] => render_prometheus(&ctx.workers),
-        ["ping"] => "pong\n".into(),
-        ["help"] | [] => "commands: stats, stats prometheus, ping, help\n".into(),
-        [cmd, ..] => format!("error: unknown command {cmd:?} (try help)\n"),
+    let fw = ctx.firewall.as_deref();
+    match (words.as_slice(), fw) {
+        (["stats"], _) => render_summary(&ctx.workers),
+        (["stats", "prometheus"], _) => {
+            let mut out = render_prometheus(&ctx.workers);
+            if let Some(fw) = fw {
+                out.push_str(&fw.metrics());
+            }
+            out
+        }
+        (["reload"], Some(fw)) => match fw.reload() {
+            Ok(msg) => msg,
+            Err(e) => format!("error: reload failed, the running rules stay:\n{e}"),
+        },
+        (["conntrack", args @ ..], Some(fw)) => fw.conntrack(args),
+        (["rules", "list", args @ ..], Some(fw)) => fw.rules_list(args),
+        (["ping"], _) => "pong\n".into(),
+        (["help"] | [], _) => {
+            "commands: stats, stats prometheus, reload, conntrack -L|-C|-D|-F [-p P] [-s A] [-d A], rules list [-v] [ipv4|ipv6] [TABLE], ping, help\n".into()
+        }
+        ([cmd, ..], _) => format!("error: unknown command {cmd:?} (try help)\n"),
     }
 }
 
@@ -113,7 +130,10 @@ mod tests {
         let mut l = LocalCounters::default();
         l.ports[0].rx_packets = 3;
         w.counters.publish(&l);
-        ControlContext { workers: vec![w] }
+        ControlContext {
+            workers: vec![w],
+            firewall: None,
+        }
     }
 
     #[test]

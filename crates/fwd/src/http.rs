@@ -49,11 +49,13 @@ fn handle(mut s: TcpStream, ctx: &ControlContext) -> std::io::Result<()> {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) =
         if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-            (
-                "200 OK",
-                "text/plain; version=0.0.4",
-                render_prometheus(&ctx.workers),
-            )
+            ("200 OK", "text/plain; version=0.0.4", {
+                let mut out = render_prometheus(&ctx.workers);
+                if let Some(fw) = &ctx.firewall {
+                    out.push_str(&fw.metrics());
+                }
+                out
+            })
         } else {
             (
                 "404 Not Found",
@@ -83,6 +85,7 @@ mod tests {
         let t = std::thread::spawn(move || {
             let ctx = ControlContext {
                 workers: vec![Arc::new(WorkerShared::new(0))],
+                firewall: None,
             };
             serve(listener, &ctx, &stop2)
         });

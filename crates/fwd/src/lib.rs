@@ -6,6 +6,7 @@
 pub mod appliance;
 pub mod config;
 pub mod control;
+pub mod firewall;
 pub mod http;
 pub mod stats;
 pub mod worker;

@@ -36,6 +36,40 @@ enum Command {
     Run,
     /// Validates the configuration without starting anything (exit status 0 or 1).
     Check,
+    /// Runs a pcapng capture through the data plane (interface 0 = port a, 1 = port b; packet
+    /// timestamps are the clock) and writes what the appliance transmits.
+    Replay {
+        /// Input capture.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output capture (interface id = egress port, REJECT replies included).
+        #[arg(long = "out")]
+        output: PathBuf,
+        /// One JSON line per input packet: verdict, chains and deciding rules.
+        #[arg(long)]
+        verdicts: Option<PathBuf>,
+    },
+    /// Asks a running fwd to re-read its rules files (as SIGHUP does).
+    Reload {
+        /// Control socket path (default: from --config, else /run/fwd.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Rules: `list` the running ones with counters, `print` a file.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+    /// Connection tracking table of a running fwd, as conntrack(8): -L, -C, -D, -F with
+    /// -p PROTO, -s ADDR, -d ADDR.
+    Conntrack {
+        /// Control socket path (default: from --config, else /run/fwd.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// conntrack options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Prints the counters of a running fwd (via its control socket).
     Stats {
         /// Control socket path (default: from --config, else /run/fwd.sock).
@@ -47,6 +81,60 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// The running rules with live counters, as `iptables -L -n -v`.
+    List {
+        /// Counters (always shown; accepted for iptables' sake).
+        #[arg(short = 'v')]
+        verbose: bool,
+        /// ipv4 (default) or ipv6.
+        #[arg(long, default_value = "ipv4")]
+        family: String,
+        /// Table (default: all).
+        #[arg(long, short = 't')]
+        table: Option<String>,
+        /// Control socket path (default: from --config, else /run/fwd.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Parses an iptables-restore file and prints it.
+    Print {
+        file: PathBuf,
+        /// ipv4 or ipv6.
+        #[arg(long, default_value = "ipv4")]
+        family: String,
+        /// save or list.
+        #[arg(long, default_value = "save")]
+        format: String,
+    },
+}
+
+fn socket_of(socket: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    Ok(match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => load(c)?.control.socket,
+        (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+    })
+}
+
+fn ask(socket: &Path, cmd: &str) -> ExitCode {
+    match control::request(socket, cmd) {
+        Ok(answer) if answer.starts_with("error:") => {
+            eprint!("fwd: {answer}");
+            ExitCode::from(1)
+        }
+        Ok(answer) => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fwd: error: cannot reach fwd at {}: {e}", socket.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
@@ -56,7 +144,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match load(&path) {
-                Ok(cfg) => match run(cfg) {
+                Ok(cfg) => match run(cfg, Some(&path)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("{e:#}");
@@ -73,13 +161,103 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match load(&path) {
-                Ok(_) => {
-                    println!("{}: ok", path.display());
-                    ExitCode::SUCCESS
+                Ok(cfg) => {
+                    let workers = cfg.workers.cores.get_ref().len();
+                    if let Err(e) = fwd::firewall::conntrack_config(&cfg) {
+                        eprintln!("fwd: error: {}: {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                    match fwd::firewall::load_rules(&cfg, Some(&path), workers) {
+                        Ok(_) => {
+                            println!("{}: ok", path.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprint!("{e}");
+                            ExitCode::from(1)
+                        }
+                    }
                 }
                 Err(code) => code,
             }
         }
+        Command::Replay {
+            input,
+            output,
+            verdicts,
+        } => {
+            let Some(path) = cli.config else {
+                eprintln!("fwd: error: --config FILE is required");
+                return ExitCode::from(2);
+            };
+            match replay(&path, &input, &output, verdicts.as_deref()) {
+                Ok(sum) => {
+                    println!(
+                        "{} packets: {} forwarded, {} replies, {} dropped",
+                        sum.packets, sum.forwarded, sum.replies, sum.dropped
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fwd: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Reload { socket } => match socket_of(socket, cli.config.as_deref()) {
+            Ok(s) => ask(&s, "reload"),
+            Err(code) => code,
+        },
+        Command::Conntrack { socket, args } => match socket_of(socket, cli.config.as_deref()) {
+            Ok(s) => ask(&s, &format!("conntrack {}", args.join(" "))),
+            Err(code) => code,
+        },
+        Command::Rules { cmd } => match cmd {
+            RulesCmd::List {
+                verbose: _,
+                family,
+                table,
+                socket,
+            } => match socket_of(socket, cli.config.as_deref()) {
+                Ok(s) => ask(
+                    &s,
+                    &format!("rules list {family} {}", table.unwrap_or_default()),
+                ),
+                Err(code) => code,
+            },
+            RulesCmd::Print {
+                file,
+                family,
+                format,
+            } => {
+                let fam = match family.as_str() {
+                    "ipv4" => rules::Family::Ipv4,
+                    "ipv6" => rules::Family::Ipv6,
+                    f => {
+                        eprintln!("fwd: error: --family must be ipv4 or ipv6, not {f:?}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let fmt = match format.as_str() {
+                    "save" => rules::PrintFormat::Save,
+                    "list" => rules::PrintFormat::List,
+                    f => {
+                        eprintln!("fwd: error: --format must be save or list, not {f:?}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match rules::cli_print(&file, fam, fmt) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(d) => {
+                        eprint!("{d}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+        },
         Command::Stats { socket, prometheus } => {
             let socket = match (socket, cli.config) {
                 (Some(s), _) => s,
@@ -113,6 +291,38 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn replay(
+    config: &Path,
+    input: &Path,
+    output: &Path,
+    verdicts: Option<&Path>,
+) -> Result<dataplane::pipeline::ReplaySummary, String> {
+    // The capture, not the machine, is the environment: interfaces need not exist here.
+    let cfg = Config::load_unchecked(config).map_err(|e| e.to_string())?;
+    let ct = fwd::firewall::conntrack_config(&cfg)?;
+    let compiled = fwd::firewall::load_rules(&cfg, Some(config), 1).map_err(|e| e.to_string())?;
+    let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(compiled));
+    let inp = std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let out = std::fs::File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
+    let mut vfile = match verdicts {
+        Some(v) => Some(std::io::BufWriter::new(
+            std::fs::File::create(v).map_err(|e| format!("{}: {e}", v.display()))?,
+        )),
+        None => None,
+    };
+    let sum = dataplane::pipeline::replay_pcapng(
+        rules,
+        &ct,
+        std::io::BufReader::new(inp),
+        std::io::BufWriter::new(out),
+        vfile.as_mut().map(|w| w as &mut dyn std::io::Write),
+    )?;
+    if let Some(mut w) = vfile {
+        std::io::Write::flush(&mut w).map_err(|e| format!("verdicts: {e}"))?;
+    }
+    Ok(sum)
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {

@@ -182,7 +182,8 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         let mut next_kernel = Duration::ZERO;
         while !stop.load(Ordering::Relaxed) {
             let now = clock.elapsed();
-            let got = self.poll_once(now.as_nanos() as u64, &clock);
+            // the data plane's clock is shared with the control thread (conntrack listings)
+            let got = self.poll_once(crate::firewall::now_ns(), &clock);
             if got > 0 {
                 empty_rounds = 0;
                 self.publish(shared);
