@@ -113,7 +113,14 @@ enum RulesCmd {
 fn socket_of(socket: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, ExitCode> {
     Ok(match (socket, config) {
         (Some(s), _) => s,
-        (None, Some(c)) => load(c)?.control.socket,
+        // only the socket path is needed: the interfaces live in fwd's namespace, not ours
+        (None, Some(c)) => match Config::load_unchecked(c) {
+            Ok(cfg) => cfg.control.socket,
+            Err(e) => {
+                eprintln!("fwd: error: {e}");
+                return Err(ExitCode::from(1));
+            }
+        },
         (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
     })
 }

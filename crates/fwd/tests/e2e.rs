@@ -672,3 +672,273 @@ fn bad_configs_are_refused_with_position_and_nothing_starts() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A rules file next to the testbed's config.
+fn rules_file(tb: &Testbed, name: &str, text: &str) -> PathBuf {
+    let p = tb.dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Connects over TCP from namespace `from`; the error kind if it fails within 1.5 s.
+fn tcp_connect(from: &str, to: &str) -> Result<(), std::io::ErrorKind> {
+    let addr: SocketAddr = to.parse().unwrap();
+    in_netns(from, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(1500))
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    })
+}
+
+/// Sends one UDP datagram from `from` to `to` on a connected socket and waits for an answer
+/// or an error (an ICMP unreachable shows as ConnectionRefused).
+fn udp_probe(from: &str, to: &str) -> Result<usize, std::io::ErrorKind> {
+    let addr: SocketAddr = to.parse().unwrap();
+    in_netns(from, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        s.send(b"probe").unwrap();
+        let mut b = [0u8; 64];
+        s.recv(&mut b).map_err(|e| e.kind())
+    })
+}
+
+/// Echo replies are dropped in raw PREROUTING, before conntrack sees them, so a ping's entry
+/// stays UNREPLIED (a drop in FORWARD comes after conntrack has seen the reply).
+const STATEFUL: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+    -A PREROUTING -p icmp -m icmp --icmp-type 0 -j DROP\nCOMMIT\n\
+    *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+    -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+    -A FORWARD -i fw-c -p tcp -m tcp --dport 7 -j REJECT --reject-with tcp-reset\n\
+    -A FORWARD -i fw-c -p udp -m udp --dport 9 -j REJECT --reject-with icmp-port-unreachable\n\
+    -A FORWARD -i fw-c -p tcp -m tcp --dport 5001 -j LOG --log-prefix \"fwd-e2e: \"\n\
+    -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
+
+#[test]
+fn stateful_ruleset_reject_log_conntrack_counters_and_reload() {
+    let _g = serial();
+    let tb = Testbed::up("s", 1);
+    rules_file(&tb, "v4.rules", STATEFUL);
+    let cfg = tb.config(1, "[rules]\nipv4 = \"v4.rules\"\n");
+    assert!(
+        sh(Command::new(FWD).args(["check", "--config"]).arg(&cfg))
+            .status
+            .code()
+            != Some(2),
+        "check runs"
+    );
+    let fwd = Fwd::start(&tb, &cfg);
+    let (c, s) = (tb.ns("client"), tb.ns("server"));
+    // TCP from the client works, byte exact
+    let data = payload(200_000, 7);
+    assert_eq!(tcp_transfer(&c, &s, "198.18.0.2:5001", data.clone()), data);
+    // a new connection from the server side is dropped (times out)
+    let srv_listener = {
+        let c2 = c.clone();
+        spawn_in_netns(&c2, || {
+            let l = TcpListener::bind("198.18.0.1:6000").unwrap();
+            l.set_nonblocking(true).unwrap();
+            std::thread::sleep(Duration::from_millis(2500));
+            l.accept().is_ok()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        tcp_connect(&s, "198.18.0.1:6000"),
+        Err(std::io::ErrorKind::TimedOut)
+    );
+    assert!(
+        !srv_listener.join().unwrap(),
+        "the server's connection must not arrive"
+    );
+    // UDP to a closed port: the server's port unreachable comes back (RELATED)
+    assert_eq!(
+        udp_probe(&c, "198.18.0.2:5353"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    // REJECT: tcp-reset is "connection refused", the UDP one an ICMP port unreachable
+    assert_eq!(
+        tcp_connect(&c, "198.18.0.2:7"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(
+        udp_probe(&c, "198.18.0.2:9"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    // ping: the echo replies are dropped, so the entry stays UNREPLIED
+    assert!(
+        !tb.ping(SERVER_V4, 1),
+        "echo replies are dropped by the rules"
+    );
+    let ct = fwd::control::request(&fwd.socket, "conntrack -L -p icmp").unwrap();
+    let line = ct
+        .lines()
+        .find(|l| l.starts_with("icmp "))
+        .unwrap_or_else(|| panic!("{ct}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&f[..2], ["icmp", "1"], "{line}");
+    let rest = f[3..].join(" ");
+    assert!(
+        rest.starts_with("src=198.18.0.1 dst=198.18.0.2 type=8 code=0 id=")
+            && rest.contains("[UNREPLIED] src=198.18.0.2 dst=198.18.0.1 type=0 code=0 id=")
+            && rest.ends_with("mark=0 use=1"),
+        "{line}"
+    );
+    let all = fwd::control::request(&fwd.socket, "conntrack -L").unwrap();
+    assert!(
+        all.contains("tcp      6 ") && all.contains("dport=5001"),
+        "{all}"
+    );
+    // counters: rules list and /metrics
+    let list = fwd::control::request(&fwd.socket, "rules list ipv4 filter").unwrap();
+    assert!(list.contains("Chain FORWARD (policy DROP"), "{list}");
+    let reject_line = list
+        .lines()
+        .find(|l| l.contains("tcp-reset"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        reject_line.split_whitespace().nth(1) != Some("0"),
+        "{reject_line}"
+    );
+    let m = fwd.metrics();
+    assert!(
+        m.contains(
+            "fwd_rule_packets_total{family=\"ipv4\",table=\"filter\",chain=\"FORWARD\",rule=\"2\"}"
+        ),
+        "{m}"
+    );
+    assert!(metric(&m, "fwd_dataplane_replies_total") >= 2);
+    // LOG lines with the prefix in fwd's log
+    std::thread::sleep(Duration::from_millis(200));
+    let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap();
+    assert!(
+        log.contains("fwd-e2e: IN=fw-c OUT=fw-s MAC=")
+            && log.contains("PROTO=TCP")
+            && log.contains("DPT=5001"),
+        "{log}"
+    );
+    // reload under traffic: an established connection survives a ruleset without NEW
+    let addr: SocketAddr = "198.18.0.2:5002".parse().unwrap();
+    let server = spawn_in_netns(&s, move || {
+        let l = TcpListener::bind(addr).unwrap();
+        let (mut k, _) = l.accept().unwrap();
+        k.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        k.read_to_end(&mut got).unwrap();
+        got
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let client = spawn_in_netns(&c, move || {
+        let mut k = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+        k.write_all(b"before ").unwrap();
+        go_rx.recv().unwrap();
+        k.write_all(b"after").unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    rules_file(
+        &tb,
+        "v4.rules",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n",
+    );
+    let r = ok(Command::new(FWD).args(["reload", "--config"]).arg(&cfg));
+    assert!(r.starts_with("reloaded"), "{r}");
+    go_tx.send(()).unwrap();
+    client.join().unwrap();
+    assert_eq!(server.join().unwrap(), b"before after");
+    assert_eq!(
+        tcp_connect(&c, "198.18.0.2:5003"),
+        Err(std::io::ErrorKind::TimedOut)
+    );
+    // a broken ruleset is refused and the running one stays
+    rules_file(&tb, "v4.rules", "*filter\n-A FORWARD -j NOPE\nCOMMIT\n");
+    let bad = sh(Command::new(FWD).args(["reload", "--config"]).arg(&cfg));
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("v4.rules:2:"),
+        "{bad:?}"
+    );
+    let list = fwd::control::request(&fwd.socket, "rules list ipv4 filter").unwrap();
+    assert!(list.contains("ctstate RELATED,ESTABLISHED"), "{list}");
+}
+
+#[test]
+fn dnat_port_forward_and_masquerade() {
+    let _g = serial();
+    let tb = Testbed::up("d", 1);
+    rules_file(
+        &tb,
+        "v4.rules",
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -d 198.18.0.2/32 -i fw-c -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.2:80\n\
+         -A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n",
+    );
+    let cfg = tb.config(1, "[rules]\nipv4 = \"v4.rules\"\n");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "interface = \"fw-s\"\n",
+        "interface = \"fw-s\"\naddress = \"198.18.0.254\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // the server answers the NAT address at the client's MAC: fwd is a bridge, not a router
+    let cmac = tb.mac("client", "C0");
+    ok(Command::new("ip").args([
+        "-n",
+        &tb.ns("server"),
+        "neigh",
+        "replace",
+        "198.18.0.254",
+        "lladdr",
+        &cmac,
+        "dev",
+        "S0",
+    ]));
+    let fwd = Fwd::start(&tb, &cfg);
+    let (c, s) = (tb.ns("client"), tb.ns("server"));
+    let addr: SocketAddr = "198.18.0.2:80".parse().unwrap();
+    let server = spawn_in_netns(&s, move || {
+        let l = TcpListener::bind(addr).unwrap();
+        let (mut k, peer) = l.accept().unwrap();
+        let mut got = Vec::new();
+        k.read_to_end(&mut got).unwrap();
+        k.write_all(b"pong").unwrap();
+        (peer, got)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (reply, listing) = {
+        let sock = fwd.socket.clone();
+        in_netns(&c, move || {
+            let mut k = TcpStream::connect_timeout(
+                &"198.18.0.2:8080".parse().unwrap(),
+                Duration::from_secs(3),
+            )
+            .expect("connect through DNAT");
+            k.write_all(b"ping").unwrap();
+            let listing = fwd::control::request(&sock, "conntrack -L -p tcp").unwrap();
+            k.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut r = Vec::new();
+            k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            k.read_to_end(&mut r).unwrap();
+            (r, listing)
+        })
+    };
+    let (peer, got) = server.join().unwrap();
+    assert_eq!(got, b"ping");
+    assert_eq!(reply, b"pong");
+    assert_eq!(
+        peer.ip().to_string(),
+        "198.18.0.254",
+        "the server sees the MASQUERADE address"
+    );
+    let line = listing
+        .lines()
+        .find(|l| l.contains("dport=8080"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.contains("src=198.18.0.1 dst=198.18.0.2 "), "{line}");
+    assert!(
+        line.contains("src=198.18.0.2 dst=198.18.0.254 sport=80 "),
+        "{line}"
+    );
+}
