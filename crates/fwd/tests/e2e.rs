@@ -628,6 +628,44 @@ fn check_validates_against_the_namespace() {
     let out = sh(Command::new(FWD).args(["check", "--config"]).arg(&good));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no interface \"fw-c\""));
+    // The rules files are checked too: rules errors with file:line:col, and what the data
+    // plane refuses (REDIRECT: no local stack on a bump in the wire).
+    let with_rules = tb.config(1, "[rules]\nipv4 = \"v4.rules\"\n");
+    let check = |rules: &str| {
+        rules_file(&tb, "v4.rules", rules);
+        tb.exec(
+            "fw",
+            &[FWD, "check", "--config", with_rules.to_str().unwrap()],
+        )
+    };
+    let out = check(STATEFUL);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out =
+        check("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("v4.rules:3:"), "{err}");
+    let out = check(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 8080\nCOMMIT\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "v4.rules:6:1: error: -t nat -A PREROUTING (rule 1): REDIRECT is not supported"
+        ),
+        "{err}"
+    );
+    // and a ruleset with errors does not start
+    let out = tb.exec("fw", &[FWD, "--config", with_rules.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIRECT"));
+    assert_no_xdp(&tb);
 }
 
 #[test]
