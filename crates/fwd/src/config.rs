@@ -166,6 +166,8 @@ pub struct Rules {
     pub ipv4: Option<PathBuf>,
     /// ip6tables-restore file for IPv6.
     pub ipv6: Option<PathBuf>,
+    /// Where NFLOG rules' packets go (pcapng, interface = ingress port); none: counted only.
+    pub nflog_pcapng: Option<PathBuf>,
 }
 
 /// `[conntrack]`.

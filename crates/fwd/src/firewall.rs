@@ -99,6 +99,8 @@ pub struct Firewall {
     pub rules: Arc<ArcSwap<Compiled>>,
     pub workers: Vec<Arc<Mutex<Worker>>>,
     pub logs: Mutex<Vec<rtrb::Consumer<LogEvent>>>,
+    /// NFLOG packets, written by the control thread in batches.
+    pub nflog: Mutex<Option<ports::pcapng::PcapngWriter<std::io::BufWriter<std::fs::File>>>>,
     pub port_names: [String; 2],
     /// The configuration file the rules paths come from (reload re-reads it).
     pub config_path: Option<std::path::PathBuf>,
@@ -139,10 +141,22 @@ impl Firewall {
             handles.push(p.handle());
             pipes.push(p);
         }
+        let nflog = match cfg.rules.as_ref().and_then(|r| r.nflog_pcapng.as_ref()) {
+            Some(p) => {
+                let f = std::fs::File::create(p)
+                    .map_err(|e| anyhow::anyhow!("rules.nflog_pcapng {}: {e}", p.display()))?;
+                Some(ports::pcapng::PcapngWriter::new(
+                    std::io::BufWriter::new(f),
+                    2,
+                )?)
+            }
+            None => None,
+        };
         let fw = Firewall {
             rules,
             workers: handles,
             logs: Mutex::new(logs),
+            nflog: Mutex::new(nflog),
             port_names: [
                 cfg.ports.a.interface.get_ref().clone(),
                 cfg.ports.b.interface.get_ref().clone(),
@@ -170,12 +184,23 @@ impl Firewall {
     /// LOG lines and NFLOG packets queued by the workers: lines go to the log.
     pub fn drain_logs(&self) {
         let names = [self.port_names[0].as_str(), self.port_names[1].as_str()];
+        let mut nflog = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(mut qs) = self.logs.lock() {
+            let mut wrote = false;
             for q in qs.iter_mut() {
                 let mut lines = Vec::new();
-                let _ = dataplane::log::drain(q, names, &mut lines, &mut |_ev: &LogEvent| {});
+                let _ = dataplane::log::drain(q, names, &mut lines, &mut |ev: &LogEvent| {
+                    if let Some(w) = nflog.as_mut() {
+                        wrote |= dataplane::pipeline::write_nflog(w, ev).is_ok();
+                    }
+                });
                 for l in String::from_utf8_lossy(&lines).lines() {
                     tracing::info!(target: "fwd::log", "{l}");
+                }
+            }
+            if wrote {
+                if let Some(w) = nflog.as_mut() {
+                    let _ = w.flush();
                 }
             }
         }

@@ -752,6 +752,7 @@ const STATEFUL: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
     -A FORWARD -i fw-c -p tcp -m tcp --dport 7 -j REJECT --reject-with tcp-reset\n\
     -A FORWARD -i fw-c -p udp -m udp --dport 9 -j REJECT --reject-with icmp-port-unreachable\n\
     -A FORWARD -i fw-c -p tcp -m tcp --dport 5001 -j LOG --log-prefix \"fwd-e2e: \"\n\
+    -A FORWARD -i fw-c -p udp -m udp --dport 5353 -j NFLOG --nflog-prefix mdns\n\
     -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
 
 #[test]
@@ -759,13 +760,13 @@ fn stateful_ruleset_reject_log_conntrack_counters_and_reload() {
     let _g = serial();
     let tb = Testbed::up("s", 1);
     rules_file(&tb, "v4.rules", STATEFUL);
-    let cfg = tb.config(1, "[rules]\nipv4 = \"v4.rules\"\n");
-    assert!(
-        sh(Command::new(FWD).args(["check", "--config"]).arg(&cfg))
-            .status
-            .code()
-            != Some(2),
-        "check runs"
+    let nflog = tb.dir.join("nflog.pcapng");
+    let cfg = tb.config(
+        1,
+        &format!(
+            "[rules]\nipv4 = \"v4.rules\"\nnflog_pcapng = \"{}\"\n",
+            nflog.display()
+        ),
     );
     let fwd = Fwd::start(&tb, &cfg);
     let (c, s) = (tb.ns("client"), tb.ns("server"));
@@ -856,6 +857,17 @@ fn stateful_ruleset_reject_log_conntrack_counters_and_reload() {
             && log.contains("PROTO=TCP")
             && log.contains("DPT=5001"),
         "{log}"
+    );
+    // NFLOG: the UDP probe to 5353 is in the pcapng file, from port a
+    let logged = ports::pcapng::PcapngReader::new(std::fs::File::open(&nflog).unwrap())
+        .read_all()
+        .unwrap();
+    assert!(
+        logged.iter().any(|p| p.interface == 0
+            && p.data.len() > 42
+            && p.data[36..38] == 5353u16.to_be_bytes()),
+        "{} NFLOG packets, none the probe",
+        logged.len()
     );
     // reload under traffic: an established connection survives a ruleset without NEW
     let addr: SocketAddr = "198.18.0.2:5002".parse().unwrap();

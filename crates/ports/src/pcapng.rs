@@ -106,6 +106,11 @@ impl<W: Write> PcapngWriter<W> {
         self.w.write_all(&len.to_le_bytes())
     }
 
+    /// Flushes the underlying writer (a long-running writer, e.g. NFLOG, after each batch).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
     /// Flushes and returns the writer.
     pub fn into_inner(mut self) -> io::Result<W> {
         self.w.flush()?;
