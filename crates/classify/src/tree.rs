@@ -23,17 +23,32 @@ pub(crate) const CHUNK: usize = 64;
 /// (mask 0, `first` = its own slot) maps to itself and the descent needs no branch per level.
 const LEAF_DIM: u8 = NDIMS as u8;
 
-/// One slot of the child array: the child's own cut (or, for a leaf, its rule range), so each
-/// level of the descent is a single load.
+/// One slot of the child array: the child's own cut, so each level of the descent is a single
+/// 8-byte load. A leaf takes two slots: itself (`first` = its own slot, so it maps to itself)
+/// and then its first `LeafEnt` in `first`; its candidates end with a `SENTINEL` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Ent {
     first: u32,
-    leaf_start: u32,
-    leaf_len: u32,
     dim: u8,
     shift: u8,
     mask: u16,
 }
+
+/// Ends a leaf's candidates.
+const SENTINEL: LeafEnt = LeafEnt {
+    id: u32::MAX,
+    src_lo: 0,
+    src_hi: 0,
+    dst_lo: 0,
+    dst_hi: 0,
+    sp_lo: 0,
+    sp_hi: 0,
+    dp_lo: 0,
+    dp_hi: 0,
+    pr_lo: 0,
+    pr_hi: 0,
+    flags: 0,
+};
 
 /// A leaf candidate with an IPv4 copy of its ranges, so the scan stays in one cache line run.
 #[derive(Clone, Copy, Debug)]
@@ -269,15 +284,20 @@ impl Builder<'_> {
                 flags: f.flags | if wide { WIDE } else { 0 },
             });
         }
+        self.leaf_ents.push(SENTINEL);
         let e = Ent {
             first: home,
-            leaf_start,
-            leaf_len: rules.len() as u32,
             dim: LEAF_DIM,
             shift: 0,
             mask: 0,
         };
         self.children.push(e);
+        self.children.push(Ent {
+            first: leaf_start,
+            dim: 0,
+            shift: 0,
+            mask: 0,
+        });
         if !rules.is_empty() {
             self.stats.leaves += 1;
             self.stats.leaf_entries += rules.len();
@@ -380,8 +400,6 @@ impl Builder<'_> {
         self.stats.nodes += 1;
         let blank = Ent {
             first: 0,
-            leaf_start: 0,
-            leaf_len: 0,
             dim: LEAF_DIM,
             shift: 0,
             mask: 0,
@@ -400,8 +418,6 @@ impl Builder<'_> {
         }
         Ent {
             first: first as u32,
-            leaf_start: 0,
-            leaf_len: 0,
             dim: d as u8,
             shift,
             mask: (nc - 1) as u16,
@@ -568,8 +584,6 @@ impl Tree {
         }
         let blank = Ent {
             first: 0,
-            leaf_start: 0,
-            leaf_len: 0,
             dim: LEAF_DIM,
             shift: 0,
             mask: 0,
@@ -601,9 +615,9 @@ impl Tree {
                 let (p, w) = (&proj[i], wide[i]);
                 let start = starts[i];
                 let best = out[i];
-                for le in
-                    &self.leaf_ents[e.leaf_start as usize..(e.leaf_start + e.leaf_len) as usize]
-                {
+                let first_cand = self.children[e.first as usize + 1].first as usize;
+                // ends at the sentinel at the latest: its id is never below `best`
+                for le in &self.leaf_ents[first_cand..] {
                     let id = le.id;
                     if id >= best {
                         break;
