@@ -825,13 +825,19 @@ fn stateful_ruleset_reject_log_conntrack_counters_and_reload() {
             && rest.ends_with("mark=0 use=1"),
         "{line}"
     );
-    let all = fwd::control::request(&fwd.socket, "conntrack -L").unwrap();
+    let all = ok(Command::new(FWD)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["conntrack", "-L"]));
     assert!(
         all.contains("tcp      6 ") && all.contains("dport=5001"),
         "{all}"
     );
     // counters: rules list and /metrics
-    let list = fwd::control::request(&fwd.socket, "rules list ipv4 filter").unwrap();
+    let list = ok(Command::new(FWD)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["rules", "list", "-v", "-t", "filter"]));
     assert!(list.contains("Chain FORWARD (policy DROP"), "{list}");
     let reject_line = list
         .lines()
