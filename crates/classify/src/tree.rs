@@ -1,7 +1,8 @@
 //! The compiled structure: rules split into up to four groups by which addresses are "small"
 //! (EffiCuts/CutSplit-style separation, so wide rules are not replicated into every cut of the
-//! narrow ones), one HiCuts-style cutting tree per group with power-of-two equal-size cuts on one
-//! dimension per node, and leaves holding at most `binth` rule indices in chain order. Every leaf
+//! narrow ones) with selective merging of group trees where that costs little space, one
+//! HiCuts-style cutting tree per group with power-of-two equal-size cuts on one dimension per
+//! node, and leaves holding (normally) at most `binth` rule indices in chain order. Every leaf
 //! candidate is checked exactly, so the tree itself only has to over-approximate: negations and
 //! non-prefix ranges simply count as wildcards for cutting.
 
