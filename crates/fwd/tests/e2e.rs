@@ -1144,3 +1144,47 @@ fn replay_agrees_with_the_live_appliance() {
     assert_eq!(lines.lines().count(), input.len());
     assert!(lines.contains("\"verdict\":\"reply\""), "{lines}");
 }
+
+#[test]
+fn ipv6_ruleset_is_applied_to_ipv6_traffic() {
+    let _g = serial();
+    let tb = Testbed::up("6", 1);
+    rules_file(
+        &tb,
+        "v6.rules",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A FORWARD -p ipv6-icmp -j ACCEPT\n\
+         -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A FORWARD -i fw-c -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset\n\
+         -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n",
+    );
+    let cfg = tb.config(1, "[rules]\nipv6 = \"v6.rules\"\n");
+    let fwd = Fwd::start(&tb, &cfg);
+    let (c, s) = (tb.ns("client"), tb.ns("server"));
+    assert!(
+        tb.ping("2001:2::2", 2),
+        "ICMPv6 (and neighbour discovery) pass"
+    );
+    let data = payload(50_000, 11);
+    assert_eq!(tcp_transfer(&c, &s, "[2001:2::2]:5001", data.clone()), data);
+    assert_eq!(
+        tcp_connect(&c, "[2001:2::2]:23"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    let listener = spawn_in_netns(&c, || {
+        let l = TcpListener::bind("[2001:2::1]:6001").unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::sleep(Duration::from_millis(2000));
+        l.accept().is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        tcp_connect(&s, "[2001:2::1]:6001"),
+        Err(std::io::ErrorKind::TimedOut)
+    );
+    assert!(!listener.join().unwrap());
+    // IPv4 has no ruleset here: everything crosses
+    assert!(tb.ping(SERVER_V4, 1));
+    let list = fwd::control::request(&fwd.socket, "rules list ipv6 filter").unwrap();
+    assert!(list.contains("Chain FORWARD (policy DROP"), "{list}");
+}
