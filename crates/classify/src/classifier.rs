@@ -8,6 +8,25 @@ use std::sync::Arc;
 use crate::spec::{Key, RuleSpec, NO_MATCH};
 use crate::tree::{BuildParams, Tree, TreeStats, CHUNK};
 
+/// An update named a rule position outside the chain; nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PositionError {
+    pub pos: usize,
+    pub len: usize,
+}
+
+impl std::fmt::Display for PositionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rule position {} is outside the chain of {} rules",
+            self.pos, self.len
+        )
+    }
+}
+
+impl std::error::Error for PositionError {}
+
 /// Inserted rules beyond which a rebuild is due (each costs every lookup one exact check).
 pub const MAX_OVERLAY: usize = 64;
 
@@ -120,18 +139,25 @@ impl Classifier {
     }
 
     /// Insert `rule` so that it becomes rule number `pos` (`pos <= len`), like `iptables -I`.
-    pub fn insert(&mut self, pos: usize, rule: RuleSpec) {
-        assert!(pos <= self.len(), "insert position {pos} beyond the chain");
+    pub fn insert(&mut self, pos: usize, rule: RuleSpec) -> Result<(), PositionError> {
+        let len = self.len();
+        if pos > len {
+            return Err(PositionError { pos, len });
+        }
         let o = self.overlay_mut();
         o.added.push(rule);
         let slot = Slot::Added((o.added.len() - 1) as u32);
         o.order.insert(pos, slot);
         self.reindex();
+        Ok(())
     }
 
     /// Delete rule number `pos` (`pos < len`) and return it, like `iptables -D chain pos`.
-    pub fn delete(&mut self, pos: usize) -> RuleSpec {
-        assert!(pos < self.len(), "delete position {pos} beyond the chain");
+    pub fn delete(&mut self, pos: usize) -> Result<RuleSpec, PositionError> {
+        let len = self.len();
+        if pos >= len {
+            return Err(PositionError { pos, len });
+        }
         let tree = Arc::clone(&self.tree);
         let base = tree.rules();
         let o = self.overlay_mut();
@@ -143,7 +169,7 @@ impl Classifier {
             Slot::Added(a) => o.added[a as usize],
         };
         self.reindex();
-        rule
+        Ok(rule)
     }
 
     /// Recompute the position maps after a change: O(chain length), a few microseconds at 10K.
@@ -336,11 +362,11 @@ mod tests {
             for (ins, at, r) in ops {
                 if ins || lin.rules().is_empty() {
                     let pos = at.index(lin.rules().len() + 1);
-                    cls.insert(pos, r);
+                    cls.insert(pos, r).unwrap();
                     lin.insert(pos, r);
                 } else {
                     let pos = at.index(lin.rules().len());
-                    prop_assert_eq!(cls.delete(pos), lin.delete(pos));
+                    prop_assert_eq!(cls.delete(pos).unwrap(), lin.delete(pos));
                 }
                 prop_assert_eq!(cls.rules(), lin.rules().to_vec());
                 agree(&cls, &lin, &keys)?;
@@ -408,14 +434,17 @@ mod tests {
         cls.lookup_burst_with(&keys, &[2, 2], &mut out, |i, r| r == 2 && i == 1);
         assert_eq!(out, [NO_MATCH, 2]);
         let mut c2 = cls.clone();
-        c2.delete(1);
+        c2.delete(1).unwrap();
+        assert_eq!(c2.delete(3), Err(PositionError { pos: 3, len: 3 }));
+        assert!(c2.insert(4, RuleSpec::ANY).is_err());
         c2.insert(
             0,
             RuleSpec {
                 dport: PortMatch::range(22, 22),
                 ..RuleSpec::ANY
             },
-        );
+        )
+        .unwrap();
         assert_eq!(c2.lookup(&ssh, 0), 0);
         assert_eq!(c2.lookup(&ssh, 1), NO_MATCH);
         assert_eq!(cls.lookup(&ssh, 0), 1, "the shared original is untouched");

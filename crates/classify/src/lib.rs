@@ -12,7 +12,7 @@ pub mod spec;
 pub mod strategies;
 pub mod tree;
 
-pub use classifier::{Classifier, MAX_OVERLAY};
+pub use classifier::{Classifier, PositionError, MAX_OVERLAY};
 pub use linear::LinearClassifier;
 pub use spec::{
     ct, AddrMatch, CtMatch, IcmpMatch, IfaceSet, Key, PortMatch, ProtoMatch, RuleSpec,
