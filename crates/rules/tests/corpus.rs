@@ -71,7 +71,8 @@ fn valid_files_parse_and_invalid_match_snapshots() {
 /// re-parse has a slightly different average; the comparison rounds rates the same way.
 #[test]
 fn fuzz_regression_rounded_limit_rate() {
-    let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m limit --limit 1503/minute -j ACCEPT\nCOMMIT\n";
+    let text =
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m limit --limit 1503/minute -j ACCEPT\nCOMMIT\n";
     rules::fuzzing::parse_restore_body(text.as_bytes());
     rules::fuzzing::parse_restore_body(b"-A INPUT -m limit --limit 1503/minute -j ACCEPT\n");
     let rs = parse_restore("t", text, Family::Ipv4).unwrap();
