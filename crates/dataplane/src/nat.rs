@@ -5,7 +5,7 @@
 //! rewritten too; the ICMP checksum of an error is then recomputed over the message, as
 //! `nf_nat_icmp_reply_translation` does.
 
-use wire::checksum::{self, udp_update, update16, update32};
+use wire::checksum::{self, udp_update};
 use wire::{ip_proto, FrameInfo};
 
 #[inline]
@@ -43,17 +43,40 @@ pub struct Rewrite {
     pub dport: u16,
 }
 
-/// Applies `rw` to the packet at `lay`.
+/// RFC 1624 increment of one 16-bit word changing from `old` to `new` (`~m + m'`), to be
+/// added up over all changed words and applied once with [`adjust`].
+#[inline(always)]
+fn delta16(old: u16, new: u16) -> u64 {
+    u64::from(!old) + u64::from(new)
+}
+
+#[inline(always)]
+fn delta32(old: [u8; 4], new: [u8; 4]) -> u64 {
+    let (o, n) = (u32::from_be_bytes(old), u32::from_be_bytes(new));
+    delta16((o >> 16) as u16, (n >> 16) as u16) + delta16(o as u16, n as u16)
+}
+
+/// `HC' = ~(~HC + sum of increments)` (RFC 1624 eqn. 3), folded once: the same value as
+/// applying the increments one field at a time, since the ones'-complement sum is associative.
+#[inline(always)]
+fn adjust(checksum: u16, delta: u64) -> u16 {
+    !checksum::fold(u64::from(!checksum) + delta)
+}
+
+/// Applies `rw` to the packet at `lay`. The address increment is summed once and serves both
+/// the IP header checksum and the transport checksum (whose pseudo-header covers them).
 fn apply(b: &mut [u8], lay: Layout, rw: &Rewrite) {
     let ip = lay.ip;
-    let old_src = rd32(b, ip + 12);
-    let old_dst = rd32(b, ip + 16);
-    let mut ipc = rd16(b, ip + 10);
-    ipc = update32(ipc, old_src, rw.src);
-    ipc = update32(ipc, old_dst, rw.dst);
-    wr16(b, ip + 10, ipc);
-    b[ip + 12..ip + 16].copy_from_slice(&rw.src);
-    b[ip + 16..ip + 20].copy_from_slice(&rw.dst);
+    let Some(hdr) = b.get_mut(ip..ip + 20) else {
+        return;
+    };
+    let old_src = rd32(hdr, 12);
+    let old_dst = rd32(hdr, 16);
+    let addr_delta = delta32(old_src, rw.src) + delta32(old_dst, rw.dst);
+    let ipc = adjust(rd16(hdr, 10), addr_delta);
+    wr16(hdr, 10, ipc);
+    hdr[12..16].copy_from_slice(&rw.src);
+    hdr[16..20].copy_from_slice(&rw.dst);
     let Some(l4) = lay.l4 else { return };
     match lay.proto {
         ip_proto::TCP | ip_proto::UDP => {
@@ -71,17 +94,12 @@ fn apply(b: &mut [u8], lay: Layout, rw: &Rewrite) {
             if lay.l4_avail < at - l4 + 2 {
                 return;
             }
-            let update = |c: u16| {
-                let c = update32(c, old_src, rw.src);
-                let c = update32(c, old_dst, rw.dst);
-                let c = update16(c, os, rw.sport);
-                update16(c, od, rw.dport)
-            };
+            let delta = addr_delta + delta16(os, rw.sport) + delta16(od, rw.dport);
             let c = rd16(b, at);
             let c = if lay.proto == ip_proto::UDP {
-                udp_update(c, update)
+                udp_update(c, |c| adjust(c, delta))
             } else {
-                update(c)
+                adjust(c, delta)
             };
             wr16(b, at, c);
         }
@@ -91,7 +109,7 @@ fn apply(b: &mut [u8], lay: Layout, rw: &Rewrite) {
             }
             let old = rd16(b, l4 + 4);
             wr16(b, l4 + 4, rw.sport);
-            let c = update16(rd16(b, l4 + 2), old, rw.sport);
+            let c = adjust(rd16(b, l4 + 2), delta16(old, rw.sport));
             wr16(b, l4 + 2, c);
         }
         _ => {}
