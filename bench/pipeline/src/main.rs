@@ -94,6 +94,14 @@ struct Run {
     forwarded: u64,
 }
 
+/// `ROUNDS=n` overrides every scenario's round count (short runs under callgrind).
+fn rounds(default: usize) -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run(w: &mut Worker, frames: &[[u8; FRAME]], rounds: usize, mut now: u64) -> Run {
     let mut bufs = vec![[0u8; 256]; BURST];
     let mut lens = [FRAME; BURST];
@@ -207,7 +215,7 @@ fn main() {
     }
     if std::env::var("SCENARIO").map_or(true, |s| s == "established_norules") {
         let _ = run(&mut wb, &est, 1, now);
-        let r = run(&mut wb, &est, 2000, now);
+        let r = run(&mut wb, &est, rounds(2000), now);
         let ns = r.ns / r.packets as f64;
         println!(
             "scenario=established_norules packets={} forwarded={} ns_per_pkt={ns:.1} cycles_per_pkt={:.0} mpps={:.2} wall_ns_per_pkt={:.1}",
@@ -274,7 +282,7 @@ fn main() {
             continue;
         }
         let _ = run(&mut w, frames, 1, now); // warm up
-        let r = run(&mut w, frames, rounds, now);
+        let r = run(&mut w, frames, self::rounds(rounds), now);
         let ns = r.ns / r.packets as f64;
         println!(
             "scenario={name} packets={} forwarded={} ns_per_pkt={ns:.1} cycles_per_pkt={:.0} mpps={:.2} wall_ns_per_pkt={:.1}",

@@ -716,8 +716,10 @@ impl Shard {
 
     /// The packet belongs to entry `idx`; `None` asks for the entry to be replaced.
     fn update(&mut self, idx: u32, dir: Dir, p: &CtPacket, now_t: u32) -> Option<Tracked> {
-        let e = self.entries[idx as usize];
-        let seen_reply = e.status & S_SEEN_REPLY != 0;
+        // Only the fields needed: a copy of the whole entry costs more than the packet's work.
+        let en = &mut self.entries[idx as usize];
+        let status = en.status;
+        let seen_reply = status & S_SEEN_REPLY != 0;
         let state = if dir == Dir::Reply || seen_reply {
             CtState::Established
         } else {
@@ -726,13 +728,22 @@ impl Shard {
         let mut action = Action::None;
         match p.l4 {
             L4::Tcp(ref seg) => {
-                let mut c = TcpConn::load(e.pstate, &e.l4);
+                // Seen the reply and ASSURED: the full path would change neither.
+                if status & (S_ASSURED | S_SEEN_REPLY) == S_ASSURED | S_SEEN_REPLY {
+                    if let Some(timeout) =
+                        tcp::established_ack(&mut en.pstate, &mut en.l4, dir, seg, &self.cfg)
+                    {
+                        self.refresh(idx, now_t, timeout);
+                        return Some(Tracked::with(state, dir, idx, action));
+                    }
+                }
+                let mut c = TcpConn::load(en.pstate, &en.l4);
                 let verdict = tcp::packet(
                     &mut c,
                     dir,
                     seg,
                     seen_reply,
-                    e.status & S_ASSURED != 0,
+                    status & S_ASSURED != 0,
                     &self.cfg,
                 );
                 match verdict {
@@ -765,7 +776,7 @@ impl Shard {
             L4::Udp { .. } => {
                 let t = &self.cfg.timeouts;
                 if seen_reply {
-                    if tick_reached(now_t, e.l4[0]) {
+                    if tick_reached(now_t, en.l4[0]) {
                         let udp_stream = t.udp_stream;
                         self.entries[idx as usize].status |= S_ASSURED;
                         self.refresh(idx, now_t, udp_stream);

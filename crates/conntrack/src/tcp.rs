@@ -541,9 +541,165 @@ pub(crate) fn packet(
     }
 }
 
+/// `packet` for the commonest segment, on the compact storage in place: an ACK without SYN,
+/// FIN or RST on an ESTABLISHED connection that is ASSURED (so it has seen its reply) and whose
+/// sender side is initialised. It applies netfilter's same checks (`tcp_in_window`) and writes
+/// exactly what `load`, `packet` and `store` would; returns the new timeout. `None` (nothing
+/// written) when the segment is of another kind or fails the window check: `packet` decides.
+#[inline]
+pub(crate) fn established_ack(
+    pstate: &mut u8,
+    w: &mut [u32; 7],
+    dir: Dir,
+    seg: &TcpSegment,
+    cfg: &Config,
+) -> Option<u32> {
+    if *pstate & 0x0f != TcpState::Established as u8 || seg.flags & (SYN | FIN | RST | ACK) != ACK {
+        return None;
+    }
+    let (si, ri) = (dir.idx(), dir.other().idx());
+    let fl = w[6].to_le_bytes();
+    let (s_scale, r_flags) = (fl[si], fl[2 + ri]);
+    let (s_end, s_maxend, s_maxwin) = (w[si], w[2 + si], w[4 + si]);
+    let (r_end, r_maxend, r_maxwin) = (w[ri], w[2 + ri], w[4 + ri]);
+    if s_maxwin == 0 {
+        return None;
+    }
+    let (seq, ack) = (seg.seq, seg.ack);
+    let mut sack = ack;
+    if r_flags & F_SACK_PERM != 0 {
+        if let Some(s) = seg.sack {
+            if after(s, sack) {
+                sack = s;
+            }
+        }
+    }
+    let end = seq.wrapping_add(seg.payload_len);
+    let maxackwin = s_maxwin.max(MAXACKWINCONST);
+    let ok = before(seq, s_maxend.wrapping_add(1))
+        && (r_maxwin == 0 || after(end, s_end.wrapping_sub(r_maxwin).wrapping_sub(1)))
+        && before(sack, r_end.wrapping_add(1))
+        && after(sack, r_end.wrapping_sub(maxackwin).wrapping_sub(1));
+    if !ok {
+        return None;
+    }
+    let win = u32::from(seg.window) << s_scale;
+    let swin = win.wrapping_add(sack.wrapping_sub(ack));
+    let mut flags = fl;
+    if s_maxwin < swin {
+        w[4 + si] = swin;
+    }
+    if after(end, s_end) {
+        w[si] = end;
+        flags[2 + si] |= F_DATA_UNACK;
+    }
+    if r_maxwin != 0 && after(end, s_maxend) {
+        w[4 + ri] = r_maxwin.wrapping_add(end.wrapping_sub(s_maxend));
+    }
+    let edge = sack.wrapping_add(win);
+    if after(edge, r_maxend.wrapping_sub(1)) {
+        w[2 + ri] = edge.wrapping_add(u32::from(win == 0));
+    }
+    if ack == r_end {
+        flags[2 + ri] &= !F_DATA_UNACK;
+    }
+    w[6] = u32::from_le_bytes(flags);
+    *pstate = TcpState::Established as u8 | (TcpEvent::Ack as u8) << 4 | (dir as u8) << 7;
+    let t = &cfg.timeouts;
+    Some(
+        if (flags[2] | flags[3]) & F_DATA_UNACK != 0 && t.tcp_established > t.tcp_unacknowledged {
+            t.tcp_unacknowledged
+        } else {
+            t.tcp_established
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast path agrees with `load` + `packet` + `store` wherever it answers, and
+        /// answers for in-window ACKs.
+        #[test]
+        fn established_ack_equals_the_full_path(
+            ends in any::<[u32; 2]>(),
+            wins in proptest::array::uniform2(0u32..200_000),
+            ahead in proptest::array::uniform2(0u32..100_000),
+            scale in proptest::array::uniform2(0u8..15),
+            side_flags in proptest::array::uniform2(0u8..0x20),
+            reply in any::<bool>(),
+            dseq in -70_000i32..70_000,
+            dack in -70_000i32..70_000,
+            payload_len in prop_oneof![Just(0u32), 1u32..3000],
+            window in any::<u16>(),
+            extra in prop_oneof![Just(0u8), Just(PSH), Just(URG), Just(ECE | CWR), Just(SYN), Just(FIN)],
+            sack in proptest::option::of(-5000i32..5000),
+            last in 0u8..0x80,
+            liberal in any::<bool>(),
+        ) {
+            let side = |i: usize| TcpSide {
+                end: ends[i],
+                maxend: ends[i].wrapping_add(ahead[i]),
+                maxwin: wins[i],
+                scale: scale[i],
+                flags: side_flags[i],
+            };
+            let dir = if reply { Dir::Reply } else { Dir::Original };
+            let c0 = TcpConn {
+                state: TcpState::Established,
+                last_event: TcpEvent::from_u8(last & 7),
+                last_dir: Dir::from_bit(u32::from(last >> 6 & 1)),
+                side: [side(0), side(1)],
+            };
+            let (si, ri) = (dir.idx(), dir.other().idx());
+            let seg = TcpSegment {
+                sport: 1,
+                dport: 2,
+                flags: ACK | extra,
+                seq: c0.side[si].end.wrapping_add(dseq as u32),
+                ack: c0.side[ri].end.wrapping_add(dack as u32),
+                window,
+                wscale: None,
+                sack_perm: false,
+                sack: sack.map(|d| c0.side[ri].end.wrapping_add(d as u32)),
+                payload_len,
+            };
+            let cfg = Config { tcp_be_liberal: liberal, ..Config::default() };
+            let mut w = [0u32; 7];
+            let p0 = c0.store(&mut w);
+            let (mut pf, mut wf) = (p0, w);
+            let fast = established_ack(&mut pf, &mut wf, dir, &seg, &cfg);
+            let mut c = c0;
+            let slow = packet(&mut c, dir, &seg, true, true, &cfg);
+            match fast {
+                Some(timeout) => {
+                    prop_assert_eq!(slow, TcpVerdict::Accept { timeout, assure: false, kill: false });
+                    let mut ws = [0u32; 7];
+                    let ps = c.store(&mut ws);
+                    prop_assert_eq!((pf, wf), (ps, ws));
+                }
+                None => {
+                    prop_assert_eq!((pf, wf), (p0, w));
+                    let plain_ack = extra & (SYN | FIN) == 0;
+                    if plain_ack && c0.side[si].maxwin != 0 {
+                        // declined only what the full path does not accept in window
+                        let mut strict = c0;
+                        let cfg = Config { tcp_be_liberal: false, ..cfg };
+                        let v = packet(&mut strict, dir, &seg, true, true, &cfg);
+                        prop_assert!(
+                            c0.side[si].flags & F_BE_LIBERAL != 0
+                                || v == TcpVerdict::Invalid(CtReason::TcpOutOfWindow),
+                            "declined {:?}", v
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn table_walks_a_normal_open_and_close() {
