@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod compile;
+pub mod control;
 pub mod log;
 pub mod metrics;
 pub mod nat;
@@ -21,6 +22,7 @@ pub mod pipeline;
 mod reason;
 pub mod reject;
 pub mod replay;
+pub mod steer;
 mod worker;
 
 pub use compile::{

@@ -1,30 +1,89 @@
 //! [`Firewall`]: the data plane behind the `ports::Pipeline` seam, so fwd's workers run it in
-//! place of `ForwardAll`. The worker's [`Worker`] sits in a mutex that the worker thread takes
-//! once per burst (never per packet) and the control thread takes for `conntrack -L/-D/-F`,
-//! counters and stats; it is uncontended except while the control thread answers a command.
+//! place of `ForwardAll`. The pipeline owns its [`Worker`] outright: the control thread reaches
+//! it only through a [`control`](crate::control) request queue served between bursts, and
+//! frames of flows owned by another worker go there through [`steer`](crate::steer)'s SPSC
+//! queues. No lock anywhere on the data path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ports::{Action, Frame, FramePool, Pipeline, PortId};
 
+use crate::compile::Compiled;
+use crate::control::{ControlClient, ControlServer};
 use crate::reason::DropReason;
+use crate::steer::{Route, Steer, SteerStats};
 use crate::worker::{Verdict, Worker};
 
 /// One worker's firewall pipeline.
 pub struct Firewall {
-    worker: Arc<Mutex<Worker>>,
+    worker: Worker,
+    /// `None` with a single worker: nothing is steered, no frame parsed twice.
+    steer: Option<Steer>,
+    control: Option<ControlServer>,
 }
 
 impl Firewall {
+    /// A pipeline without steering (one worker) and without a control queue.
     pub fn new(worker: Worker) -> Firewall {
         Firewall {
-            worker: Arc::new(Mutex::new(worker)),
+            worker,
+            steer: None,
+            control: None,
         }
     }
 
-    /// The handle the control thread keeps (conntrack listing, counters, stats).
-    pub fn handle(&self) -> Arc<Mutex<Worker>> {
-        self.worker.clone()
+    /// This worker's end of the steering mesh (`steer::mesh`, more than one worker).
+    pub fn with_steer(mut self, steer: Steer) -> Firewall {
+        self.steer = Some(steer);
+        self
+    }
+
+    /// Makes the request queue the control thread talks to; returns the control thread's end.
+    pub fn control(&mut self) -> ControlClient {
+        let (c, s) = crate::control::channel();
+        self.control = Some(s);
+        c
+    }
+
+    /// The worker (tests, replay; the appliance's control thread uses requests).
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    pub fn steer_stats(&self) -> SteerStats {
+        self.steer.as_ref().map(|s| s.stats()).unwrap_or_default()
+    }
+
+    /// Processes one frame here; with steering, a NEW connection whose reply tuple lands in
+    /// another shard gets its redirect.
+    #[allow(clippy::too_many_arguments)]
+    fn process_here<M: FramePool + ?Sized>(
+        worker: &mut Worker,
+        steer: Option<&mut Steer>,
+        key: Option<&crate::steer::FlowKey>,
+        rs: &Compiled,
+        port: u8,
+        f: &mut Frame,
+        pool: &mut M,
+        now_ns: u64,
+    ) -> Action {
+        let len = f.len();
+        // the whole buffer, so a REJECT reply can be longer than the frame
+        let cap = pool.buffer_capacity();
+        pool.set_len(f, cap);
+        let v = worker.process_with(rs, port, pool.data_mut(f), len, now_ns);
+        let (out_len, action) = match v {
+            Verdict::Forward => (len, Action::Forward),
+            Verdict::Reply(n) => (n, Action::Reply),
+            Verdict::Drop(r) => (len, Action::Drop(port_reason(r))),
+        };
+        pool.set_len(f, out_len);
+        if let (Some(st), Some(k)) = (steer, key) {
+            if worker.trace().ct_state == Some(conntrack::CtState::New) {
+                st.after_new(worker.shard(), k, now_ns);
+            }
+        }
+        action
     }
 }
 
@@ -33,6 +92,14 @@ pub fn port_reason(r: DropReason) -> ports::DropReason {
     match r {
         DropReason::Malformed => ports::DropReason::Malformed,
         _ => ports::DropReason::Policy,
+    }
+}
+
+fn port_id(i: u8) -> PortId {
+    if i & 1 == 0 {
+        PortId::A
+    } else {
+        PortId::B
     }
 }
 
@@ -45,23 +112,100 @@ impl Pipeline for Firewall {
         actions: &mut [Action],
         now_ns: u64,
     ) {
-        let mut w = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        let w = &mut self.worker;
         let rs = w.rules().load_full();
         w.expire(now_ns);
-        let cap = pool.buffer_capacity();
         let port = ingress.index() as u8;
+        let Some(st) = self.steer.as_mut() else {
+            for (f, a) in frames.iter_mut().zip(actions.iter_mut()) {
+                *a = Self::process_here(w, None, None, &rs, port, f, pool, now_ns);
+            }
+            return;
+        };
         for (f, a) in frames.iter_mut().zip(actions.iter_mut()) {
-            let len = f.len();
-            // the whole buffer, so a REJECT reply can be longer than the frame
-            pool.set_len(f, cap);
-            let v = w.process_with(&rs, port, pool.data_mut(f), len, now_ns);
-            let (out_len, action) = match v {
-                Verdict::Forward => (len, Action::Forward),
-                Verdict::Reply(n) => (n, Action::Reply),
-                Verdict::Drop(r) => (len, Action::Drop(port_reason(r))),
+            let key = st.key_of(pool.data(f));
+            *a = match st.route(key.as_ref(), false) {
+                Route::Local => {
+                    let k = key.as_ref().map(|k| &k.0);
+                    Self::process_here(w, Some(&mut *st), k, &rs, port, f, pool, now_ns)
+                }
+                Route::To { worker, redirected } => {
+                    if st.hand_off(worker, port, pool.data(f), redirected) {
+                        Action::Handoff
+                    } else {
+                        Action::Drop(ports::DropReason::HandoffQueueFull)
+                    }
+                }
             };
-            pool.set_len(f, out_len);
-            *a = action;
+        }
+    }
+
+    fn handed_burst<M: FramePool + ?Sized>(
+        &mut self,
+        frames: &mut [Frame],
+        ingress: &mut [PortId],
+        pool: &mut M,
+        actions: &mut [Action],
+        now_ns: u64,
+    ) -> usize {
+        let Some(st) = self.steer.as_mut() else {
+            return 0;
+        };
+        let w = &mut self.worker;
+        let rs = w.rules().load_full();
+        let mut n = 0;
+        while n < frames.len() {
+            let Some(mut f) = pool.alloc() else { break };
+            let took = st.take(|h| {
+                let b = h.bytes();
+                if !pool.set_len(&mut f, b.len()) {
+                    return None;
+                }
+                pool.data_mut(&f).copy_from_slice(b);
+                Some((h.ingress(), h.redirected()))
+            });
+            let Some(Some((port, redirected))) = took else {
+                pool.release(f);
+                if took.is_none() {
+                    break;
+                }
+                continue;
+            };
+            let key = st.key_of(pool.data(&f));
+            let action = match st.route(key.as_ref(), redirected) {
+                Route::To {
+                    worker,
+                    redirected: true,
+                } => {
+                    // a redirect held here: the flow's owner is a third worker
+                    // a full queue is counted in this worker's `queue_full`
+                    let _ = st.hand_off(worker, port, pool.data(&f), true);
+                    pool.release(f);
+                    continue;
+                }
+                _ => {
+                    let k = key.as_ref().map(|k| &k.0);
+                    Self::process_here(w, Some(&mut *st), k, &rs, port, &mut f, pool, now_ns)
+                }
+            };
+            frames[n] = f;
+            ingress[n] = port_id(port);
+            actions[n] = action;
+            n += 1;
+        }
+        n
+    }
+
+    fn between_bursts(&mut self, now_ns: u64) {
+        let steer = match self.steer.as_mut() {
+            Some(st) => {
+                st.maintain(self.worker.shard(), now_ns);
+                st.stats()
+            }
+            None => SteerStats::default(),
+        };
+        if let Some(c) = self.control.as_mut() {
+            c.serve(&mut self.worker, steer, now_ns);
         }
     }
 }
@@ -210,8 +354,7 @@ mod tests {
         assert_eq!((icmp.icmp_type, icmp.icmp_code), (3, 3));
         assert_eq!(frames[2].len(), 14 + 20 + 8 + inputs[2].len() - 14);
         assert_eq!(frames[3].len(), inputs[3].len());
-        let h = fw.handle();
-        let w = h.lock().unwrap();
+        let w = fw.worker();
         assert_eq!(w.stats().replies, 2);
         assert_eq!(w.shard().len(), 1);
     }

@@ -5,9 +5,10 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use dataplane::control::{ControlClient, Request, Response};
 use dataplane::log::LogEvent;
 use dataplane::{CompileConfig, Compiled, PortInfo, Worker};
 
@@ -94,10 +95,13 @@ pub fn load_rules(
     }
 }
 
-/// The running firewall, shared by the control thread.
+/// The running firewall, shared by the control thread. The mutexes here are on the control
+/// side only (the control socket and the metrics threads share this): the workers never take
+/// them, they answer requests from their queues between bursts.
 pub struct Firewall {
     pub rules: Arc<ArcSwap<Compiled>>,
-    pub workers: Vec<Arc<Mutex<Worker>>>,
+    /// One request queue per worker.
+    pub workers: Vec<Mutex<ControlClient>>,
     pub logs: Mutex<Vec<rtrb::Consumer<LogEvent>>>,
     /// NFLOG packets, written by the control thread in batches.
     pub nflog: Mutex<Option<ports::pcapng::PcapngWriter<std::io::BufWriter<std::fs::File>>>>,
@@ -109,6 +113,10 @@ pub struct Firewall {
 
 /// Size of each worker's LOG/NFLOG queue.
 const LOG_QUEUE: usize = 4096;
+/// Frames each handoff queue (one per ordered worker pair) holds: 2 KiB each.
+pub const HANDOFF_SLOTS: usize = 512;
+/// How long the control thread waits for a worker's answer.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Firewall {
     /// Compiles the rules and makes one data-plane worker per worker thread; returns the
@@ -125,6 +133,12 @@ impl Firewall {
         let mut pipes = Vec::new();
         let mut handles = Vec::new();
         let mut logs = Vec::new();
+        let mut mesh = if workers > 1 {
+            dataplane::steer::mesh(workers, ct.hash_seed, HANDOFF_SLOTS)
+        } else {
+            Vec::new()
+        }
+        .into_iter();
         for i in 0..workers {
             let mut w = Worker::new(
                 rules.clone(),
@@ -137,8 +151,11 @@ impl Firewall {
             let (tx, rx) = rtrb::RingBuffer::new(LOG_QUEUE);
             w.set_log_queue(tx);
             logs.push(rx);
-            let p = dataplane::pipeline::Firewall::new(w);
-            handles.push(p.handle());
+            let mut p = dataplane::pipeline::Firewall::new(w);
+            if let Some(st) = mesh.next() {
+                p = p.with_steer(st);
+            }
+            handles.push(Mutex::new(p.control()));
             pipes.push(p);
         }
         let nflog = match cfg.rules.as_ref().and_then(|r| r.nflog_pcapng.as_ref()) {
@@ -248,58 +265,50 @@ impl Firewall {
                 other => return format!("error: unknown conntrack option {other:?}\n"),
             }
         }
-        let now = now_ns();
-        match op {
-            Some("-L" | "--dump") | None => {
-                let mut snaps = Vec::new();
-                for w in &self.workers {
-                    let w = w.lock().unwrap_or_else(|e| e.into_inner());
-                    w.shard().snapshot(&filter, now, &mut snaps);
-                }
+        let req = match op {
+            Some("-L" | "--dump") | None => Request::List(filter),
+            Some("-C" | "--count") => Request::Count(filter),
+            Some("-D" | "--delete") => Request::Delete(filter),
+            Some(_) => Request::Flush,
+        };
+        let mut snaps = Vec::new();
+        let mut n = 0usize;
+        for r in self.ask_all(req) {
+            match r {
+                Ok(Response::List(l)) => snaps.extend(l),
+                Ok(Response::Count(c) | Response::Deleted(c)) => n += c,
+                Ok(_) => return "error: unexpected answer from a worker\n".into(),
+                Err(e) => return format!("error: {e}\n"),
+            }
+        }
+        match req {
+            Request::List(_) => {
                 let mut out = String::new();
-                let _ = conntrack::write_listing(&mut out, &snaps, now);
+                let _ = conntrack::write_listing(&mut out, &snaps, now_ns());
                 out
             }
-            Some("-C" | "--count") => {
-                let n: usize = self
-                    .workers
-                    .iter()
-                    .map(|w| {
-                        w.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .shard()
-                            .count(&filter, now)
-                    })
-                    .sum();
-                format!("{n}\n")
-            }
-            Some("-D" | "--delete") => {
-                let n: usize = self
-                    .workers
-                    .iter()
-                    .map(|w| {
-                        w.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .shard_mut()
-                            .delete(&filter, now)
-                    })
-                    .sum();
-                format!("conntrack v1.4.7 (conntrack-tools): {n} flow entries have been deleted.\n")
-            }
-            Some(_) => {
-                let n: usize = self
-                    .workers
-                    .iter()
-                    .map(|w| {
-                        w.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .shard_mut()
-                            .flush(now)
-                    })
-                    .sum();
+            Request::Count(_) => format!("{n}\n"),
+            _ => {
                 format!("conntrack v1.4.7 (conntrack-tools): {n} flow entries have been deleted.\n")
             }
         }
+    }
+
+    /// Sends `req` to every worker, then collects the answers (the workers work in parallel).
+    fn ask_all(&self, req: Request) -> Vec<Result<Response, String>> {
+        let mut clients: Vec<_> = self
+            .workers
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        clients
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| {
+                c.call(req, CONTROL_TIMEOUT)
+                    .map_err(|e| format!("worker {i}: {e}"))
+            })
+            .collect()
     }
 
     /// `fwd rules list [-v] [ipv4|ipv6] [TABLE]`: `iptables -L -n -v` with the live counters.
@@ -327,14 +336,25 @@ impl Firewall {
         out
     }
 
-    /// The data plane's Prometheus text.
+    /// The data plane's Prometheus text (asks every worker for its counters).
     pub fn metrics(&self) -> String {
         let mut stats = Vec::new();
+        let mut steer = Vec::new();
         let mut entries = 0u64;
-        for w in &self.workers {
-            let w = w.lock().unwrap_or_else(|e| e.into_inner());
-            stats.push(w.stats().clone());
-            entries += u64::from(w.shard().len());
+        for r in self.ask_all(Request::Stats) {
+            match r {
+                Ok(Response::Stats {
+                    stats: s,
+                    entries: e,
+                    steer: st,
+                }) => {
+                    stats.push(*s);
+                    steer.push(st);
+                    entries += u64::from(e);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("metrics: {e}"),
+            }
         }
         let mut out = String::new();
         dataplane::metrics::render(
@@ -343,6 +363,51 @@ impl Firewall {
             &dataplane::metrics::sum_stats(&stats),
             entries,
         );
+        render_steer(&mut out, &steer);
         out
+    }
+}
+
+/// Steering counters per worker, as Prometheus text.
+fn render_steer(out: &mut String, steer: &[dataplane::steer::SteerStats]) {
+    use std::fmt::Write as _;
+    type Field = fn(&dataplane::steer::SteerStats) -> u64;
+    let rows: [(&str, &str, Field); 5] = [
+        (
+            "fwd_handoff_sent_total",
+            "Frames copied to the worker owning their flow.",
+            |s| s.handed_off,
+        ),
+        (
+            "fwd_handoff_received_total",
+            "Frames taken from other workers' handoff queues.",
+            |s| s.received,
+        ),
+        (
+            "fwd_handoff_dropped_total",
+            "Frames dropped because the handoff queue to the owner was full.",
+            |s| s.queue_full,
+        ),
+        (
+            "fwd_handoff_redirected_total",
+            "Frames sent on because of a NAT redirect (reply tuple in another shard).",
+            |s| s.redirected,
+        ),
+        (
+            "fwd_handoff_redirects",
+            "NAT redirects held in the worker's table.",
+            |s| s.redirects_held,
+        ),
+    ];
+    for (name, help, f) in rows {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, s) in steer.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", f(s));
+        }
     }
 }

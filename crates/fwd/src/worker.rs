@@ -27,6 +27,7 @@ pub struct Worker<P: Port, L: Pipeline> {
     actions: [Action; MAX_BURST],
     forward: [Frame; MAX_BURST],
     reply: [Frame; MAX_BURST],
+    handed_ingress: [PortId; MAX_BURST],
 }
 
 impl<P: Port, L: Pipeline> Worker<P, L> {
@@ -43,6 +44,7 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             actions: [Action::Forward; MAX_BURST],
             forward: [Frame::default(); MAX_BURST],
             reply: [Frame::default(); MAX_BURST],
+            handed_ingress: [PortId::A; MAX_BURST],
         }
     }
 
@@ -56,6 +58,11 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         &mut self.queues
     }
 
+    /// The pipeline (for tests: its conntrack shard).
+    pub fn pipeline(&self) -> &L {
+        &self.pipeline
+    }
+
     /// The pool.
     pub fn pool(&self) -> &P::Pool {
         &self.pool
@@ -64,7 +71,9 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
     /// One poll round over all queues and both directions; returns frames received.
     /// `now_ns` is the clock for the pipeline; `clock` measures burst processing time.
     pub fn poll_once(&mut self, now_ns: u64, clock: &Instant) -> usize {
-        let mut received = 0;
+        // control requests and messages from other workers come before this round's frames
+        self.pipeline.between_bursts(now_ns);
+        let mut received = self.handed(now_ns);
         for q in 0..self.queues.len() {
             for ingress in [PortId::A, PortId::B] {
                 received += self.burst_from(q, ingress, now_ns, clock);
@@ -116,6 +125,8 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
                     self.local.ports[ingress.index()].drops[reason.index()] += 1;
                     self.pool.release(f);
                 }
+                // copied to the flow's owner
+                Action::Handoff => self.pool.release(f),
             }
         }
         let sent = outp.transmit(&mut self.pool, &self.forward[..nf]);
@@ -141,6 +152,70 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         self.local.bursts += 1;
         let dt = clock.elapsed().saturating_sub(t0).as_nanos() as u64;
         let _ = self.latency.record(dt.clamp(1, crate::stats::HIST_MAX_NS));
+        n
+    }
+
+    /// Frames other workers handed over (flows owned here): processed by the pipeline and
+    /// transmitted on this worker's first queue pair. Returns how many.
+    fn handed(&mut self, now_ns: u64) -> usize {
+        let n = self.pipeline.handed_burst(
+            &mut self.frames[..self.burst],
+            &mut self.handed_ingress[..self.burst],
+            &mut self.pool,
+            &mut self.actions[..self.burst],
+            now_ns,
+        );
+        if n == 0 || self.queues.is_empty() {
+            self.pool.release_all(&self.frames[..n]);
+            return n;
+        }
+        for out_port in [PortId::A, PortId::B] {
+            // frames leaving through `out_port`: forwarded ones that came in on the other port
+            // and replies to ones that came in on it
+            let mut k = 0;
+            let mut ingress_of = [PortId::A; MAX_BURST];
+            for i in 0..n {
+                let f = self.frames[i];
+                let ing = self.handed_ingress[i];
+                let goes = match self.actions[i] {
+                    Action::Forward => ing.other() == out_port,
+                    Action::Reply => ing == out_port,
+                    Action::Drop(reason) => {
+                        if out_port == PortId::A {
+                            self.local.ports[ing.index()].drops[reason.index()] += 1;
+                            self.pool.release(f);
+                        }
+                        false
+                    }
+                    Action::Handoff => {
+                        if out_port == PortId::A {
+                            self.pool.release(f);
+                        }
+                        false
+                    }
+                };
+                if goes {
+                    self.forward[k] = f;
+                    ingress_of[k] = ing;
+                    k += 1;
+                }
+            }
+            if k == 0 {
+                continue;
+            }
+            let (a, b) = &mut self.queues[0];
+            let port = if out_port == PortId::A { a } else { b };
+            let sent = port.transmit(&mut self.pool, &self.forward[..k]);
+            let out = &mut self.local.ports[out_port.index()];
+            out.tx_packets += sent as u64;
+            for f in &self.forward[..sent] {
+                out.tx_bytes += f.len() as u64;
+            }
+            for (f, ing) in self.forward[sent..k].iter().zip(&ingress_of[sent..k]) {
+                self.local.ports[ing.index()].drops[DropReason::TxRingFull.index()] += 1;
+                self.pool.release(*f);
+            }
+        }
         n
     }
 
@@ -420,5 +495,249 @@ mod tests {
         let t = crate::stats::totals(&[std::sync::Arc::new(shared)]);
         assert_eq!(t[0].rx_packets, 1);
         assert_eq!(t[1].tx_packets, 1);
+    }
+}
+
+/// Two workers on in-memory ports running the firewall: flows steered to their owner.
+#[cfg(test)]
+mod steer_tests {
+    use super::*;
+    use dataplane::pipeline::Firewall;
+    use dataplane::steer::{mesh, Route, Steer};
+    use dataplane::{CompileConfig, PortInfo};
+    use ports::mem::{HeapPool, MemPort};
+    use std::sync::Arc;
+    use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+    use wire::tcp::TcpFlags;
+
+    const STATEFUL: &str =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+        -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
+    const DNAT: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+        -A PREROUTING -i fw-c -d 198.18.0.2/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.3:80\nCOMMIT\n";
+    const C: [u8; 4] = [198, 18, 0, 1];
+    const S: [u8; 4] = [198, 18, 0, 2];
+    const S3: [u8; 4] = [198, 18, 0, 3];
+
+    type W = Worker<MemPort, Firewall>;
+
+    fn workers(text: &str, slots: usize) -> Vec<W> {
+        let ruleset = rules::parse_restore("t.rules", text, rules::Family::Ipv4).unwrap();
+        let port = |n: &str| PortInfo {
+            name: n.into(),
+            ipv4: None,
+            ipv6: None,
+        };
+        let cc = CompileConfig {
+            ports: [port("fw-c"), port("fw-s")],
+            workers: 2,
+        };
+        let rules = Arc::new(arc_swap::ArcSwap::from_pointee(
+            dataplane::compile(Some(&ruleset), None, &cc).unwrap(),
+        ));
+        let ct = conntrack::Config::default();
+        mesh(2, ct.hash_seed, slots)
+            .into_iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let w = dataplane::Worker::new(rules.clone(), &ct, 1024, i, 2, 0);
+                Worker::new(
+                    HeapPool::new(256, 2048),
+                    vec![(MemPort::new(64), MemPort::new(64))],
+                    Firewall::new(w).with_steer(st),
+                    32,
+                )
+            })
+            .collect()
+    }
+
+    fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+        let b = FrameBuilder::default();
+        b.tcp(
+            IpPair::V4(src, dst),
+            &TcpSpec {
+                src_port: sp,
+                dst_port: dp,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: 1000,
+                options: vec![],
+                payload: b"",
+            },
+        )
+    }
+
+    /// The worker that owns a frame's flow by hash.
+    fn owner(frame: &[u8]) -> usize {
+        let mut st: Steer = mesh(2, conntrack::Config::default().hash_seed, 1)
+            .into_iter()
+            .next()
+            .unwrap();
+        let k = st.key_of(frame);
+        match st.route(k.as_ref(), false) {
+            Route::Local => 0,
+            Route::To { worker, .. } => worker,
+        }
+    }
+
+    /// A client port whose flow to `dst:dport` is owned by worker `want`.
+    fn port_owned_by(want: usize, dst: [u8; 4], dport: u16, from: u16) -> u16 {
+        (from..)
+            .find(|&sp| owner(&tcp(C, dst, sp, dport, 0x02, 0, 0)) == want)
+            .unwrap()
+    }
+
+    fn poll(ws: &mut [W]) {
+        let clock = Instant::now();
+        for _ in 0..2 {
+            for w in ws.iter_mut() {
+                w.poll_once(1_000_000_000, &clock);
+            }
+        }
+    }
+
+    fn sent(w: &mut W) -> [Vec<Vec<u8>>; 2] {
+        let (a, b) = &mut w.queues_mut()[0];
+        [a.take_transmitted(), b.take_transmitted()]
+    }
+
+    #[test]
+    fn a_flow_arriving_on_both_workers_is_processed_by_its_owner_only() {
+        let mut ws = workers(STATEFUL, 64);
+        let sp = port_owned_by(1, S, 80, 40000);
+        let syn = tcp(C, S, sp, 80, 0x02, 100, 0);
+        let synack = tcp(S, C, 80, sp, 0x12, 500, 101);
+        let ack = tcp(C, S, sp, 80, 0x10, 101, 501);
+        // the SYN and the ACK arrive on worker 0's queue, the SYN-ACK on worker 0's too
+        ws[0].queues_mut()[0].0.inject(&syn);
+        poll(&mut ws);
+        ws[0].queues_mut()[0].1.inject(&synack);
+        poll(&mut ws);
+        ws[1].queues_mut()[0].0.inject(&ack);
+        ws[0].queues_mut()[0].0.inject(&ack);
+        poll(&mut ws);
+        assert_eq!(sent(&mut ws[0]), [Vec::<Vec<u8>>::new(), vec![]]);
+        let [to_a, to_b] = sent(&mut ws[1]);
+        assert_eq!(to_b, vec![syn, ack.clone(), ack]);
+        assert_eq!(to_a, vec![synack]);
+        let entries = |w: &W| w.pipeline().worker().shard().len();
+        assert_eq!((entries(&ws[0]), entries(&ws[1])), (0, 1));
+        let (s0, s1) = (
+            ws[0].pipeline().steer_stats(),
+            ws[1].pipeline().steer_stats(),
+        );
+        assert_eq!((s0.handed_off, s1.received), (3, 3));
+        // both workers' counters: worker 0 received 3 and handed them over, worker 1 sent 4
+        assert_eq!(
+            ws[0].counters().ports[0].rx_packets + ws[0].counters().ports[1].rx_packets,
+            3
+        );
+        assert_eq!(ws[1].counters().ports[1].tx_packets, 3);
+        assert_eq!(ws[1].counters().ports[0].tx_packets, 1);
+        for w in &ws {
+            assert_eq!(w.pool().free_count(), 256);
+        }
+    }
+
+    #[test]
+    fn without_steering_the_reply_on_the_other_worker_would_be_dropped() {
+        // the control: the same SYN-ACK processed by a worker that does not own the flow is
+        // not ESTABLISHED there (this is what steering prevents)
+        let mut ws = workers(STATEFUL, 64);
+        let sp = port_owned_by(1, S, 80, 40000);
+        ws[1].queues_mut()[0]
+            .0
+            .inject(&tcp(C, S, sp, 80, 0x02, 100, 0));
+        poll(&mut ws);
+        let plain = dataplane::Worker::new(
+            ws[0].pipeline().worker().rules().clone(),
+            &conntrack::Config::default(),
+            64,
+            0,
+            2,
+            0,
+        );
+        let mut w = Worker::new(
+            HeapPool::new(16, 2048),
+            vec![(MemPort::new(8), MemPort::new(8))],
+            Firewall::new(plain),
+            32,
+        );
+        w.queues_mut()[0]
+            .1
+            .inject(&tcp(S, C, 80, sp, 0x12, 500, 101));
+        w.poll_once(1_000_000_000, &Instant::now());
+        assert_eq!(w.counters().ports[1].drops[DropReason::Policy.index()], 1);
+    }
+
+    #[test]
+    fn a_full_handoff_queue_is_a_counted_drop() {
+        let mut ws = workers(STATEFUL, 2);
+        let sp = port_owned_by(1, S, 80, 40000);
+        for i in 0..5 {
+            ws[0].queues_mut()[0]
+                .0
+                .inject(&tcp(C, S, sp, 80, 0x02, 100 + i, 0));
+        }
+        ws[0].poll_once(0, &Instant::now());
+        let c = ws[0].counters();
+        assert_eq!(c.ports[0].drops[DropReason::HandoffQueueFull.index()], 3);
+        assert_eq!(ws[0].pipeline().steer_stats().queue_full, 3);
+        assert_eq!(ws[0].pipeline().steer_stats().handed_off, 2);
+        assert_eq!(ws[0].pool().free_count(), 256);
+        ws[1].poll_once(0, &Instant::now());
+        assert_eq!(sent(&mut ws[1])[1].len(), 2);
+    }
+
+    #[test]
+    fn dnat_replies_are_redirected_to_the_owner_and_the_redirect_is_withdrawn() {
+        let mut ws = workers(DNAT, 64);
+        // a client port whose original tuple is owned by worker 0 and whose reply tuple
+        // (198.18.0.3:80 -> client) hashes to worker 1
+        let sp = (40000u16..)
+            .find(|&sp| {
+                owner(&tcp(C, S, sp, 8080, 0x02, 0, 0)) == 0
+                    && owner(&tcp(S3, C, 80, sp, 0x12, 0, 0)) == 1
+            })
+            .unwrap();
+        ws[0].queues_mut()[0]
+            .0
+            .inject(&tcp(C, S, sp, 8080, 0x02, 100, 0));
+        poll(&mut ws);
+        assert_eq!(sent(&mut ws[0])[1], vec![tcp(C, S3, sp, 80, 0x02, 100, 0)]);
+        assert_eq!(ws[0].pipeline().steer_stats().redirects_issued, 1);
+        assert_eq!(ws[1].pipeline().steer_stats().redirects_held, 1);
+        // the server's answer arrives on worker 1, whose shard does not know the connection
+        ws[1].queues_mut()[0]
+            .1
+            .inject(&tcp(S3, C, 80, sp, 0x12, 500, 101));
+        poll(&mut ws);
+        assert_eq!(sent(&mut ws[1]), [Vec::<Vec<u8>>::new(), vec![]]);
+        assert_eq!(
+            sent(&mut ws[0])[0],
+            vec![tcp(S, C, 8080, sp, 0x12, 500, 101)]
+        );
+        assert_eq!(ws[1].pipeline().steer_stats().redirected, 1);
+        assert_eq!(ws[1].pipeline().worker().shard().len(), 0);
+        assert_eq!(ws[0].pipeline().worker().shard().len(), 1);
+        // the connection expires on its owner: the redirect goes away
+        let clock = Instant::now();
+        let later = 1_000_000_000 + 3 * 86_400 * 1_000_000_000;
+        for _ in 0..3 {
+            for w in ws.iter_mut() {
+                w.poll_once(later, &clock);
+            }
+        }
+        ws[0].queues_mut()[0].0.inject(&[0u8; 20]); // a burst, so the shard expires
+        for _ in 0..3 {
+            for w in ws.iter_mut() {
+                w.poll_once(later, &clock);
+            }
+        }
+        assert_eq!(ws[0].pipeline().worker().shard().len(), 0);
+        assert_eq!(ws[0].pipeline().steer_stats().redirects_issued, 0);
+        assert_eq!(ws[1].pipeline().steer_stats().redirects_held, 0);
     }
 }

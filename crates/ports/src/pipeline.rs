@@ -71,6 +71,7 @@ drop_reasons! {
     Policy => "policy", "the pipeline decided to drop the frame";
     Malformed => "malformed", "the frame could not be parsed";
     NoBuffer => "no_buffer", "no free buffer to build a frame";
+    HandoffQueueFull => "handoff_queue_full", "the queue to the worker owning the flow was full";
 }
 
 /// What happens to one frame of a burst.
@@ -83,6 +84,9 @@ pub enum Action {
     Reply,
     /// Recycled; counted under the reason.
     Drop(DropReason),
+    /// Copied to the worker that owns the frame's flow (which processes and transmits it);
+    /// this worker recycles the buffer and counts a handoff.
+    Handoff,
 }
 
 /// Decides, for a burst of frames that came in on `ingress`, what to do with each frame:
@@ -98,6 +102,25 @@ pub trait Pipeline: Send {
         actions: &mut [Action],
         now_ns: u64,
     );
+
+    /// Frames other workers handed to this one (their flows live here): fills `frames` with
+    /// up to `frames.len()` buffers taken from `pool`, processes them and sets `ingress[i]` (the
+    /// port the frame came in on at the other worker) and `actions[i]` (never `Handoff`).
+    /// Returns how many. Single-worker pipelines have nothing to hand over.
+    fn handed_burst<M: FramePool + ?Sized>(
+        &mut self,
+        _frames: &mut [Frame],
+        _ingress: &mut [PortId],
+        _pool: &mut M,
+        _actions: &mut [Action],
+        _now_ns: u64,
+    ) -> usize {
+        0
+    }
+
+    /// Work between bursts, once per poll round (control requests, messages between
+    /// workers); bounded, so polling goes on.
+    fn between_bursts(&mut self, _now_ns: u64) {}
 }
 
 /// The first pipeline: everything crosses.
