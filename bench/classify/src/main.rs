@@ -95,7 +95,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let dp = classify::BuildParams::default();
+    let dp = classify::BuildParams::for_rules(rules.len());
     let params = classify::BuildParams {
         binth: env("CLASSIFY_BINTH", dp.binth),
         spfac: env("CLASSIFY_SPFAC", dp.spfac),

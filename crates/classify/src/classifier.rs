@@ -65,8 +65,9 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// Compiles with `BuildParams::for_rules(rules.len())`.
     pub fn build(rules: &[RuleSpec]) -> Classifier {
-        Classifier::build_with(rules, BuildParams::default())
+        Classifier::build_with(rules, BuildParams::for_rules(rules.len()))
     }
 
     pub fn build_with(rules: &[RuleSpec], params: BuildParams) -> Classifier {
