@@ -1188,3 +1188,134 @@ fn ipv6_ruleset_is_applied_to_ipv6_traffic() {
     let list = fwd::control::request(&fwd.socket, "rules list ipv6 filter").unwrap();
     assert!(list.contains("Chain FORWARD (policy DROP"), "{list}");
 }
+
+/// Stateful: NEW only from port a, replies only as ESTABLISHED.
+const STATEFUL_MIN: &str =
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+    -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+    -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n";
+
+/// Sum of a per-worker metric over workers 0 and 1.
+fn per_worker_sum(m: &str, name: &str) -> u64 {
+    (0..2)
+        .map(|i| metric(m, &format!("{name}{{worker=\"{i}\"}}")))
+        .sum()
+}
+
+/// Two queues, two workers, a stateful ruleset: the veth spreads each connection's two
+/// directions over the queues as it likes, so replies reach the worker that does not own the
+/// flow; they are handed to the owner and every connection works.
+#[test]
+fn two_workers_hand_replies_to_the_flow_owner_under_a_stateful_ruleset() {
+    let _g = serial();
+    let tb = Testbed::up("h", 2);
+    rules_file(&tb, "v4.rules", STATEFUL_MIN);
+    let cfg = tb.config_on(2, "[0, 1]", "[rules]\nipv4 = \"v4.rules\"\n");
+    let fwd = Fwd::start(&tb, &cfg);
+    let (c, s) = (tb.ns("client"), tb.ns("server"));
+    for i in 0..40u64 {
+        let data = payload(20_000 + i as usize * 97, i);
+        let got = tcp_transfer(&c, &s, "198.18.0.2:6100", data.clone());
+        assert!(
+            got == data,
+            "transfer {i}: {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+    }
+    // the server cannot open connections to the client
+    let addr: SocketAddr = "198.18.0.1:6101".parse().unwrap();
+    let _l = spawn_in_netns(&c, move || TcpListener::bind(addr).map(|_| ()));
+    assert!(tcp_connect(&s, "198.18.0.1:6101").is_err());
+    let m = fwd.metrics();
+    let sent = per_worker_sum(&m, "fwd_handoff_sent_total");
+    let received = per_worker_sum(&m, "fwd_handoff_received_total");
+    assert!(
+        sent > 0,
+        "no frame crossed workers: the test proves nothing\n{m}"
+    );
+    assert!(received > 0 && received <= sent, "{sent} {received}");
+    // conntrack over the request queues: every connection is in exactly one shard
+    let n: usize = fwd::control::request(&fwd.socket, "conntrack -C -p tcp")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let listing = fwd::control::request(&fwd.socket, "conntrack -L -p tcp").unwrap();
+    let lines = listing.lines().filter(|l| l.contains("dport=6100")).count();
+    assert!(n >= 40 && lines >= 40, "{n} {lines}\n{listing}");
+    let mut ports: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("dport=6100"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("sport=")))
+        .collect();
+    let all = ports.len();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), all, "a connection is listed twice:\n{listing}");
+}
+
+/// DNAT with two workers: the reply tuple (server port 80) hashes to another shard than the
+/// original (port 8080) for about half the connections; their replies are redirected to the
+/// owner and un-DNATed there.
+#[test]
+fn dnat_with_two_workers_redirects_replies_to_the_owner() {
+    let _g = serial();
+    let tb = Testbed::up("r", 2);
+    rules_file(
+        &tb,
+        "v4.rules",
+        &format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -d 198.18.0.2/32 -i fw-c -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.2:80\n\
+             COMMIT\n{STATEFUL_MIN}"
+        ),
+    );
+    let cfg = tb.config_on(2, "[0, 1]", "[rules]\nipv4 = \"v4.rules\"\n");
+    let fwd = Fwd::start(&tb, &cfg);
+    let (c, s) = (tb.ns("client"), tb.ns("server"));
+    let n = 24;
+    let addr: SocketAddr = "198.18.0.2:80".parse().unwrap();
+    let server = spawn_in_netns(&s, move || {
+        let l = TcpListener::bind(addr).unwrap();
+        for _ in 0..n {
+            let (mut k, _) = l.accept().unwrap();
+            k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            k.read_to_end(&mut got).unwrap();
+            k.write_all(&got).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let ok_count = in_netns(&c, move || {
+        let mut ok = 0;
+        for i in 0..n {
+            let msg = format!("ping {i}");
+            let Ok(mut k) = TcpStream::connect_timeout(
+                &"198.18.0.2:8080".parse().unwrap(),
+                Duration::from_secs(3),
+            ) else {
+                continue;
+            };
+            k.write_all(msg.as_bytes()).unwrap();
+            k.shutdown(std::net::Shutdown::Write).unwrap();
+            k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = Vec::new();
+            if k.read_to_end(&mut r).is_ok() && r == msg.as_bytes() {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert_eq!(ok_count, n, "connections through DNAT that worked");
+    server.join().unwrap();
+    let m = fwd.metrics();
+    let redirected = per_worker_sum(&m, "fwd_handoff_redirected_total");
+    assert!(redirected > 0, "no reply needed a redirect:\n{m}");
+    let listing = fwd::control::request(&fwd.socket, "conntrack -L -p tcp").unwrap();
+    assert_eq!(
+        listing.lines().filter(|l| l.contains("dport=8080")).count(),
+        n,
+        "{listing}"
+    );
+}
