@@ -169,6 +169,14 @@ pub struct Tracked {
 }
 
 impl Tracked {
+    /// This packet created its entry (a connection's first packet): the entry is in no hash
+    /// chain until [`Shard::commit`] confirms it. A packet of a confirmed connection that is
+    /// still NEW (no reply seen yet, a retransmitted SYN) answers `false`.
+    #[inline]
+    pub fn is_unconfirmed(&self) -> bool {
+        self.action == Action::Confirm
+    }
+
     fn invalid(reason: CtReason) -> Tracked {
         Tracked {
             state: CtState::Invalid,
@@ -963,6 +971,24 @@ impl Shard {
         (e.tuple[0], e.tuple[1])
     }
 
+    /// The tuple of direction `dir` of an entry (by reference: no copy on the per-packet path).
+    #[inline]
+    pub fn tuple(&self, id: EntryId, dir: Dir) -> &Tuple {
+        &self.entries[id.0 as usize].tuple[dir.idx()]
+    }
+
+    /// The NAT kind of an entry alone (see [`Shard::nat`]).
+    #[inline]
+    pub fn nat_kind(&self, id: EntryId) -> NatKind {
+        let status = self.entries[id.0 as usize].status;
+        match (status & S_SRC_NAT != 0, status & S_DST_NAT != 0) {
+            (false, false) => NatKind::None,
+            (true, false) => NatKind::Src,
+            (false, true) => NatKind::Dst,
+            (true, true) => NatKind::Both,
+        }
+    }
+
     /// The NAT binding: kind and the (translated) reply tuple.
     pub fn nat(&self, id: EntryId) -> (NatKind, Tuple) {
         let e = &self.entries[id.0 as usize];
@@ -1296,6 +1322,32 @@ mod tests {
 
     fn syn() -> CtPacket {
         a_to_b(seg(CLI, SRV, SYN, ISN_A, 0, 0))
+    }
+
+    #[test]
+    fn only_a_connections_first_packet_is_unconfirmed() {
+        let mut sh = shard();
+        let t = sh.track(&syn(), T0);
+        assert_eq!((t.state, t.is_unconfirmed()), (CtState::New, true));
+        assert!(sh.commit(t, true));
+        // a retransmitted SYN is still NEW, but its entry is the confirmed one
+        let t = sh.track(&syn(), T0 + S);
+        assert_eq!((t.state, t.is_unconfirmed()), (CtState::New, false));
+        assert!(sh.commit(t, true));
+        let t = sh.track(
+            &b_to_a(seg(SRV, CLI, SYN | ACK, ISN_B, ISN_A + 1, 0)),
+            T0 + S,
+        );
+        assert_eq!((t.state, t.is_unconfirmed()), (CtState::Established, false));
+        assert!(sh.commit(t, true));
+        // dropped first packet: the next one creates the entry again
+        let other = a_to_b(seg(CLI + 1, SRV, SYN, ISN_A, 0, 0));
+        let t = sh.track(&other, T0 + S);
+        assert!(t.is_unconfirmed());
+        assert!(sh.commit(t, false));
+        let t = sh.track(&other, T0 + S);
+        assert!(t.is_unconfirmed());
+        assert!(sh.commit(t, true));
     }
 
     #[test]

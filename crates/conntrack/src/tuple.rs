@@ -44,7 +44,7 @@ impl Dir {
             Dir::Reply
         }
     }
-    pub(crate) fn other(self) -> Dir {
+    pub fn other(self) -> Dir {
         match self {
             Dir::Original => Dir::Reply,
             Dir::Reply => Dir::Original,

@@ -322,28 +322,19 @@ impl Worker {
         let entry = tracked.and_then(|t| t.entry);
         // Only a connection's first packet (not yet confirmed) traverses the nat chains; a
         // retransmitted SYN is NEW too but must reuse the binding of its confirmed entry.
-        let mut is_new = state == CtState::New && entry.is_some();
-        if let (true, Some(id)) = (is_new, entry) {
-            let (orig, _) = self.shard.tuples(id);
-            let confirmed = self
-                .shard
-                .lookup(ct_family(&info), info.l4_proto, &orig, now);
-            if confirmed.is_some_and(|(e, _)| e == id) {
-                is_new = false;
-            }
-        }
+        // (Confirmed entries are the ones in the hash: no second lookup needed to tell.)
+        let is_new = state == CtState::New && tracked.is_some_and(|t| t.is_unconfirmed());
 
         // The translation this packet gets: from an existing binding, or decided now.
         let cur = if v6 { None } else { Some(nat::current(&info)) };
         let mut target = cur;
         let mut nat_kind = NatKind::None;
         if let (Some(id), Some(c), false) = (entry, cur, is_new) {
-            let (kind, _) = self.shard.nat(id);
+            let kind = self.shard.nat_kind(id);
             if kind != NatKind::None {
                 nat_kind = kind;
-                let (orig, reply) = self.shard.tuples(id);
                 let dir = tracked.map(|t| t.dir).unwrap_or(Dir::Original);
-                let other = if dir == Dir::Original { reply } else { orig };
+                let other = self.shard.tuple(id, dir.other());
                 if state == CtState::Related {
                     // errors: the quote becomes what the receiving endpoint sent
                     target = Some(Rewrite {
