@@ -148,7 +148,7 @@ impl Pipeline for Firewall {
         actions: &mut [Action],
         now_ns: u64,
     ) -> usize {
-        let Some(st) = self.steer.as_mut() else {
+        let Some(st) = self.steer.as_mut().filter(|s| s.has_handed()) else {
             return 0;
         };
         let w = &mut self.worker;

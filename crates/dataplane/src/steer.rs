@@ -284,6 +284,11 @@ impl Steer {
         true
     }
 
+    /// True when a peer has handed over frames not yet taken.
+    pub fn has_handed(&self) -> bool {
+        self.from.iter().any(|c| !c.is_empty())
+    }
+
     /// Takes one handed frame (round robin over the peers), lending it to `f`.
     pub fn take<R>(&mut self, f: impl FnOnce(&Handed) -> R) -> Option<R> {
         let n = self.from.len();
