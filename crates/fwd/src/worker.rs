@@ -740,4 +740,49 @@ mod steer_tests {
         assert_eq!(ws[0].pipeline().steer_stats().redirects_issued, 0);
         assert_eq!(ws[1].pipeline().steer_stats().redirects_held, 0);
     }
+
+    proptest::proptest! {
+        /// Whatever worker and port the frames of random flows arrive on, each frame leaves
+        /// exactly once from its owner's ports or is a counted handoff drop, and every buffer
+        /// comes back.
+        #[test]
+        fn frames_leave_from_their_owner_or_are_counted(
+            arrivals in proptest::collection::vec((0usize..2, 0usize..2, 0u16..12), 1..120),
+            slots in 1usize..16,
+        ) {
+            let accept = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+            let mut ws = workers(accept, slots);
+            let b = FrameBuilder::default();
+            for &(w, port, flow) in &arrivals {
+                let f = if port == 0 {
+                    b.udp(IpPair::V4(C, S), 5000 + flow, 53, b"q")
+                } else {
+                    b.udp(IpPair::V4(S, C), 53, 5000 + flow, b"r")
+                };
+                let (a, bq) = &mut ws[w].queues_mut()[0];
+                if port == 0 { a.inject(&f) } else { bq.inject(&f) }
+            }
+            let mut out = 0u64;
+            for _ in 0..4 {
+                poll(&mut ws);
+                for (i, w) in ws.iter_mut().enumerate() {
+                    for frames in sent(w) {
+                        for f in frames {
+                            proptest::prop_assert_eq!(owner(&f), i);
+                            out += 1;
+                        }
+                    }
+                }
+            }
+            let full: u64 = ws
+                .iter()
+                .flat_map(|w| w.counters().ports.iter())
+                .map(|p| p.drops[DropReason::HandoffQueueFull.index()])
+                .sum();
+            proptest::prop_assert_eq!(out + full, arrivals.len() as u64);
+            for w in &ws {
+                proptest::prop_assert_eq!(w.pool().free_count(), 256);
+            }
+        }
+    }
 }
