@@ -90,10 +90,14 @@ enum Final {
     },
 }
 
+/// How a walk ended. The walk writes the deciding rule into the trace itself, from registers:
+/// a `Decision` assembled field by field in the returned struct and copied out whole stalled on
+/// store forwarding.
 struct Walk {
     fin: Final,
     notrack: bool,
-    decided: Decision,
+    /// The deciding rule's index, or [`POLICY`].
+    rule: u32,
     too_deep: bool,
 }
 
@@ -281,8 +285,17 @@ impl Worker {
         key.ct = ct::INVALID;
         let mut notrack = false;
         if let Some(chain) = fam.hooks[HookPoint::RawPrerouting as usize] {
-            let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
-            self.trace.decided[0] = w.decided;
+            let w = self.walk(
+                HookPoint::RawPrerouting,
+                fam,
+                counters,
+                chain,
+                &key,
+                frame,
+                &info,
+                ingress,
+                egress,
+            );
             if w.too_deep {
                 return self.drop(DropReason::ChainTooDeep);
             }
@@ -374,8 +387,17 @@ impl Worker {
         let mut dnat = false;
         if is_new && !v6 {
             if let Some(chain) = fam.hooks[HookPoint::NatPrerouting as usize] {
-                let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
-                self.trace.decided[1] = w.decided;
+                let w = self.walk(
+                    HookPoint::NatPrerouting,
+                    fam,
+                    counters,
+                    chain,
+                    &key,
+                    frame,
+                    &info,
+                    ingress,
+                    egress,
+                );
                 match w.fin {
                     Final::Accept => {}
                     Final::Dnat(spec) => {
@@ -402,8 +424,17 @@ impl Worker {
             _ => {}
         }
         if let Some(chain) = fam.hooks[HookPoint::FilterForward as usize] {
-            let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
-            self.trace.decided[2] = w.decided;
+            let w = self.walk(
+                HookPoint::FilterForward,
+                fam,
+                counters,
+                chain,
+                &key,
+                frame,
+                &info,
+                ingress,
+                egress,
+            );
             if w.too_deep {
                 return self.reject_new(tracked, DropReason::ChainTooDeep);
             }
@@ -416,7 +447,7 @@ impl Worker {
                     return self.reject(buf, len, &info, with);
                 }
                 _ => {
-                    let r = if matches!(w.decided, Some((_, POLICY))) {
+                    let r = if w.rule == POLICY {
                         DropReason::FilterPolicy
                     } else {
                         DropReason::FilterRule
@@ -429,8 +460,17 @@ impl Worker {
         let mut snat = false;
         if is_new && !v6 {
             if let Some(chain) = fam.hooks[HookPoint::NatPostrouting as usize] {
-                let w = self.walk(fam, counters, chain, &key, frame, &info, ingress, egress);
-                self.trace.decided[3] = w.decided;
+                let w = self.walk(
+                    HookPoint::NatPostrouting,
+                    fam,
+                    counters,
+                    chain,
+                    &key,
+                    frame,
+                    &info,
+                    ingress,
+                    egress,
+                );
                 let spec = match w.fin {
                     Final::Accept => None,
                     Final::Snat(spec) => Some(spec),
@@ -595,6 +635,7 @@ impl Worker {
     #[inline(always)]
     fn walk(
         &mut self,
+        hook: HookPoint,
         fam: &FamilyRules,
         counters: &RuleCounters,
         start: u32,
@@ -631,7 +672,11 @@ impl Worker {
             }
             if r == NO_MATCH {
                 if depth == 0 {
-                    return policy_of(fam, counters, start, bytes, notrack);
+                    {
+                        // the trace is written here, from registers (see `Walk`)
+                        self.trace.decided[hook as usize] = Some((start, POLICY));
+                        return policy_of(fam, counters, start, bytes, notrack);
+                    }
                 }
                 depth -= 1;
                 (cur, pos) = self.stack[depth];
@@ -639,7 +684,6 @@ impl Worker {
             }
             let rule = &chain.rules[r as usize];
             counters.hit(rule.counter, bytes);
-            let decided = Some((cur, r));
             let fin = match &rule.action {
                 Action::Continue => None,
                 Action::Notrack => {
@@ -681,7 +725,11 @@ impl Worker {
                 Action::Return => {
                     if depth == 0 {
                         // RETURN at the top (also from a chain entered by -g): the policy
-                        return policy_of(fam, counters, start, bytes, notrack);
+                        {
+                            // the trace is written here, from registers (see `Walk`)
+                            self.trace.decided[hook as usize] = Some((start, POLICY));
+                            return policy_of(fam, counters, start, bytes, notrack);
+                        }
                     }
                     depth -= 1;
                     (cur, pos) = self.stack[depth];
@@ -689,10 +737,11 @@ impl Worker {
                 }
                 Action::Jump(c) => {
                     if depth == MAX_DEPTH {
+                        self.trace.decided[hook as usize] = Some((cur, r));
                         return Walk {
                             fin: Final::Drop,
                             notrack,
-                            decided,
+                            rule: r,
                             too_deep: true,
                         };
                     }
@@ -708,12 +757,13 @@ impl Worker {
             };
             match fin {
                 Some(fin) => {
+                    self.trace.decided[hook as usize] = Some((cur, r));
                     return Walk {
                         fin,
                         notrack,
-                        decided,
+                        rule: r,
                         too_deep: false,
-                    }
+                    };
                 }
                 None => pos = r + 1,
             }
@@ -867,7 +917,7 @@ fn policy_of(
     Walk {
         fin,
         notrack,
-        decided: Some((start, POLICY)),
+        rule: POLICY,
         too_deep: false,
     }
 }
