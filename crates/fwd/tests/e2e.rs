@@ -1230,6 +1230,9 @@ fn two_workers_hand_replies_to_the_flow_owner_under_a_stateful_ruleset() {
     let m = fwd.metrics();
     let sent = per_worker_sum(&m, "fwd_handoff_sent_total");
     let received = per_worker_sum(&m, "fwd_handoff_received_total");
+    let rx = metric(&m, "fwd_rx_packets_total{port=\"a\"}")
+        + metric(&m, "fwd_rx_packets_total{port=\"b\"}");
+    eprintln!("handoff: {sent} of {rx} frames sent to the other worker, {received} received");
     assert!(
         sent > 0,
         "no frame crossed workers: the test proves nothing\n{m}"
@@ -1311,6 +1314,10 @@ fn dnat_with_two_workers_redirects_replies_to_the_owner() {
     server.join().unwrap();
     let m = fwd.metrics();
     let redirected = per_worker_sum(&m, "fwd_handoff_redirected_total");
+    eprintln!(
+        "redirected {redirected}, handed off {}",
+        per_worker_sum(&m, "fwd_handoff_sent_total")
+    );
     assert!(redirected > 0, "no reply needed a redirect:\n{m}");
     let listing = fwd::control::request(&fwd.socket, "conntrack -L -p tcp").unwrap();
     assert_eq!(
