@@ -12,80 +12,11 @@
 //! are named `dpnt<pid>{a,r,b}` and removed afterwards, also on failure.
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dataplane::{compile, CompileConfig, PortInfo, Verdict, Worker};
-
-struct Netns {
-    prefix: String,
-    tcpdump: Vec<Child>,
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for mut c in self.tcpdump.drain(..) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in ["a", "r", "b"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &format!("{}{n}", self.prefix)])
-                .status();
-        }
-    }
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn read_pcap(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
-    let (le, nanos) = match magic {
-        0xa1b2_c3d4 => (true, false),
-        0xa1b2_3c4d => (true, true),
-        0xd4c3_b2a1 => (false, false),
-        _ => (false, true),
-    };
-    let u32_at = |at: usize| {
-        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let ts = u64::from(u32_at(at)) * 1_000_000_000
-            + u64::from(u32_at(at + 4)) * if nanos { 1 } else { 1000 };
-        let caplen = u32_at(at + 8) as usize;
-        out.push((ts, bytes[at + 16..at + 16 + caplen].to_vec()));
-        at += 16 + caplen;
-    }
-    out
-}
-
-fn mac_of(p: &str, ns: &str, dev: &str) -> [u8; 6] {
-    let s = sh(&format!("ip -n {p}{ns} -br link show {p}{dev}"));
-    let m = s.split_whitespace().nth(2).expect("mac");
-    let v: Vec<u8> = m
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap())
-        .collect();
-    v.try_into().unwrap()
-}
+use testkit::{sh, Router};
 
 /// The L3 part of a frame, with the TTL one lower and the IP header checksum adjusted.
 fn aged_l3(frame: &[u8]) -> Vec<u8> {
@@ -102,32 +33,10 @@ fn aged_l3(frame: &[u8]) -> Vec<u8> {
 
 #[test]
 fn nat_rewrites_match_the_kernel() {
-    let p = format!("dpnt{}", std::process::id());
-    let mut ns = Netns {
-        prefix: p.clone(),
-        tcpdump: Vec::new(),
-    };
+    let router = Router::new("dpnt");
+    let p = router.p.clone();
     sh(&format!(
         "set -e
-         ip netns add {p}a; ip netns add {p}r; ip netns add {p}b
-         ip link add {p}ar type veth peer name {p}ra
-         ip link add {p}br type veth peer name {p}rb
-         ip link set {p}ar netns {p}a; ip link set {p}ra netns {p}r
-         ip link set {p}br netns {p}b; ip link set {p}rb netns {p}r
-         ip -n {p}a addr add 198.18.0.1/24 dev {p}ar
-         ip -n {p}r addr add 198.18.0.254/24 dev {p}ra
-         ip -n {p}r addr add 198.18.1.254/24 dev {p}rb
-         ip -n {p}b addr add 198.18.1.2/24 dev {p}br
-         for n in a r b; do ip -n {p}$n link set lo up; done
-         ip -n {p}a link set {p}ar up; ip -n {p}r link set {p}ra up
-         ip -n {p}r link set {p}rb up; ip -n {p}b link set {p}br up
-         ip -n {p}a route add default via 198.18.0.254
-         ip -n {p}b route add default via 198.18.1.254
-         ip netns exec {p}a ethtool -K {p}ar tx off >/dev/null
-         ip netns exec {p}b ethtool -K {p}br tx off >/dev/null
-         ip netns exec {p}r ethtool -K {p}ra tx off >/dev/null
-         ip netns exec {p}r ethtool -K {p}rb tx off >/dev/null
-         ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=1
          ip netns exec {p}r iptables -t nat -A PREROUTING -i {p}ra -d 198.18.0.254/32 -p tcp --dport 8080 -j DNAT --to-destination 198.18.1.2:80
          ip netns exec {p}r iptables -t nat -A POSTROUTING -o {p}rb -j MASQUERADE
          ip netns exec {p}r iptables -P FORWARD DROP
@@ -136,40 +45,8 @@ fn nat_rewrites_match_the_kernel() {
          ip netns exec {p}a ping -c1 -W2 198.18.1.2 >/dev/null
          ip netns exec {p}r conntrack -F 2>/dev/null || true"
     ));
-    let mut caps = Vec::new();
-    for dev in ["ra", "rb"] {
-        let file = std::env::temp_dir().join(format!("{p}{dev}.pcap"));
-        ns.tcpdump.push(
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &format!("{p}r"),
-                    "tcpdump",
-                    "-U",
-                    "-n",
-                    "-s",
-                    "0",
-                    "-j",
-                    "adapter_unsynced",
-                ])
-                .args([
-                    "--time-stamp-precision=nano",
-                    "--immediate-mode",
-                    "-i",
-                    &format!("{p}{dev}"),
-                    "-w",
-                ])
-                .arg(&file)
-                .arg("ip")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tcpdump"),
-        );
-        caps.push(file);
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    let cap_a = router.capture("ra", &["ip"]);
+    let cap_b = router.capture("rb", &["ip"]);
     sh(&format!(
         "set -e
          ip netns exec {p}b socat TCP-LISTEN:8080,reuseaddr OPEN:/dev/null &
@@ -184,19 +61,10 @@ fn nat_rewrites_match_the_kernel() {
          echo new | ip netns exec {p}b socat -T0.3 - UDP:198.18.0.1:53 >/dev/null 2>&1 || true
          sleep 0.5"
     ));
-    for mut c in ns.tcpdump.drain(..) {
-        let _ = Command::new("kill")
-            .args(["-INT", &c.id().to_string()])
-            .status();
-        let _ = c.wait();
-    }
-    let a_side = read_pcap(&std::fs::read(&caps[0]).expect("pcap a"));
-    let b_side = read_pcap(&std::fs::read(&caps[1]).expect("pcap b"));
-    for c in &caps {
-        let _ = std::fs::remove_file(c);
-    }
-    let ra = mac_of(&p, "r", "ra");
-    let rb = mac_of(&p, "r", "rb");
+    let a_side = cap_a.finish();
+    let b_side = cap_b.finish();
+    let ra = router.mac_of("r", "ra");
+    let rb = router.mac_of("r", "rb");
 
     let rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
                  -A PREROUTING -i fw-c -d 198.18.0.254/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.1.2:80\n\

@@ -13,96 +13,15 @@
 //! Needs root, iproute2, iptables, ethtool, tcpdump and socat (CI has them). Namespaces are named
 //! `dprj<pid>{a,r,b}` and removed afterwards, also on failure.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use rules::RejectWith;
-
-struct Netns {
-    prefix: String,
-    tcpdump: Option<Child>,
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.tcpdump.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in ["a", "r", "b"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &format!("{}{n}", self.prefix)])
-                .status();
-        }
-    }
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Frames of a classic pcap file (either byte order and resolution).
-fn read_pcap(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
-    let le = matches!(magic, 0xa1b2_c3d4 | 0xa1b2_3c4d);
-    let u32_at = |at: usize| {
-        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let caplen = u32_at(at + 8) as usize;
-        out.push(bytes[at + 16..at + 16 + caplen].to_vec());
-        at += 16 + caplen;
-    }
-    out
-}
+use testkit::{sh, Router};
 
 #[test]
 fn reject_replies_match_the_kernel() {
-    let p = format!("dprj{}", std::process::id());
-    let mut ns = Netns {
-        prefix: p.clone(),
-        tcpdump: None,
-    };
-    let pcap = std::env::temp_dir().join(format!("{p}.pcap"));
+    let router = Router::new("dprj");
+    let p = router.p.clone();
     sh(&format!(
         "set -e
-         ip netns add {p}a; ip netns add {p}r; ip netns add {p}b
-         ip link add {p}ar type veth peer name {p}ra
-         ip link add {p}br type veth peer name {p}rb
-         ip link set {p}ar netns {p}a; ip link set {p}ra netns {p}r
-         ip link set {p}br netns {p}b; ip link set {p}rb netns {p}r
-         ip -n {p}a addr add 198.18.0.1/24 dev {p}ar
-         ip -n {p}r addr add 198.18.0.254/24 dev {p}ra
-         ip -n {p}r addr add 198.18.1.254/24 dev {p}rb
-         ip -n {p}b addr add 198.18.1.2/24 dev {p}br
-         ip -n {p}a addr add 2001:2::1/64 dev {p}ar nodad
-         ip -n {p}r addr add 2001:2::fe/64 dev {p}ra nodad
-         ip -n {p}r addr add 2001:2:0:1::fe/64 dev {p}rb nodad
-         ip -n {p}b addr add 2001:2:0:1::2/64 dev {p}br nodad
-         for n in a r b; do ip -n {p}$n link set lo up; done
-         ip -n {p}a link set {p}ar up; ip -n {p}r link set {p}ra up
-         ip -n {p}r link set {p}rb up; ip -n {p}b link set {p}br up
-         ip -n {p}a route add default via 198.18.0.254
-         ip -n {p}b route add default via 198.18.1.254
-         ip -n {p}a -6 route add default via 2001:2::fe
-         ip -n {p}b -6 route add default via 2001:2:0:1::fe
-         ip netns exec {p}a ethtool -K {p}ar tx off >/dev/null
-         ip netns exec {p}r ethtool -K {p}ra tx off >/dev/null
-         ip netns exec {p}r sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
          ip netns exec {p}r iptables -A FORWARD -p tcp --dport 81 -j REJECT --reject-with tcp-reset
          ip netns exec {p}r iptables -A FORWARD -p udp --dport 9 -j REJECT --reject-with icmp-port-unreachable
          ip netns exec {p}r iptables -A FORWARD -p udp --dport 10 -j REJECT --reject-with icmp-admin-prohibited
@@ -111,35 +30,18 @@ fn reject_replies_match_the_kernel() {
          ip netns exec {p}a ping -c1 -W2 198.18.1.2 >/dev/null
          ip netns exec {p}a ping -6 -c1 -W2 2001:2:0:1::2 >/dev/null || ip netns exec {p}a ping -6 -c1 -W2 2001:2:0:1::2 >/dev/null"
     ));
-    ns.tcpdump = Some(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("{p}r"),
-                "tcpdump",
-                "-U",
-                "-n",
-                "-s",
-                "0",
-            ])
-            .args(["--immediate-mode", "-i", &format!("{p}ra"), "-w"])
-            .arg(&pcap)
-            .args([
-                "tcp",
-                "or",
-                "udp",
-                "or",
-                "icmp",
-                "or",
-                "(icmp6 and ip6[40] < 128)",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump"),
+    let capture = router.capture(
+        "ra",
+        &[
+            "tcp",
+            "or",
+            "udp",
+            "or",
+            "icmp",
+            "or",
+            "(icmp6 and ip6[40] < 128)",
+        ],
     );
-    std::thread::sleep(Duration::from_millis(1500));
     sh(&format!(
         "ip netns exec {p}a socat -T1 - TCP:198.18.1.2:81 </dev/null 2>/dev/null
          echo one | ip netns exec {p}a socat -T1 - UDP:198.18.1.2:9 2>/dev/null
@@ -148,14 +50,7 @@ fn reject_replies_match_the_kernel() {
          echo six | ip netns exec {p}a socat -T1 - UDP6:[2001:2:0:1::2]:10 2>/dev/null
          sleep 0.5; true"
     ));
-    if let Some(mut c) = ns.tcpdump.take() {
-        let _ = Command::new("kill")
-            .args(["-INT", &c.id().to_string()])
-            .status();
-        let _ = c.wait();
-    }
-    let frames = read_pcap(&std::fs::read(&pcap).expect("pcap written"));
-    let _ = std::fs::remove_file(&pcap);
+    let frames: Vec<Vec<u8>> = capture.finish().into_iter().map(|(_, f)| f).collect();
 
     // (request's dst port and protocol, reject type)
     let cases = [
