@@ -113,8 +113,11 @@ pub struct Firewall {
 
 /// Size of each worker's LOG/NFLOG queue.
 const LOG_QUEUE: usize = 4096;
-/// Frames each handoff queue (one per ordered worker pair) holds: 2 KiB each.
-pub const HANDOFF_SLOTS: usize = 512;
+/// Frames (2 KiB slots) all the handoff queues into one worker hold together: 8 MiB a worker,
+/// split over its peers, so that a peer descheduled for a few milliseconds loses nothing.
+pub const HANDOFF_SLOTS_PER_WORKER: usize = 4096;
+/// The least a queue between two workers holds.
+pub const HANDOFF_SLOTS_MIN: usize = 256;
 /// How long the control thread waits for a worker's answer.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,7 +137,8 @@ impl Firewall {
         let mut handles = Vec::new();
         let mut logs = Vec::new();
         let mut mesh = if workers > 1 {
-            dataplane::steer::mesh(workers, ct.hash_seed, HANDOFF_SLOTS)
+            let slots = (HANDOFF_SLOTS_PER_WORKER / (workers - 1)).max(HANDOFF_SLOTS_MIN);
+            dataplane::steer::mesh(workers, ct.hash_seed, slots)
         } else {
             Vec::new()
         }

@@ -11,6 +11,9 @@ use ports::{Action, DropReason, Frame, FramePool, KernelStats, Pipeline, Port, P
 
 use crate::stats::{new_histogram, LocalCounters, WorkerShared};
 
+/// Bursts of handed-over frames a worker takes per poll round at most.
+const HANDED_BURSTS_PER_ROUND: usize = 8;
+
 /// Empty rounds before a worker naps (when `idle_sleep` is non-zero).
 const IDLE_ROUNDS: u32 = 256;
 
@@ -73,7 +76,15 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
     pub fn poll_once(&mut self, now_ns: u64, clock: &Instant) -> usize {
         // control requests and messages from other workers come before this round's frames
         self.pipeline.between_bursts(now_ns);
-        let mut received = self.handed(now_ns);
+        // a peer hands over up to two bursts per queue pair a round: take as many
+        let mut received = 0;
+        for _ in 0..HANDED_BURSTS_PER_ROUND {
+            let n = self.handed(now_ns);
+            received += n;
+            if n < self.burst {
+                break;
+            }
+        }
         for q in 0..self.queues.len() {
             for ingress in [PortId::A, PortId::B] {
                 received += self.burst_from(q, ingress, now_ns, clock);
