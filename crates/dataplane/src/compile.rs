@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use classify::{
     ct, AddrMatch, Classifier, CtMatch, IcmpMatch, IfaceSet, PortMatch, ProtoMatch, RuleSpec,
@@ -189,7 +190,65 @@ pub enum LeafCheck {
     Length { min: u16, max: u16, negated: bool },
     /// `-m ttl` / `-m hl`.
     Ttl { op: TtlOp, value: u8 },
+    /// `-m limit`: the rule's token bucket. Always the last check of a rule, so that a token is
+    /// only spent on a packet that every other match of the rule accepted (netfilter evaluates
+    /// `limit` where it stands; rules put it last in practice).
+    Limit(Arc<LimitBucket>),
 }
+
+/// The token bucket of one `-m limit` rule, as `xt_limit`: `burst` packets at once, then one per
+/// `avg` interval. It is shared by all workers, as the kernel's is shared by all CPUs, and kept as
+/// one atomic (the generic cell rate algorithm's theoretical arrival time), so a worker updates
+/// it with one compare-and-swap and never waits. A reload builds fresh buckets (full), as
+/// `iptables-restore` does.
+#[derive(Debug)]
+pub struct LimitBucket {
+    /// Nanoseconds per packet at the average rate.
+    interval_ns: u64,
+    /// How far ahead of `now` the arrival time may run: `burst - 1` intervals.
+    tolerance_ns: u64,
+    /// Theoretical arrival time of the next conforming packet.
+    tat: AtomicU64,
+}
+
+impl LimitBucket {
+    /// A full bucket for `m` (`avg` in 1/10000 s per packet, `XT_LIMIT_SCALE`).
+    pub fn new(m: &rules::LimitMatch) -> LimitBucket {
+        let interval_ns = u64::from(m.avg) * (1_000_000_000 / u64::from(rules::LimitMatch::SCALE));
+        LimitBucket {
+            interval_ns,
+            tolerance_ns: interval_ns * u64::from(m.burst.max(1) - 1),
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token at `now` (ns); false when the bucket is empty.
+    pub fn take(&self, now: u64) -> bool {
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            if tat > now.saturating_add(self.tolerance_ns) {
+                return false;
+            }
+            let next = tat.max(now) + self.interval_ns;
+            match self
+                .tat
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+}
+
+/// Buckets compare by their parameters: two compilations of the same rule are equal.
+impl PartialEq for LimitBucket {
+    fn eq(&self, other: &Self) -> bool {
+        self.interval_ns == other.interval_ns && self.tolerance_ns == other.tolerance_ns
+    }
+}
+
+impl Eq for LimitBucket {}
 
 /// One compiled rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -405,6 +464,7 @@ fn port_match(p: &rules::PortMatch) -> PortMatch {
 fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>), String> {
     let mut spec = RuleSpec::ANY;
     let mut leaf = Vec::new();
+    let mut limits = Vec::new();
     for (dst, m) in [(false, &rule.src), (true, &rule.dst)] {
         let Some(m) = m else { continue };
         let a = match m.prefix_len() {
@@ -468,7 +528,11 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                     put_port(&mut spec, &mut leaf, true, p);
                 }
                 if let Some(f) = t.flags {
-                    let fm = TcpFlagsMatch { mask: f.mask, cmp: f.comp, negate: f.negated };
+                    let fm = TcpFlagsMatch {
+                        mask: f.mask,
+                        cmp: f.comp,
+                        negate: f.negated,
+                    };
                     if spec.tcp_flags.is_none() {
                         spec.tcp_flags = Some(fm);
                     } else {
@@ -495,10 +559,18 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                 if matches!(m, Match::Icmp6(_)) && i.icmp_type == 255 {
                     return Err("ICMPv6 type 255 is not supported".into());
                 }
-                spec.icmp = Some(IcmpMatch { ty: i.icmp_type, code_lo: i.code_min, code_hi: i.code_max, negate: i.negated });
+                spec.icmp = Some(IcmpMatch {
+                    ty: i.icmp_type,
+                    code_lo: i.code_min,
+                    code_hi: i.code_max,
+                    negate: i.negated,
+                });
             }
             Match::State(s) | Match::Conntrack(s) => {
-                let c = CtMatch { mask: ct_bits(s.states), negate: s.negated };
+                let c = CtMatch {
+                    mask: ct_bits(s.states),
+                    negate: s.negated,
+                };
                 if spec.ct.is_none() {
                     spec.ct = Some(c);
                 } else {
@@ -514,7 +586,12 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                         let a = AddrMatch::range(lo, hi);
                         *slot = if range.negated { a.negated() } else { a };
                     } else {
-                        leaf.push(LeafCheck::Range { dst, lo, hi, negated: range.negated });
+                        leaf.push(LeafCheck::Range {
+                            dst,
+                            lo,
+                            hi,
+                            negated: range.negated,
+                        });
                     }
                 }
             }
@@ -523,19 +600,24 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                 ports: mp.ports.iter().map(|p: &PortRange| (p.lo, p.hi)).collect(),
                 negated: mp.negated,
             }),
-            Match::Mac { addr, negated } => leaf.push(LeafCheck::Mac { addr: *addr, negated: *negated }),
-            Match::Length { min, max, negated } => {
-                leaf.push(LeafCheck::Length { min: *min, max: *max, negated: *negated })
-            }
-            Match::Ttl { op, value } | Match::HopLimit { op, value } => {
-                leaf.push(LeafCheck::Ttl { op: *op, value: *value })
-            }
-            Match::Limit(_) => {
-                return Err("`-m limit` is not supported by the data plane (it needs shared state across workers)".into())
-            }
+            Match::Mac { addr, negated } => leaf.push(LeafCheck::Mac {
+                addr: *addr,
+                negated: *negated,
+            }),
+            Match::Length { min, max, negated } => leaf.push(LeafCheck::Length {
+                min: *min,
+                max: *max,
+                negated: *negated,
+            }),
+            Match::Ttl { op, value } | Match::HopLimit { op, value } => leaf.push(LeafCheck::Ttl {
+                op: *op,
+                value: *value,
+            }),
+            Match::Limit(m) => limits.push(LeafCheck::Limit(Arc::new(LimitBucket::new(m)))),
             Match::Comment(_) => {}
         }
     }
+    leaf.append(&mut limits);
     spec.leaf_check = !leaf.is_empty();
     Ok((spec, leaf))
 }
@@ -830,18 +912,51 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn refuses_redirect_and_limit_with_locations() {
+    fn refuses_redirect_with_its_location_and_compiles_limit() {
         let rs = v4("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
              -A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 8080\nCOMMIT\n\
              *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m limit --limit 1/sec -j ACCEPT\nCOMMIT\n");
         let errs = compile(Some(&rs), None, &cfg()).unwrap_err();
-        assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].message.contains("REDIRECT") || errs[1].message.contains("REDIRECT"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
-            errs.iter()
-                .any(|e| e.message.contains("limit") && e.line == 12),
+            errs[0].message.contains("REDIRECT") && errs[0].line == 6,
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn limit_is_the_last_leaf_check_of_its_rule() {
+        let rs = v4("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m limit --limit 2/sec --limit-burst 3 -m length --length 100:200 -j ACCEPT\nCOMMIT\n");
+        let c = compile(Some(&rs), None, &cfg()).unwrap();
+        let fwd = c.v4.hooks[HookPoint::FilterForward as usize].unwrap();
+        let leaf = &c.v4.chains[fwd as usize].rules[0].leaf;
+        assert!(matches!(leaf[0], LeafCheck::Length { .. }), "{leaf:?}");
+        let LeafCheck::Limit(b) = &leaf[1] else {
+            panic!("{leaf:?}")
+        };
+        assert_eq!(
+            (b.interval_ns, b.tolerance_ns),
+            (500_000_000, 1_000_000_000)
+        );
+    }
+
+    #[test]
+    fn limit_bucket_passes_a_burst_then_the_average_rate() {
+        // 2/sec, burst 3: as xt_limit, three at once, then one per 0.5 s.
+        let b = LimitBucket::new(&rules::LimitMatch {
+            avg: rules::LimitMatch::SCALE / 2,
+            burst: 3,
+        });
+        let t0 = 7_000_000_000;
+        let taken = (0..10).filter(|_| b.take(t0)).count();
+        assert_eq!(taken, 3);
+        assert!(!b.take(t0 + 499_000_000));
+        assert!(b.take(t0 + 500_000_000));
+        assert!(!b.take(t0 + 500_000_000));
+        // after a long pause the bucket is full again, never fuller
+        let later = t0 + 60_000_000_000;
+        assert_eq!((0..10).filter(|_| b.take(later)).count(), 3);
     }
 
     #[test]

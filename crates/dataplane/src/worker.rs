@@ -646,6 +646,7 @@ impl Worker {
         egress: PortIdx,
     ) -> Walk {
         let bytes = u64::from(info.l3_len);
+        let now = self.now;
         let mut depth = 0usize;
         let (mut cur, mut pos) = (start, 0u32);
         let mut notrack = false;
@@ -666,7 +667,7 @@ impl Worker {
                     std::slice::from_ref(key),
                     &[pos],
                     &mut out,
-                    |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info),
+                    |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info, now),
                 );
                 r = out[0];
             }
@@ -1115,7 +1116,7 @@ fn ct_packet(frame: &[u8], info: &FrameInfo, quote: &mut Option<FrameInfo>) -> O
     })
 }
 
-fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo) -> bool {
+fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo, now: u64) -> bool {
     checks.iter().all(|c| match c {
         LeafCheck::Masked {
             dst,
@@ -1202,6 +1203,7 @@ fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo) -> b
                 TtlOp::Gt => t > *value,
             }
         }
+        LeafCheck::Limit(bucket) => bucket.take(now),
     })
 }
 
@@ -1282,6 +1284,33 @@ mod tests {
             "{FILTER_HDR}-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
              -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n"
         )
+    }
+
+    #[test]
+    fn limit_accepts_a_burst_then_the_average_rate_and_spends_no_token_on_other_misses() {
+        let mut w = worker_for(&format!(
+            "{FILTER_HDR}-A FORWARD -p udp -m udp --dport 53 -m limit --limit 2/sec --limit-burst 2 -j ACCEPT\nCOMMIT\n"
+        ));
+        let dns = |sp: u16| FrameBuilder::default().udp(ip(C, S), sp, 53, b"q");
+        let other = FrameBuilder::default().udp(ip(C, S), 1000, 54, b"q");
+        // a packet the rule's port match refuses spends no token
+        assert!(matches!(run(&mut w, A, &other, SEC).0, Verdict::Drop(_)));
+        let verdicts: Vec<Verdict> = (0..4)
+            .map(|i| run(&mut w, A, &dns(2000 + i), SEC).0)
+            .collect();
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == Verdict::Forward).count(),
+            2,
+            "{verdicts:?}"
+        );
+        assert!(matches!(
+            run(&mut w, A, &dns(3000), SEC + SEC / 4).0,
+            Verdict::Drop(_)
+        ));
+        assert_eq!(
+            run(&mut w, A, &dns(3001), SEC + SEC / 2).0,
+            Verdict::Forward
+        );
     }
 
     #[test]
