@@ -19,6 +19,17 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== cargo test"
 # --test-threads=2: the machine has 2 cores; end-to-end tests build their own namespaces.
 cargo test --workspace --release -- --test-threads=2
+echo "== example configs: fwd check in a throw-away namespace with the testbed's interface names"
+fwd=${CARGO_TARGET_DIR:-target}/release/fwd
+ns=fwd-test-configs-$$
+trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+ip netns add "$ns"
+ip -n "$ns" link add fw-c type veth peer name fw-s
+for c in configs/*.toml; do
+  ip netns exec "$ns" "$fwd" check --config "$c"
+done
+"$fwd" rules print configs/stateful.v4 >/dev/null
+"$fwd" rules print --family ipv6 configs/stateful.v6 >/dev/null
 echo "== benchmark scripts: syntax"
 for f in $(find bench scripts -name '*.sh'); do bash -n "$f"; done
 echo "all tests passed"
