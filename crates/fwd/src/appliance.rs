@@ -47,14 +47,13 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    // SIGHUP means "reload"; registered first so that one arriving during start-up is a reload
+    // request (served once running) rather than the default action, which would kill fwd.
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     // The rules are compiled before anything is opened: bad rules leave nothing running.
     let (firewall, mut pipelines) =
         crate::firewall::Firewall::start(&cfg, cfg.workers.cores.get_ref().len(), config_path)?;
-    // SIGHUP will mean "reload"; until there is something to reload it must not kill fwd.
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let specs = cfg.port_specs();
     let cores = cfg.workers.cores.get_ref().clone();
