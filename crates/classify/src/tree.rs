@@ -587,10 +587,29 @@ impl Tree {
         deleted: &[u64],
         cb: &mut F,
     ) {
+        // The stage arrays are sized at compile time; a lone key (the data plane asks one key at
+        // a time while conntrack commits packet by packet) must not pay for clearing 64 slots.
+        if keys.len() == 1 {
+            self.lookup_chunk_n::<F, DEL, 1>(keys, starts, out, deleted, cb)
+        } else {
+            self.lookup_chunk_n::<F, DEL, CHUNK>(keys, starts, out, deleted, cb)
+        }
+    }
+
+    /// `lookup_chunk` with stage arrays of `C` slots (`keys.len() <= C`).
+    #[inline(always)]
+    fn lookup_chunk_n<F: FnMut(usize, u32) -> bool, const DEL: bool, const C: usize>(
+        &self,
+        keys: &[Key],
+        starts: &[u32],
+        out: &mut [u32],
+        deleted: &[u64],
+        cb: &mut F,
+    ) {
         let n = keys.len();
-        debug_assert!(n <= CHUNK && starts.len() >= n && out.len() >= n);
-        let mut proj = [[0u32; NDIMS + 1]; CHUNK];
-        let mut wide = [0u8; CHUNK];
+        debug_assert!(n <= C && starts.len() >= n && out.len() >= n);
+        let mut proj = [[0u32; NDIMS + 1]; C];
+        let mut wide = [0u8; C];
         for i in 0..n {
             let k = &keys[i];
             let p = project(k);
@@ -608,7 +627,7 @@ impl Tree {
             shift: 0,
             mask: 0,
         };
-        let mut cur = [blank; CHUNK];
+        let mut cur = [blank; C];
         for &(root, depth) in &self.roots {
             cur[..n].fill(root);
             // level-synchronous descent: the loads of different keys are independent, so the
@@ -632,8 +651,8 @@ impl Tree {
             // first candidate of every key's leaf, loaded in one independent pass so the
             // cache misses of the burst overlap (the scans below branch per candidate, which
             // keeps the CPU from running ahead into the next key's leaf)
-            let mut cand = [0u32; CHUNK];
-            let mut first_id = [0u32; CHUNK];
+            let mut cand = [0u32; C];
+            let mut first_id = [0u32; C];
             for i in 0..n {
                 let c = self.children[cur[i].first as usize + 1].first;
                 cand[i] = c;
