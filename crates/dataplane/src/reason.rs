@@ -1,48 +1,23 @@
 //! The one listing of reasons the data plane drops a frame. Malformed frames keep wire's finer
 //! reason in a separate array ([`wire::Malformed`]); this listing says which stage dropped.
 
-macro_rules! drop_reasons {
-    ($($variant:ident => $name:literal, $desc:literal;)*) => {
-        /// Why the data plane dropped (or did not forward) a frame; indexes a counter array.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum DropReason { $($variant,)* }
-
-        impl DropReason {
-            /// All reasons, in counter-index order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-            /// Number of reasons (length of a counter array).
-            pub const COUNT: usize = Self::ALL.len();
-            /// Stable `snake_case` name, for metrics labels.
-            pub fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
-            }
-            /// One sentence for humans.
-            pub fn description(self) -> &'static str {
-                match self { $(DropReason::$variant => $desc,)* }
-            }
-            /// Index into a counter array.
-            pub fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    Malformed => "malformed", "the frame could not be parsed (see the malformed reasons)";
-    RawDrop => "raw_drop", "a DROP rule of raw PREROUTING (or its policy)";
-    NatDrop => "nat_drop", "a DROP rule of a nat chain (or its policy)";
-    FilterRule => "filter_rule", "a DROP rule of filter FORWARD or a chain it reached";
-    FilterPolicy => "filter_policy", "the DROP policy of filter FORWARD";
-    Reject => "reject", "a REJECT rule answered the frame instead of forwarding it";
-    RejectSuppressed => "reject_suppressed", "a REJECT rule matched but no reply is allowed (ICMP error, broadcast, multicast, fragment, bad checksum, RST)";
-    CtTableFull => "ct_table_full", "conntrack table full and nothing could be early-dropped";
-    CtClash => "ct_clash", "a new connection clashed with one confirmed meanwhile";
-    NatPortsExhausted => "nat_ports_exhausted", "SNAT/MASQUERADE found no free port for the reply tuple";
-    NoMasqueradeAddress => "masquerade_no_address", "MASQUERADE on a port with no configured address";
-    ChainTooDeep => "chain_too_deep", "jumps nested deeper than the traversal stack";
-    FragmentOfDropped => "fragment_of_dropped", "a later fragment of a datagram whose first fragment was dropped or rejected";
+wire::reason_listing! {
+    /// Why the data plane dropped (or did not forward) a frame; indexes a counter array.
+    pub enum DropReason {
+        Malformed => ("malformed", "the frame could not be parsed (see the malformed reasons)"),
+        RawDrop => ("raw_drop", "a DROP rule of raw PREROUTING (or its policy)"),
+        NatDrop => ("nat_drop", "a DROP rule of a nat chain (or its policy)"),
+        FilterRule => ("filter_rule", "a DROP rule of filter FORWARD or a chain it reached"),
+        FilterPolicy => ("filter_policy", "the DROP policy of filter FORWARD"),
+        Reject => ("reject", "a REJECT rule answered the frame instead of forwarding it"),
+        RejectSuppressed => ("reject_suppressed", "a REJECT rule matched but no reply is allowed (ICMP error, broadcast, multicast, fragment, bad checksum, RST)"),
+        CtTableFull => ("ct_table_full", "conntrack table full and nothing could be early-dropped"),
+        CtClash => ("ct_clash", "a new connection clashed with one confirmed meanwhile"),
+        NatPortsExhausted => ("nat_ports_exhausted", "SNAT/MASQUERADE found no free port for the reply tuple"),
+        NoMasqueradeAddress => ("masquerade_no_address", "MASQUERADE on a port with no configured address"),
+        ChainTooDeep => ("chain_too_deep", "jumps nested deeper than the traversal stack"),
+        FragmentOfDropped => ("fragment_of_dropped", "a later fragment of a datagram whose first fragment was dropped or rejected"),
+    }
 }
 
 #[cfg(test)]

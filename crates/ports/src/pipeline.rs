@@ -38,40 +38,16 @@ impl PortId {
     }
 }
 
-macro_rules! drop_reasons {
-    ($($variant:ident => $name:literal, $desc:literal;)*) => {
-        /// Why a frame was dropped: the one listing that indexes every drop counter.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum DropReason { $($variant,)* }
-
-        impl DropReason {
-            /// All reasons, in counter-index order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-            /// Number of reasons (length of a counter array).
-            pub const COUNT: usize = Self::ALL.len();
-            /// Metric label value.
-            pub fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
-            }
-            /// One line for humans.
-            pub fn description(self) -> &'static str {
-                match self { $(DropReason::$variant => $desc,)* }
-            }
-            /// Index into a counter array.
-            pub fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    TxRingFull => "tx_ring_full", "the egress port's transmit ring had no room";
-    Policy => "policy", "the pipeline decided to drop the frame";
-    Malformed => "malformed", "the frame could not be parsed";
-    NoBuffer => "no_buffer", "no free buffer to build a frame";
-    HandoffQueueFull => "handoff_queue_full", "the queue to the worker owning the flow was full";
+wire::reason_listing! {
+    /// Why a frame was dropped at the I/O layer, or that the pipeline dropped it: indexes the
+    /// per-port drop counters (the data plane keeps its finer listing, `dataplane::DropReason`).
+    pub enum DropReason {
+        TxRingFull => ("tx_ring_full", "the egress port's transmit ring had no room"),
+        Policy => ("policy", "the pipeline decided to drop the frame"),
+        Malformed => ("malformed", "the frame could not be parsed"),
+        NoBuffer => ("no_buffer", "no free buffer to build a frame"),
+        HandoffQueueFull => ("handoff_queue_full", "the queue to the worker owning the flow was full"),
+    }
 }
 
 /// What happens to one frame of a burst.

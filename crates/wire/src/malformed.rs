@@ -7,36 +7,55 @@
 
 use core::fmt;
 
-macro_rules! malformed_listing {
-    ($( $(#[$doc:meta])* $variant:ident => ($name:literal, $description:literal), )+) => {
-        /// Why a frame (or part of one) could not be parsed. A counted drop reason, never a panic.
+/// Declares a listing of reasons: a `Copy` enum whose variants index a counter array, each with a
+/// stable `snake_case` name (metrics labels, logs) and a sentence a human can act on. fwd's drop
+/// reasons at every layer (this crate's [`Malformed`], the ports' and the data plane's) are
+/// declared with it, so every listing offers the same `ALL`, `COUNT`, `index`, `name` and
+/// `description`.
+#[macro_export]
+macro_rules! reason_listing {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $ty:ident {
+            $( $(#[$doc:meta])* $variant:ident => ($name:literal, $description:literal), )+
+        }
+    ) => {
+        $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
-        pub enum Malformed {
+        $vis enum $ty {
             $( $(#[$doc])* $variant, )+
         }
 
-        impl Malformed {
+        impl $ty {
             /// Every reason, in `index()` order.
-            pub const ALL: [Malformed; Malformed::COUNT] = [ $( Malformed::$variant, )+ ];
+            pub const ALL: [$ty; $ty::COUNT] = [ $( $ty::$variant, )+ ];
 
             /// Number of reasons: the size of a per-reason counter array.
-            pub const COUNT: usize = [ $( Malformed::$variant, )+ ].len();
+            pub const COUNT: usize = [ $( $ty::$variant, )+ ].len();
+
+            /// Position in a per-reason counter array.
+            #[inline]
+            pub const fn index(self) -> usize {
+                self as usize
+            }
 
             /// Stable `snake_case` name, for counters and logs.
             pub const fn name(self) -> &'static str {
-                match self { $( Malformed::$variant => $name, )+ }
+                match self { $( $ty::$variant => $name, )+ }
             }
 
             /// One sentence a human can act on.
             pub const fn description(self) -> &'static str {
-                match self { $( Malformed::$variant => $description, )+ }
+                match self { $( $ty::$variant => $description, )+ }
             }
         }
     };
 }
 
-malformed_listing! {
+reason_listing! {
+    /// Why a frame (or part of one) could not be parsed. A counted drop reason, never a panic.
+    pub enum Malformed {
     /// Longer than 65535 bytes: offsets would not fit `FrameInfo`'s u16 fields, and no link fwd
     /// runs on carries such frames.
     OversizedFrame => ("oversized_frame", "frame longer than 65535 bytes"),
@@ -84,13 +103,6 @@ malformed_listing! {
     TruncatedIcmpv6Header => ("truncated_icmpv6_header", "ICMPv6 message shorter than its fixed header"),
     /// A transport checksum does not verify (only reported by the `verify` helpers).
     BadL4Checksum => ("bad_l4_checksum", "TCP/UDP/ICMP checksum is wrong"),
-}
-
-impl Malformed {
-    /// Position in [`Malformed::ALL`]; index for a `[u64; Malformed::COUNT]` counter array.
-    #[inline]
-    pub const fn index(self) -> usize {
-        self as usize
     }
 }
 
