@@ -9,6 +9,7 @@ pkgs=(
   build-essential pkg-config libelf-dev zlib1g-dev clang libclang-dev m4
   # the testbed and the end-to-end tests
   iproute2 ethtool iputils-ping iperf3 socat netcat-openbsd tcpdump curl
+  procps diffutils   # kill and sysctl (called as programs by the tests), cmp
   # the oracles: iptables-legacy for the rules differential test, conntrack for the listing format
   iptables conntrack
 )
