@@ -12,6 +12,8 @@ pkgs=(
   procps diffutils   # kill and sysctl (called as programs by the tests), cmp
   # the oracles: iptables-legacy for the rules differential test, conntrack for the listing format
   iptables conntrack
+  # configs/fwd.service: systemd-analyze verify (no running systemd needed), setpriv
+  systemd util-linux
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(dpdk-dev netsniff-ng linux-perf bridge-utils)

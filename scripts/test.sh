@@ -25,11 +25,16 @@ ns=fwd-test-configs-$$
 trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
 ip netns add "$ns"
 ip -n "$ns" link add fw-c type veth peer name fw-s
+ip -n "$ns" link add eth1 type veth peer name eth2   # configs/appliance.toml (the package's)
 for c in configs/*.toml; do
   ip netns exec "$ns" "$fwd" check --config "$c"
 done
 "$fwd" rules print configs/stateful.v4 >/dev/null
 "$fwd" rules print --family ipv6 configs/stateful.v6 >/dev/null
+"$fwd" rules print configs/appliance.rules.v4 >/dev/null
+"$fwd" rules print --family ipv6 configs/appliance.rules.v6 >/dev/null
+echo "== service unit: systemd-analyze verify, the capability set on the testbed"
+scripts/test-service.sh --skip-build
 echo "== benchmark scripts: syntax"
 for f in $(find bench scripts -name '*.sh'); do bash -n "$f"; done
 echo "all tests passed"
