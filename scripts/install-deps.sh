@@ -14,6 +14,8 @@ pkgs=(
   iptables conntrack
   # configs/fwd.service: systemd-analyze verify (no running systemd needed), setpriv
   systemd util-linux
+  # the Debian package (scripts/package.sh, test-package.sh): dpkg-shlibdeps, man to read the pages
+  dpkg-dev man-db
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(dpdk-dev netsniff-ng linux-perf bridge-utils)

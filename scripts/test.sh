@@ -35,6 +35,8 @@ done
 "$fwd" rules print --family ipv6 configs/appliance.rules.v6 >/dev/null
 echo "== service unit: systemd-analyze verify, the capability set on the testbed"
 scripts/test-service.sh --skip-build
+echo "== Debian package: build (cargo deb), dpkg -i into a throw-away root, fwd check, fwd run"
+scripts/test-package.sh
 echo "== benchmark scripts: syntax"
 for f in $(find bench scripts -name '*.sh'); do bash -n "$f"; done
 echo "all tests passed"
