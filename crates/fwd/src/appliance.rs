@@ -73,6 +73,17 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
         attach = ?xdp.attach_modes(),
         "AF_XDP ports open, fail-closed XDP programs attached"
     );
+    for (i, note) in xdp.attach_notes.iter().enumerate() {
+        let (port, iface) = (["a", "b"][i], &specs[i].interface);
+        tracing::info!(port, interface = %iface, "XDP program attached: {note}");
+        if let Some(id) = xdp.attachments[i].replaced() {
+            tracing::warn!(
+                port,
+                interface = %iface,
+                "replaced the XDP program (id {id}) left by a fwd that did not stop cleanly"
+            );
+        }
+    }
     let XdpPorts {
         workers: worker_ports,
         attachments,

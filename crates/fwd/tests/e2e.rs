@@ -362,25 +362,107 @@ fn ping_crosses_only_while_fwd_runs_and_nothing_stays_attached() {
     assert!(!tb.control_socket().exists(), "control socket left behind");
 }
 
-/// The programs hang on BPF links owned by the process: even SIGKILL leaves nothing attached.
+/// Gives the fw namespace's port A an address (198.18.0.3) the client can reach without ARP:
+/// if a frame of a data port reached the fw host's stack, a socket there would see it.
+fn expose_fw_stack(tb: &Testbed) {
+    let fw = tb.ns("fw");
+    ok(Command::new("ip").args(["-n", &fw, "addr", "add", "198.18.0.3/24", "dev", "fw-c"]));
+    let fw_mac = tb.mac("fw", "fw-c");
+    ok(Command::new("ip").args([
+        "-n",
+        &tb.ns("client"),
+        "neigh",
+        "replace",
+        "198.18.0.3",
+        "lladdr",
+        &fw_mac,
+        "dev",
+        "C0",
+        "nud",
+        "permanent",
+    ]));
+}
+
+/// Datagrams from the client to 198.18.0.3 that a socket in the fw namespace receives.
+fn reaching_fw_stack(tb: &Testbed, port: u16, n: usize) -> usize {
+    let a = format!("198.18.0.3:{port}");
+    udp_burst(&tb.ns("client"), &tb.ns("fw"), &a, &a, n, 64, true)
+}
+
+/// The program is attached through netlink, so it belongs to the interface: after SIGKILL it
+/// stays, with empty socket slots, and drops everything (fail closed); the next fwd replaces
+/// it (also in another mode), and a clean stop removes it.
 #[test]
-fn killed_fwd_leaves_no_program_attached() {
+fn killed_fwd_fails_closed_until_the_next_start() {
     let _g = serial();
     let tb = Testbed::up("k", 1);
+    expose_fw_stack(&tb);
+    assert_eq!(
+        reaching_fw_stack(&tb, 7101, 32),
+        32,
+        "control run: without fwd the fw stack receives the datagrams"
+    );
+    assert!(
+        tb.ping("198.18.0.3", 1),
+        "control run: the fw stack answers ping"
+    );
     let cfg = tb.config(1, "");
     let mut fwd = Fwd::start(&tb, &cfg);
     assert_eq!(tb.fw_links().matches("prog/xdp").count(), 2);
+    assert!(tb.ping(SERVER_V4, 1), "ping did not cross fwd");
     let mut child = fwd.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while tb.fw_links().contains("xdp") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let links = tb.fw_links();
+    assert_eq!(
+        links.matches("prog/xdp").count(),
+        2,
+        "the programs should stay attached after SIGKILL:\n{links}"
+    );
+    assert_eq!(
+        reaching_fw_stack(&tb, 7102, 32),
+        0,
+        "frames reached the fw host stack after fwd was killed"
+    );
+    assert!(
+        !tb.ping("198.18.0.3", 2),
+        "the fw host stack answered ping after fwd was killed"
+    );
+    assert!(!tb.ping(SERVER_V4, 1), "ping crossed a killed fwd");
+
+    // A new fwd replaces the stale programs at once (same mode: in place) and forwards.
+    let mut again = Fwd::start(&tb, &cfg);
+    assert!(
+        tb.ping(SERVER_V4, 1),
+        "ping did not cross the restarted fwd"
+    );
+    let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap();
+    assert!(
+        log.contains("left by a fwd that did not stop cleanly"),
+        "the replacement is not logged: {log}"
+    );
+    let mut child = again.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Another mode: the stale native program goes, a generic one comes.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("mode = \"copy\"\n", "mode = \"copy\"\nattach = \"skb\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let mut skb = Fwd::start(&tb, &cfg);
+    let links = tb.fw_links();
+    assert_eq!(links.matches("xdpgeneric").count(), 2, "{links}");
+    assert!(tb.ping(SERVER_V4, 1), "ping did not cross fwd in skb mode");
+    assert_eq!(reaching_fw_stack(&tb, 7103, 16), 0);
+    let st = skb.stop();
+    assert!(st.success(), "fwd exit status {st}");
     assert_no_xdp(&tb);
-    // And a new fwd starts on the same interfaces right away.
-    let _again = Fwd::start(&tb, &cfg);
-    assert!(tb.ping(SERVER_V4, 1));
+    assert_eq!(
+        reaching_fw_stack(&tb, 7104, 16),
+        16,
+        "after a clean stop the interface is the host's again"
+    );
 }
 
 #[test]

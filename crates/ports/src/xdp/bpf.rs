@@ -3,9 +3,11 @@
 //! Why not libxdp's default program: it passes frames of a queue without a bound socket to the
 //! host stack, a bypass of the firewall. Ours is five instructions,
 //! `return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_DROP)`, assembled here so that no
-//! clang is needed at build time. It is attached with a BPF link, which the kernel detaches when
-//! the link's file descriptor is closed: on drop, on an error path, and also when the process
-//! dies, so no program stays attached after fwd stops.
+//! clang is needed at build time. It is attached through netlink (not a BPF link), so it belongs
+//! to the interface and outlives the process: after `kill -9` the sockets are gone, their XSKMAP
+//! slots empty, and the program drops every frame instead of the host stack taking them (fail
+//! closed). A clean stop (dropping the [`XdpAttachment`]) detaches it; the next fwd replaces a
+//! program left by a killed fwd (recognised by its name) and refuses anyone else's.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -14,7 +16,11 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// The name fwd loads its program under: how a next fwd recognises a stale one.
+pub const PROGRAM_NAME: &str = "fwd_fail_closed";
 
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -143,24 +149,89 @@ pub enum BpfError {
     },
     #[error("inserting the socket of queue {queue} into the XSKMAP failed: {err}")]
     MapUpdate { queue: u32, err: io::Error },
+    #[error("another XDP program (id {id}, name {name:?}) is attached; fwd replaces only its own (remove it: ip link set dev IFACE xdp off)")]
+    Foreign { id: u32, name: String },
+    #[error("reading the interface's XDP state failed: {0}")]
+    Query(io::Error),
 }
 
-/// A loaded, attached fail-closed XDP program on one interface. Dropping it detaches.
+/// A loaded, attached fail-closed XDP program on one interface. Dropping it detaches it (only if
+/// it is still the one attached); a killed process leaves it attached, dropping frames.
 #[derive(Debug)]
 pub struct XdpAttachment {
-    // Field order is drop order: the link first (detach), then program, then map.
-    link: OwnedFd,
-    _prog: OwnedFd,
+    prog: OwnedFd,
     map: OwnedFd,
     ifindex: u32,
     drv: bool,
+    replaced: Option<u32>,
+}
+
+/// A program of a previous fwd still attached to the interface: its fd and mode.
+struct Stale {
+    fd: OwnedFd,
+    id: u32,
+    drv: bool,
+}
+
+/// The program attached to `ifindex`, if any: ours from a killed fwd, or an error naming
+/// someone else's.
+fn stale_program(ifindex: u32) -> Result<Option<Stale>, BpfError> {
+    let Some(prog) = super::netlink::link_by_index(ifindex)
+        .map_err(BpfError::Query)?
+        .and_then(|l| l.xdp)
+    else {
+        return Ok(None);
+    };
+    let mut attr = Attr::new();
+    attr.u32_at(0, prog.id);
+    let fd = owned(sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).map_err(BpfError::Query)?);
+    let name = program_name(&fd).map_err(BpfError::Query)?;
+    if name != PROGRAM_NAME {
+        return Err(BpfError::Foreign { id: prog.id, name });
+    }
+    Ok(Some(Stale {
+        fd,
+        id: prog.id,
+        drv: prog.drv,
+    }))
+}
+
+/// The name a program was loaded under (`bpf_prog_info.name`).
+fn program_name(fd: &OwnedFd) -> io::Result<String> {
+    // struct bpf_prog_info up to and including name[16] (offset 64).
+    let mut info = [0u8; 80];
+    let mut attr = Attr::new();
+    attr.u32_at(0, fd.as_raw_fd() as u32)
+        .u32_at(4, info.len() as u32)
+        .u64_at(8, info.as_mut_ptr() as u64);
+    sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let name = &info[64..80];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+fn mode_flag(drv: bool) -> u32 {
+    if drv {
+        XDP_FLAGS_DRV_MODE
+    } else {
+        XDP_FLAGS_SKB_MODE
+    }
+}
+
+fn mode_name(drv: bool) -> &'static str {
+    if drv {
+        "drv"
+    } else {
+        "skb"
+    }
 }
 
 impl XdpAttachment {
     /// Creates an XSKMAP with `max_queues` slots, loads the program, and attaches it to
-    /// `ifindex` in driver mode (`drv`) or generic (skb) mode. Fails if another XDP program is
-    /// already attached (a BPF link never replaces one silently).
+    /// `ifindex` in driver mode (`drv`) or generic (skb) mode. A program left by a killed fwd is
+    /// replaced (atomically when the modes agree); any other attached program is an error.
     pub fn attach(ifindex: u32, max_queues: u32, drv: bool) -> Result<XdpAttachment, BpfError> {
+        let stale = stale_program(ifindex)?;
         let mut attr = Attr::new();
         attr.u32_at(0, BPF_MAP_TYPE_XSKMAP)
             .u32_at(4, 4)
@@ -170,30 +241,43 @@ impl XdpAttachment {
         let map = owned(sys_bpf(BPF_MAP_CREATE, &mut attr).map_err(BpfError::MapCreate)?);
 
         let prog = load_program(map.as_raw_fd())?;
-
-        let mode_flag = if drv {
-            XDP_FLAGS_DRV_MODE
-        } else {
-            XDP_FLAGS_SKB_MODE
+        let fd = prog.as_raw_fd();
+        let attach_err = |err| BpfError::Attach {
+            ifindex,
+            mode: mode_name(drv),
+            err,
         };
-        let mut attr = Attr::new();
-        attr.u32_at(0, prog.as_raw_fd() as u32)
-            .u32_at(4, ifindex)
-            .u32_at(8, BPF_XDP_ATTACH_TYPE)
-            .u32_at(12, mode_flag);
-        let link = owned(
-            sys_bpf(BPF_LINK_CREATE, &mut attr).map_err(|err| BpfError::Attach {
+        match &stale {
+            Some(s) if s.drv == drv => {
+                super::netlink::set_xdp(ifindex, fd, mode_flag(drv), Some(s.fd.as_raw_fd()))
+                    .map_err(attach_err)?
+            }
+            Some(s) => {
+                // Native and generic programs cannot coexist: the stale one goes first.
+                super::netlink::set_xdp(ifindex, -1, mode_flag(s.drv), Some(s.fd.as_raw_fd()))
+                    .map_err(attach_err)?;
+                super::netlink::set_xdp(
+                    ifindex,
+                    fd,
+                    mode_flag(drv) | super::netlink::XDP_FLAGS_UPDATE_IF_NOEXIST,
+                    None,
+                )
+                .map_err(attach_err)?
+            }
+            None => super::netlink::set_xdp(
                 ifindex,
-                mode: if drv { "drv" } else { "skb" },
-                err,
-            })?,
-        );
+                fd,
+                mode_flag(drv) | super::netlink::XDP_FLAGS_UPDATE_IF_NOEXIST,
+                None,
+            )
+            .map_err(attach_err)?,
+        }
         Ok(XdpAttachment {
-            link,
-            _prog: prog,
+            prog,
             map,
             ifindex,
             drv,
+            replaced: stale.map(|s| s.id),
         })
     }
 
@@ -230,9 +314,22 @@ impl XdpAttachment {
         self.drv
     }
 
-    /// The link's file descriptor (kept open for the attachment's lifetime).
-    pub fn link_fd(&self) -> RawFd {
-        self.link.as_raw_fd()
+    /// The id of the program of a killed fwd this one replaced, if there was one.
+    pub fn replaced(&self) -> Option<u32> {
+        self.replaced
+    }
+}
+
+impl Drop for XdpAttachment {
+    fn drop(&mut self) {
+        // Only if ours is still the attached program (the interface may be gone, or another
+        // fwd may have taken over): an error here means there is nothing of ours to detach.
+        let _ = super::netlink::set_xdp(
+            self.ifindex,
+            -1,
+            mode_flag(self.drv),
+            Some(self.prog.as_raw_fd()),
+        );
     }
 }
 
@@ -259,7 +356,7 @@ fn load_program(map_fd: RawFd) -> Result<OwnedFd, BpfError> {
                     log.as_mut_ptr() as u64
                 },
             )
-            .name_at(48, "fwd_fail_closed")
+            .name_at(48, PROGRAM_NAME)
             .u32_at(68, BPF_XDP_ATTACH_TYPE);
         match sys_bpf(BPF_PROG_LOAD, &mut attr) {
             Ok(fd) => return Ok(owned(fd)),

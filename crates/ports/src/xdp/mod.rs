@@ -4,6 +4,7 @@
 //! inhibited.
 
 pub mod bpf;
+pub mod netlink;
 
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
@@ -358,8 +359,85 @@ pub struct XdpPorts {
     pub workers: Vec<WorkerPorts>,
     /// The attached programs of port A and B; detached when dropped.
     pub attachments: Vec<XdpAttachment>,
+    /// Per port: which XDP mode was chosen and why (for the log).
+    pub attach_notes: Vec<String>,
     /// The bind mode in use.
     pub bind: BindMode,
+}
+
+/// The queues worker `w` of `workers` polls: queue q goes to worker q % workers.
+pub fn worker_queues(queues: u32, workers: usize, w: usize) -> Vec<u32> {
+    let workers = workers.max(1);
+    (0..queues).filter(|q| *q as usize % workers == w).collect()
+}
+
+/// Loads and attaches the fail-closed program to `spec`'s interface in the mode its `attach`
+/// asks for (auto: native, else generic); returns it with a sentence saying which mode and why.
+pub fn attach_port(
+    spec: &PortSpec,
+    queues: u32,
+    bind: BindMode,
+) -> Result<(XdpAttachment, String), XdpError> {
+    let idx =
+        ifindex(&spec.interface).ok_or_else(|| XdpError::NoInterface(spec.interface.clone()))?;
+    let err = |source| XdpError::Bpf {
+        interface: spec.interface.clone(),
+        source,
+    };
+    match (spec.attach, bind) {
+        (AttachMode::Drv, _) | (AttachMode::Auto, BindMode::ZeroCopy) => {
+            let a = XdpAttachment::attach(idx, queues, true).map_err(err)?;
+            Ok((a, "native (drv) XDP, as configured".into()))
+        }
+        (AttachMode::Skb, _) => {
+            let a = XdpAttachment::attach(idx, queues, false).map_err(err)?;
+            Ok((a, "generic (skb) XDP, as configured".into()))
+        }
+        (AttachMode::Auto, _) => {
+            match XdpAttachment::attach(idx, queues, true) {
+                Ok(a) => Ok((
+                    a,
+                    "native (drv) XDP: attach = auto and the driver supports it".into(),
+                )),
+                Err(e @ (BpfError::Foreign { .. } | BpfError::Query(_))) => Err(err(e)),
+                Err(drv_err) => {
+                    let a = XdpAttachment::attach(idx, queues, false).map_err(err)?;
+                    Ok((
+                    a,
+                    format!("generic (skb) XDP: attach = auto and native XDP was refused ({drv_err})"),
+                ))
+                }
+            }
+        }
+    }
+}
+
+/// Opens one worker's sockets (`my_queues` on both interfaces, one UMEM), enters them into the
+/// programs' XSKMAPs and fills every fill ring, so frames flow before the first poll.
+pub fn open_worker(
+    specs: [&PortSpec; 2],
+    attachments: [&XdpAttachment; 2],
+    my_queues: &[u32],
+    sizes: RingSizes,
+    bind: BindMode,
+) -> Result<WorkerPorts, XdpError> {
+    // Per socket: a full fill ring plus a full TX ring of buffers.
+    let count = my_queues.len() as u32 * 2 * 2 * sizes.ring_size;
+    let pool = XdpPool::new(count, sizes)?;
+    let mut wp = WorkerPorts {
+        pool,
+        queues: Vec::with_capacity(my_queues.len()),
+    };
+    for &q in my_queues {
+        let a = open_socket(&wp.pool, specs[0], attachments[0], q, sizes, bind)?;
+        let b = open_socket(&wp.pool, specs[1], attachments[1], q, sizes, bind)?;
+        wp.queues.push((a, b));
+    }
+    for (a, b) in wp.queues.iter_mut() {
+        while a.refill(&mut wp.pool) {}
+        while b.refill(&mut wp.pool) {}
+    }
+    Ok(wp)
 }
 
 impl XdpPorts {
@@ -400,59 +478,32 @@ impl XdpPorts {
         bind: BindMode,
     ) -> Result<XdpPorts, XdpError> {
         let mut attachments = Vec::with_capacity(2);
+        let mut attach_notes = Vec::with_capacity(2);
         for s in specs {
-            let idx =
-                ifindex(&s.interface).ok_or_else(|| XdpError::NoInterface(s.interface.clone()))?;
-            let tries: &[bool] = match (s.attach, bind) {
-                (AttachMode::Drv, _) | (AttachMode::Auto, BindMode::ZeroCopy) => &[true],
-                (AttachMode::Skb, _) => &[false],
-                (AttachMode::Auto, _) => &[true, false],
-            };
-            let mut res = None;
-            for &drv in tries {
-                res = Some(XdpAttachment::attach(idx, queues, drv));
-                if matches!(res, Some(Ok(_))) {
-                    break;
-                }
-            }
-            let att = res
-                .expect("at least one attach mode is tried")
-                .map_err(|source| XdpError::Bpf {
-                    interface: s.interface.clone(),
-                    source,
-                })?;
+            let (att, note) = attach_port(s, queues, bind)?;
             attachments.push(att);
+            attach_notes.push(note);
         }
 
         let workers = workers.max(1);
         let mut worker_ports = Vec::with_capacity(workers);
         for w in 0..workers {
-            let my_queues: Vec<u32> = (0..queues).filter(|q| *q as usize % workers == w).collect();
+            let my_queues = worker_queues(queues, workers, w);
             if my_queues.is_empty() {
                 continue;
             }
-            // Per socket: a full fill ring plus a full TX ring of buffers.
-            let count = my_queues.len() as u32 * 2 * 2 * sizes.ring_size;
-            let pool = XdpPool::new(count, sizes)?;
-            let mut wp = WorkerPorts {
-                pool,
-                queues: Vec::with_capacity(my_queues.len()),
-            };
-            for &q in &my_queues {
-                let a = open_socket(&wp.pool, specs[0], &attachments[0], q, sizes, bind)?;
-                let b = open_socket(&wp.pool, specs[1], &attachments[1], q, sizes, bind)?;
-                wp.queues.push((a, b));
-            }
-            // Give each socket's fill ring its buffers now, so frames flow before the first poll.
-            for (a, b) in wp.queues.iter_mut() {
-                while a.refill(&mut wp.pool) {}
-                while b.refill(&mut wp.pool) {}
-            }
-            worker_ports.push(wp);
+            worker_ports.push(open_worker(
+                [specs[0], specs[1]],
+                [&attachments[0], &attachments[1]],
+                &my_queues,
+                sizes,
+                bind,
+            )?);
         }
         Ok(XdpPorts {
             workers: worker_ports,
             attachments,
+            attach_notes,
             bind,
         })
     }
