@@ -16,6 +16,8 @@ pkgs=(
   systemd util-linux
   # the Debian package (scripts/package.sh, test-package.sh): dpkg-shlibdeps, man to read the pages
   dpkg-dev man-db
+  # the benchmark traffic kit (scripts/test-traffic.sh): python3 with venv for TRex's client
+  python3 python3-venv
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(dpdk-dev netsniff-ng linux-perf bridge-utils)

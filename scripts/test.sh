@@ -37,6 +37,8 @@ echo "== service unit: systemd-analyze verify, the capability set on the testbed
 scripts/test-service.sh --skip-build
 echo "== Debian package: build (cargo deb), dpkg -i into a throw-away root, fwd check, fwd run"
 scripts/test-package.sh
+echo "== benchmark traffic kit: TRex profiles in trex-stl-sim, captures through fwd replay"
+scripts/test-traffic.sh --skip-build
 echo "== benchmark scripts: syntax"
 for f in $(find bench scripts -name '*.sh'); do bash -n "$f"; done
 echo "all tests passed"
