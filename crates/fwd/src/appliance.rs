@@ -76,12 +76,19 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
     for (i, note) in xdp.attach_notes.iter().enumerate() {
         let (port, iface) = (["a", "b"][i], &specs[i].interface);
         tracing::info!(port, interface = %iface, "XDP program attached: {note}");
-        if let Some(id) = xdp.attachments[i].replaced() {
-            tracing::warn!(
+        match xdp.attachments[i].replaced() {
+            Some((id, true)) => tracing::warn!(
                 port,
                 interface = %iface,
                 "replaced the XDP program (id {id}) left by a fwd that did not stop cleanly"
-            );
+            ),
+            Some((id, false)) => tracing::warn!(
+                port,
+                interface = %iface,
+                "replaced XDP program id {id}, presumably left by a fwd that did not stop cleanly \
+                 (without CAP_SYS_ADMIN its name cannot be read to make sure)"
+            ),
+            None => {}
         }
     }
     let XdpPorts {

@@ -163,18 +163,20 @@ pub struct XdpAttachment {
     map: OwnedFd,
     ifindex: u32,
     drv: bool,
-    replaced: Option<u32>,
+    replaced: Option<(u32, bool)>,
 }
 
-/// A program of a previous fwd still attached to the interface: its fd and mode.
+/// A program of a previous fwd still attached to the interface: its fd (None when it could not
+/// be opened: `BPF_PROG_GET_FD_BY_ID` needs `CAP_SYS_ADMIN`, which the service unit does not
+/// grant), id and mode.
 struct Stale {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     id: u32,
     drv: bool,
 }
 
-/// The program attached to `ifindex`, if any: ours from a killed fwd, or an error naming
-/// someone else's.
+/// The program attached to `ifindex`, if any: ours from a killed fwd (or one fwd cannot
+/// identify without `CAP_SYS_ADMIN`), or an error naming someone else's.
 fn stale_program(ifindex: u32) -> Result<Option<Stale>, BpfError> {
     let Some(prog) = super::netlink::link_by_index(ifindex)
         .map_err(BpfError::Query)?
@@ -184,13 +186,25 @@ fn stale_program(ifindex: u32) -> Result<Option<Stale>, BpfError> {
     };
     let mut attr = Attr::new();
     attr.u32_at(0, prog.id);
-    let fd = owned(sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).map_err(BpfError::Query)?);
+    let fd = match sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) {
+        Ok(fd) => owned(fd),
+        // Without CAP_SYS_ADMIN the program cannot be opened to read its name. Refusing would
+        // keep a restarted service from ever taking over after a crash; the caller logs it.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            return Ok(Some(Stale {
+                fd: None,
+                id: prog.id,
+                drv: prog.drv,
+            }))
+        }
+        Err(e) => return Err(BpfError::Query(e)),
+    };
     let name = program_name(&fd).map_err(BpfError::Query)?;
     if name != PROGRAM_NAME {
         return Err(BpfError::Foreign { id: prog.id, name });
     }
     Ok(Some(Stale {
-        fd,
+        fd: Some(fd),
         id: prog.id,
         drv: prog.drv,
     }))
@@ -249,12 +263,13 @@ impl XdpAttachment {
         };
         match &stale {
             Some(s) if s.drv == drv => {
-                super::netlink::set_xdp(ifindex, fd, mode_flag(drv), Some(s.fd.as_raw_fd()))
-                    .map_err(attach_err)?
+                let expected = s.fd.as_ref().map(|f| f.as_raw_fd());
+                super::netlink::set_xdp(ifindex, fd, mode_flag(drv), expected).map_err(attach_err)?
             }
             Some(s) => {
                 // Native and generic programs cannot coexist: the stale one goes first.
-                super::netlink::set_xdp(ifindex, -1, mode_flag(s.drv), Some(s.fd.as_raw_fd()))
+                let expected = s.fd.as_ref().map(|f| f.as_raw_fd());
+                super::netlink::set_xdp(ifindex, -1, mode_flag(s.drv), expected)
                     .map_err(attach_err)?;
                 super::netlink::set_xdp(
                     ifindex,
@@ -277,7 +292,7 @@ impl XdpAttachment {
             map,
             ifindex,
             drv,
-            replaced: stale.map(|s| s.id),
+            replaced: stale.map(|s| (s.id, s.fd.is_some())),
         })
     }
 
@@ -314,8 +329,9 @@ impl XdpAttachment {
         self.drv
     }
 
-    /// The id of the program of a killed fwd this one replaced, if there was one.
-    pub fn replaced(&self) -> Option<u32> {
+    /// The program this one replaced, if there was one: its id, and whether it was recognised
+    /// as fwd's by its name (false: it could not be opened without `CAP_SYS_ADMIN`).
+    pub fn replaced(&self) -> Option<(u32, bool)> {
         self.replaced
     }
 }
