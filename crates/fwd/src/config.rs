@@ -269,6 +269,10 @@ pub trait Environment {
     fn cores(&self) -> Vec<usize>;
     /// Number of receive queues of the interface, if known.
     fn rx_queues(&self, name: &str) -> Option<u32>;
+    /// The interface's MTU, if known.
+    fn mtu(&self, _name: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// The real machine.
@@ -292,6 +296,10 @@ impl Environment for Host {
             .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
             .count();
         (n > 0).then_some(n as u32)
+    }
+    fn mtu(&self, name: &str) -> Option<u32> {
+        let link = ports::xdp::netlink::link_by_name(name).ok()??;
+        Some(link.mtu)
     }
 }
 
@@ -347,6 +355,19 @@ impl Config {
                 return err(
                     p.queues.span(),
                     format!("ports.{name}.queues must be 1..=64, got {q}"),
+                );
+            }
+            let max = ports::xdp::max_mtu(ports::xdp::RingSizes::default().frame_size);
+            if let Some(mtu) = env.mtu(iface).filter(|&m| m > max) {
+                // Frames over a buffer would be dropped by the kernel before fwd sees them.
+                return err(
+                    p.interface.span(),
+                    format!(
+                        "ports.{name}.interface: {iface:?} has MTU {mtu}, but fwd supports at most \
+                         {max} (one {}-byte buffer per frame, no multi-buffer AF_XDP): lower it, \
+                         e.g. ip link set dev {iface} mtu 1500",
+                        ports::xdp::RingSizes::default().frame_size
+                    ),
                 );
             }
             if let Some(have) = env.rx_queues(iface) {
@@ -466,6 +487,9 @@ mod tests {
         }
         fn rx_queues(&self, _name: &str) -> Option<u32> {
             Some(2)
+        }
+        fn mtu(&self, name: &str) -> Option<u32> {
+            Some(if name == "fw-jumbo" { 9000 } else { 1500 })
         }
     }
 
@@ -600,6 +624,16 @@ level = "debug"
         assert_eq!(
             e,
             "fwd.toml:3:10: ports.a.queues = 4 but interface \"fw-c\" has 2 receive queue(s)"
+        );
+    }
+
+    #[test]
+    fn a_jumbo_mtu_is_refused_naming_the_mtu_and_the_maximum() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-jumbo\"\n[workers]\ncores = [1]\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("fwd.toml:4:13: ports.b.interface: \"fw-jumbo\" has MTU 9000, but fwd supports at most 1774"),
+            "{e}"
         );
     }
 

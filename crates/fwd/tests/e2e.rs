@@ -465,6 +465,34 @@ fn killed_fwd_fails_closed_until_the_next_start() {
     );
 }
 
+/// A jumbo MTU on a port would black-hole frames over a buffer (the kernel drops them before
+/// fwd sees them): `fwd check` and `fwd` refuse, naming the MTU and the maximum.
+#[test]
+fn a_jumbo_mtu_is_refused_by_check_and_start() {
+    let _g = serial();
+    let tb = Testbed::up("j", 1);
+    for (ns, dev) in [("client", "C0"), ("fw", "fw-c")] {
+        ok(Command::new("ip").args(["-n", &tb.ns(ns), "link", "set", dev, "mtu", "9000"]));
+    }
+    let cfg = tb.config(1, "");
+    let want = "\"fw-c\" has MTU 9000, but fwd supports at most 1774";
+    let out = tb.exec("fw", &[FWD, "check", "--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "fwd check accepted a jumbo MTU");
+    assert!(err.contains(want) && err.contains("fwd.toml:2:"), "{err}");
+    let out = tb.exec("fw", &[FWD, "--config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "fwd started with a jumbo MTU");
+    assert!(err.contains(want), "{err}");
+    assert_no_xdp(&tb);
+    // At 1500 the same config runs and forwards.
+    for (ns, dev) in [("client", "C0"), ("fw", "fw-c")] {
+        ok(Command::new("ip").args(["-n", &tb.ns(ns), "link", "set", dev, "mtu", "1500"]));
+    }
+    let _fwd = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 1), "ping did not cross at MTU 1500");
+}
+
 #[test]
 fn arp_neighbour_discovery_and_ipv6_ping_work() {
     let _g = serial();

@@ -264,7 +264,8 @@ impl XdpAttachment {
         match &stale {
             Some(s) if s.drv == drv => {
                 let expected = s.fd.as_ref().map(|f| f.as_raw_fd());
-                super::netlink::set_xdp(ifindex, fd, mode_flag(drv), expected).map_err(attach_err)?
+                super::netlink::set_xdp(ifindex, fd, mode_flag(drv), expected)
+                    .map_err(attach_err)?
             }
             Some(s) => {
                 // Native and generic programs cannot coexist: the stale one goes first.

@@ -209,6 +209,21 @@ impl FramePool for XdpPool {
     }
 }
 
+/// Bytes the kernel keeps in front of each frame in a UMEM buffer (`XDP_PACKET_HEADROOM`).
+pub const XDP_PACKET_HEADROOM: u32 = 256;
+
+/// The largest frame (Ethernet header included) a buffer of `frame_size` bytes receives:
+/// longer ones the kernel drops before fwd sees them (`rx_dropped`).
+pub fn max_frame(frame_size: u32) -> u32 {
+    frame_size - XDP_PACKET_HEADROOM
+}
+
+/// The largest interface MTU whose frames fit a buffer of `frame_size` bytes: the Ethernet
+/// header and one 802.1Q tag on top of the MTU, as a veth or NIC lets them in.
+pub fn max_mtu(frame_size: u32) -> u32 {
+    max_frame(frame_size) - 14 - 4
+}
+
 /// Largest burst a port moves through its rings at once.
 pub const MAX_BURST: usize = 64;
 
