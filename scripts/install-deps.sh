@@ -18,6 +18,8 @@ pkgs=(
   dpkg-dev man-db
   # the benchmark traffic kit (scripts/test-traffic.sh): python3 with venv for TRex's client
   python3 python3-venv
+  # trafgen: the generator of bench/rfc2544.sh and bench/scale.sh (scripts/test-bench.sh)
+  netsniff-ng
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(dpdk-dev netsniff-ng linux-perf bridge-utils)

@@ -39,6 +39,8 @@ echo "== Debian package: build (cargo deb), dpkg -i into a throw-away root, fwd 
 scripts/test-package.sh
 echo "== benchmark traffic kit: TRex profiles in trex-stl-sim, captures through fwd replay"
 scripts/test-traffic.sh --skip-build
+echo "== testbed benchmarks: rfc2544.sh and scale.sh reach their RESULT lines (smoke, not figures)"
+scripts/test-bench.sh --skip-build
 echo "== benchmark scripts: syntax"
 for f in $(find bench scripts -name '*.sh'); do bash -n "$f"; done
 echo "all tests passed"
