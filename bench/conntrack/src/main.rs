@@ -1,11 +1,15 @@
 //! Inserts and lookups per second on one core: fwd's conntrack shard against a `dashmap`
-//! table holding the same keys and a value of the same size, in the same run.
+//! table holding the same keys and a value of the same size, in the same run. Before that, the
+//! cost of the keyed flow hash (SipHash-1-3) against the old seeded fold, in the same run
+//! (`bench-conntrack hash` runs only that).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use conntrack::{Config, CtPacket, CtState, Family, Shard, Tuple, ENTRY_SIZE};
+use conntrack::{
+    flow_hash, legacy, Config, CtPacket, CtState, Family, HashKey, Shard, Tuple, ENTRY_SIZE,
+};
 use dashmap::DashMap;
 
 const S: u64 = 1_000_000_000;
@@ -204,7 +208,62 @@ fn bench_dashmap(n: u32, probes: &[u32]) -> Figures {
     }
 }
 
+/// Nanoseconds per hash (on-CPU) of the keyed and the old hash over `keys`, best of 7 rounds
+/// each, the two alternating so that both see the same machine.
+fn hash_ns(keys: &[(Family, u8, Tuple)]) -> (f64, f64) {
+    const REPS: usize = 2_000;
+    let key = HashKey([0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]);
+    let seed = 0x5eed_f00d_cafe_d00d;
+    let (mut new, mut old) = (f64::MAX, f64::MAX);
+    for _ in 0..7 {
+        let c = Clock::start();
+        let mut acc = 0u64;
+        for _ in 0..REPS {
+            for (f, p, t) in keys {
+                acc ^= flow_hash(&key, *f, *p, black_box(t));
+            }
+        }
+        black_box(acc);
+        new = new.min(c.stop().1 * 1e9 / (REPS * keys.len()) as f64);
+        let c = Clock::start();
+        let mut acc = 0u64;
+        for _ in 0..REPS {
+            for (f, p, t) in keys {
+                acc ^= legacy::flow_hash(seed, *f, *p, black_box(t));
+            }
+        }
+        black_box(acc);
+        old = old.min(c.stop().1 * 1e9 / (REPS * keys.len()) as f64);
+    }
+    (new, old)
+}
+
+/// The flow hash row: SipHash-1-3 against the old fold, IPv4 and IPv6 keys.
+fn bench_hash() {
+    let v4: Vec<_> = (0..4096).map(reply_key).collect();
+    let v6: Vec<_> = (0..4096u32)
+        .map(|i| {
+            let c = IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0002_0000_0000_0000_0000_0000_0000u128 | u128::from(i) << 16 | 1,
+            ));
+            let s = IpAddr::V6("2001:2::443".parse().unwrap());
+            (Family::V6, 6, Tuple::new(c, s, 1024 + i as u16, 443))
+        })
+        .collect();
+    let (new4, old4) = hash_ns(&v4);
+    let (new6, old6) = hash_ns(&v6);
+    println!(
+        "RESULT hash=siphash13 v4_ns={new4:.2} legacy_v4_ns={old4:.2} v4_ratio={:.2} v6_ns={new6:.2} legacy_v6_ns={old6:.2} v6_ratio={:.2}",
+        new4 / old4,
+        new6 / old6
+    );
+}
+
 fn main() {
+    bench_hash();
+    if std::env::args().nth(1).as_deref() == Some("hash") {
+        return;
+    }
     let sizes: Vec<u32> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

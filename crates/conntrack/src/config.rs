@@ -14,6 +14,8 @@
 
 use serde::Deserialize;
 
+use crate::hash::HashKey;
+
 /// Longest timeout: deadlines are wrapping 32-bit ticks of 2^20 ns (52 days a turn), compared
 /// as signed differences.
 pub const MAX_TIMEOUT_SECS: u32 = 24 * 24 * 3600;
@@ -83,8 +85,14 @@ pub struct Config {
     /// Destroy an ICMP query entry once every request has been answered (the seed; default).
     /// `false` keeps it until its timeout, refreshed by every packet, as current Linux does.
     pub icmp_destroy_on_reply: bool,
-    /// Key of the flow hash; set it randomly at start so bucket chains cannot be aimed at.
-    pub hash_seed: u64,
+    /// Key of the flow hash (32 hex digits in TOML). The default is [`HashKey::FIXED`], so
+    /// replay and tests are deterministic; `fwd run` draws a random one from the OS unless the
+    /// configuration sets it, so bucket chains cannot be aimed at.
+    pub hash_key: HashKey,
+    /// `nf_conntrack_checksum`: a TCP, UDP, ICMP or ICMPv6 packet with a wrong checksum is
+    /// INVALID and neither creates nor changes an entry. The caller verifies (it has the
+    /// bytes) and reports it with [`crate::Shard::track_bad_checksum`].
+    pub checksum: bool,
 }
 
 impl Default for Config {
@@ -96,7 +104,8 @@ impl Default for Config {
             tcp_loose: true,
             keep_on_icmp_unreachable: false,
             icmp_destroy_on_reply: true,
-            hash_seed: 0x5eed_f00d_cafe_d00d,
+            hash_key: HashKey::FIXED,
+            checksum: true,
         }
     }
 }
@@ -171,8 +180,27 @@ mod tests {
         assert_eq!(c.timeouts.icmp, 10);
         assert_eq!(c.timeouts.udp, 30);
         assert!(c.tcp_loose);
+        assert!(c.checksum);
+        assert_eq!(c.hash_key, HashKey::FIXED);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.per_shard(3), 334);
+    }
+
+    #[test]
+    fn reads_the_hash_key_and_checksum_switch() {
+        let f: File = toml::from_str(
+            "[conntrack]\nhash_key = \"00112233445566778899aabbccddeeff\"\nchecksum = false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.conntrack.hash_key,
+            HashKey::from_hex("00112233445566778899aabbccddeeff").unwrap()
+        );
+        assert!(!f.conntrack.checksum);
+        let e = toml::from_str::<File>("[conntrack]\nhash_key = \"abc\"\n")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("32 hex digits"), "{e}");
     }
 
     #[test]

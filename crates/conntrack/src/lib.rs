@@ -22,7 +22,7 @@ mod tcp;
 mod tuple;
 
 pub use config::{Config, Timeouts, MAX_TIMEOUT_SECS};
-pub use hash::{flow_hash, shard_of};
+pub use hash::{flow_hash, legacy, legacy_collisions_v6, shard_of, HashKey};
 pub use icmp::is_error as icmp_is_error;
 pub use list::{format_entry, listing_summary, write_listing, Filter, Snapshot};
 pub use packet::{CtPacket, IcmpErrorInfo, TcpSegment, L4};

@@ -132,10 +132,10 @@ impl CtPacket {
 
     /// The symmetric flow hash that picks this packet's shard ([`crate::shard_of`]); an ICMP
     /// error goes to the shard of the connection it is about.
-    pub fn flow_hash(&self, seed: u64) -> u64 {
+    pub fn flow_hash(&self, key: &crate::HashKey) -> u64 {
         match self.lookup_key() {
-            Some((family, proto, t)) => crate::flow_hash(seed, family, proto, &t),
-            None => crate::flow_hash(seed, self.family, self.proto, &self.tuple()),
+            Some((family, proto, t)) => crate::flow_hash(key, family, proto, &t),
+            None => crate::flow_hash(key, self.family, self.proto, &self.tuple()),
         }
     }
 
@@ -367,8 +367,9 @@ mod tests {
     fn an_error_hashes_to_the_shard_of_its_connection() {
         let out = pkt(&captured::UDP4);
         let err = pkt(&captured::ICMP_PORT_UNREACH);
-        for seed in [0, 1, 0xdead_beef] {
-            assert_eq!(out.flow_hash(seed), err.flow_hash(seed));
+        for k in [0, 1, 0xdead_beef] {
+            let key = crate::HashKey([k, !k]);
+            assert_eq!(out.flow_hash(&key), err.flow_hash(&key));
         }
         let (_, proto, t) = err.lookup_key().unwrap();
         assert_eq!((proto, t.sport, t.dport), (PROTO_UDP, 9999, 40001));

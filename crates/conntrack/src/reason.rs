@@ -23,6 +23,8 @@ reasons! {
     TcpInvalidTransition => "ct_tcp_invalid_state", "TCP segment not valid in the connection's state";
     TcpNoPickup => "ct_tcp_no_pickup", "TCP mid-stream segment while loose pickup is off";
     TcpOutOfWindow => "ct_tcp_out_of_window", "TCP segment outside the tracked window";
+    BadChecksum => "ct_bad_checksum", "TCP, UDP, ICMP or ICMPv6 checksum is wrong (nf_conntrack_checksum)";
+    ChainFull => "ct_chain_full", "the new connection's hash chain is full and nothing in it could be early-dropped";
 }
 
 impl CtReason {
@@ -44,7 +46,7 @@ mod tests {
     #[test]
     fn listing_is_indexed_by_discriminant() {
         assert_eq!(CtReason::TableFull.name(), "ct_table_full");
-        assert_eq!(CtReason::TcpOutOfWindow as usize, CtReason::COUNT - 1);
+        assert_eq!(CtReason::ChainFull as usize, CtReason::COUNT - 1);
         assert!(CtReason::IcmpErrorForged.description().contains("outer"));
     }
 }

@@ -7,7 +7,7 @@
 //! may be at most 24 days).
 
 use crate::config::Config;
-use crate::hash::flow_hash;
+use crate::hash::{flow_hash, HashKey};
 use crate::huge::HugeArray;
 use crate::icmp;
 use crate::packet::{CtPacket, IcmpErrorInfo, L4};
@@ -24,6 +24,13 @@ const SLOTS: u32 = 1024;
 const SLOT_TICKS: u32 = 1 << SLOT_SHIFT;
 /// Buckets scanned for an early-drop victim (`NF_CT_EVICTION_RANGE`).
 const EVICTION_RANGE: u32 = 8;
+/// Most nodes a hash chain holds (an entry is two nodes, one a direction; without NAT both sit
+/// in the same chain). A new connection that would make a chain longer early-drops a
+/// connection of that chain that is not ASSURED, or is refused (`ct_chain_full`): however the
+/// flows are chosen, even with a leaked key, a lookup walks at most this many nodes. With a
+/// random key a full table (at most one entry a bucket on average) reaches 16 entries in one
+/// bucket with a probability below 1e-13 per bucket.
+pub const MAX_CHAIN: u32 = 32;
 
 const S_USED: u8 = 0x01;
 const S_CONFIRMED: u8 = 0x02;
@@ -221,13 +228,35 @@ pub struct ShardStats {
     pub new: u64,
     pub confirmed: u64,
     pub expired: u64,
+    /// Connections destroyed to make room for a new one (table full, or a full chain).
     pub early_drop: u64,
+    /// Of `early_drop`, those made to keep a chain within [`MAX_CHAIN`].
+    pub chain_early_drop: u64,
     pub deleted: u64,
     pub invalid: u64,
     pub untracked: u64,
     pub related: u64,
     /// Per [`CtReason`] (index = discriminant).
     pub reasons: [u64; CtReason::COUNT],
+}
+
+impl ShardStats {
+    /// Adds `o` to these counters (the control thread sums the shards).
+    pub fn add(&mut self, o: &ShardStats) {
+        self.found += o.found;
+        self.new += o.new;
+        self.confirmed += o.confirmed;
+        self.expired += o.expired;
+        self.early_drop += o.early_drop;
+        self.chain_early_drop += o.chain_early_drop;
+        self.deleted += o.deleted;
+        self.invalid += o.invalid;
+        self.untracked += o.untracked;
+        self.related += o.related;
+        for (a, b) in self.reasons.iter_mut().zip(&o.reasons) {
+            *a += b;
+        }
+    }
 }
 
 /// The connections of one worker.
@@ -242,8 +271,10 @@ pub struct Shard {
     wheel: Vec<[u32; 2]>,
     /// Start tick of the next wheel slot to process.
     wheel_tick: u32,
+    /// Tick of the packet being tracked (for `commit`'s early drop).
+    now_t: u32,
     cfg: Config,
-    seed: u64,
+    key: HashKey,
     stats: ShardStats,
     #[cfg(debug_assertions)]
     pending: bool,
@@ -272,8 +303,9 @@ impl Shard {
             live: 0,
             wheel,
             wheel_tick: tick(now) & !(SLOT_TICKS - 1),
+            now_t: tick(now),
             cfg: *cfg,
-            seed: cfg.hash_seed,
+            key: cfg.hash_key,
             stats: ShardStats::default(),
             #[cfg(debug_assertions)]
             pending: false,
@@ -306,7 +338,7 @@ impl Shard {
 
     #[inline]
     fn bucket(&self, family: Family, proto: u8, t: &Tuple) -> usize {
-        (flow_hash(self.seed, family, proto, t) as u32 & self.mask) as usize
+        (flow_hash(&self.key, family, proto, t) as u32 & self.mask) as usize
     }
 
     /// Bucket of the reply tuple: the original's unless NAT changed the reply tuple (the hash
@@ -336,6 +368,37 @@ impl Shard {
         [(0usize, orig_bucket), (1, reply_bucket)]
             .iter()
             .any(|&(d, b)| self.chain_has(b, e.family, e.proto, &e.tuple[d]))
+    }
+
+    /// Nodes in a chain, counted up to [`MAX_CHAIN`] (a chain never holds more).
+    fn chain_len(&self, bucket: usize) -> u32 {
+        let mut n = self.buckets[bucket];
+        let mut len = 0;
+        while n != NIL && len < MAX_CHAIN {
+            len += 1;
+            n = self.entries[(n >> 1) as usize].hnext[(n & 1) as usize];
+        }
+        len
+    }
+
+    /// Room for `nodes` more nodes in a chain, early-dropping one of its connections that is
+    /// not ASSURED (or is closing, or past its timeout) if it is full.
+    fn chain_room(&mut self, bucket: usize, nodes: u32, now_t: u32) -> bool {
+        if self.chain_len(bucket) + nodes <= MAX_CHAIN {
+            return true;
+        }
+        let mut n = self.buckets[bucket];
+        while n != NIL {
+            let (idx, d) = (n >> 1, (n & 1) as usize);
+            if self.evictable(idx, now_t) {
+                self.destroy(idx);
+                self.stats.early_drop += 1;
+                self.stats.chain_early_drop += 1;
+                return self.chain_len(bucket) + nodes <= MAX_CHAIN;
+            }
+            n = self.entries[idx as usize].hnext[d];
+        }
+        false
     }
 
     fn chain_has(&self, bucket: usize, family: u8, proto: u8, t: &Tuple) -> bool {
@@ -656,24 +719,29 @@ impl Shard {
             let mut n = self.buckets[b as usize];
             while n != NIL {
                 let (idx, d) = (n >> 1, (n & 1) as usize);
-                let e = &self.entries[idx as usize];
-                let closing = e.proto == PROTO_TCP
-                    && matches!(
-                        TcpState::from_u8(e.pstate & 0x0f),
-                        TcpState::FinWait
-                            | TcpState::CloseWait
-                            | TcpState::LastAck
-                            | TcpState::TimeWait
-                            | TcpState::Close
-                    );
-                if e.status & S_ASSURED == 0 || closing || tick_reached(now_t, e.expires) {
+                if self.evictable(idx, now_t) {
                     self.destroy(idx);
                     self.stats.early_drop += 1;
                     return;
                 }
-                n = e.hnext[d];
+                n = self.entries[idx as usize].hnext[d];
             }
         }
+    }
+
+    /// An early-drop victim: not ASSURED, or TCP closing, or past its timeout.
+    fn evictable(&self, idx: u32, now_t: u32) -> bool {
+        let e = &self.entries[idx as usize];
+        let closing = e.proto == PROTO_TCP
+            && matches!(
+                TcpState::from_u8(e.pstate & 0x0f),
+                TcpState::FinWait
+                    | TcpState::CloseWait
+                    | TcpState::LastAck
+                    | TcpState::TimeWait
+                    | TcpState::Close
+            );
+        e.status & S_ASSURED == 0 || closing || tick_reached(now_t, e.expires)
     }
 
     // ---- tracking ---------------------------------------------------------------------
@@ -696,6 +764,7 @@ impl Shard {
             self.pending = true;
         }
         let now_t = tick(now);
+        self.now_t = now_t;
         match p.l4 {
             L4::IcmpError(ref err) => return self.icmp_error(p, err, now_t),
             L4::Icmp { ty, .. } if p.family == Family::V6 && icmp::is_untracked_v6(ty) => {
@@ -720,6 +789,21 @@ impl Shard {
             }
         }
         self.create(bucket, key, p, now_t)
+    }
+
+    /// Track a packet whose TCP, UDP, ICMP or ICMPv6 checksum is wrong (the caller verified it,
+    /// as netfilter's `nf_conntrack_checksum` does in PREROUTING): INVALID, no entry created,
+    /// looked up or changed. Commit it like any other.
+    pub fn track_bad_checksum(&mut self) -> Tracked {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(
+                !self.pending,
+                "Shard::track called before commit of the previous packet"
+            );
+            self.pending = true;
+        }
+        self.count_invalid(CtReason::BadChecksum)
     }
 
     /// The packet belongs to entry `idx`; `None` asks for the entry to be replaced.
@@ -847,6 +931,13 @@ impl Shard {
         let Some(reply) = key.invert(p.family, p.proto) else {
             return self.count_invalid(CtReason::IcmpNotRequest);
         };
+        // Both nodes go into this chain unless NAT moves the reply tuple (checked at commit).
+        if !self.chain_room(bucket, 2, now_t) {
+            self.stats.reasons[CtReason::ChainFull as usize] += 1;
+            let mut t = Tracked::invalid(CtReason::ChainFull);
+            t.drop = true;
+            return t;
+        }
         let Some(idx) = self.alloc(bucket, now_t) else {
             self.stats.reasons[CtReason::TableFull as usize] += 1;
             let mut t = Tracked::invalid(CtReason::TableFull);
@@ -920,45 +1011,58 @@ impl Shard {
     /// whose last packet this was. Returns `false` if the packet must be dropped after all (a
     /// new connection clashed with one confirmed since it was tracked).
     pub fn commit(&mut self, t: Tracked, accepted: bool) -> bool {
+        self.confirm(t, accepted).is_ok()
+    }
+
+    /// [`Shard::commit`] that says why a new connection was refused after all:
+    /// [`CtReason::Clash`], or [`CtReason::ChainFull`] when NAT put its reply tuple in a full
+    /// chain.
+    pub fn confirm(&mut self, t: Tracked, accepted: bool) -> Result<(), CtReason> {
         #[cfg(debug_assertions)]
         {
             self.pending = false;
         }
         let Some(EntryId(idx)) = t.entry else {
-            return true;
+            return Ok(());
         };
         // A `Tracked` is `Copy`: a second commit of the same one must change nothing.
         let status = self.entries[idx as usize].status;
         let pending = status & S_USED != 0 && status & S_CONFIRMED == 0;
         match t.action {
-            Action::Kill | Action::None if status & S_CONFIRMED == 0 => return true,
-            Action::Confirm if !pending => return true,
+            Action::Kill | Action::None if status & S_CONFIRMED == 0 => return Ok(()),
+            Action::Confirm if !pending => return Ok(()),
             _ => {}
         }
         match t.action {
-            Action::None => true,
+            Action::None => Ok(()),
             Action::Kill => {
                 self.destroy(idx);
                 self.stats.deleted += 1;
-                true
+                Ok(())
             }
             Action::Confirm if !accepted => {
                 self.release(idx);
-                true
+                Ok(())
             }
             Action::Confirm => {
                 let bucket = t.bucket as usize;
                 if self.clashes(idx, bucket) {
                     self.release(idx);
                     self.stats.reasons[CtReason::Clash as usize] += 1;
-                    return false;
+                    return Err(CtReason::Clash);
+                }
+                let reply_bucket = self.reply_bucket(idx, bucket);
+                if reply_bucket != bucket && !self.chain_room(reply_bucket, 1, self.now_t) {
+                    self.release(idx);
+                    self.stats.reasons[CtReason::ChainFull as usize] += 1;
+                    return Err(CtReason::ChainFull);
                 }
                 self.entries[idx as usize].status |= S_CONFIRMED;
                 self.link_hash(idx, bucket);
                 self.timer_insert(idx);
                 self.live += 1;
                 self.stats.confirmed += 1;
-                true
+                Ok(())
             }
         }
     }
@@ -1073,7 +1177,7 @@ mod tests {
     use crate::list::{format_entry, Filter, Snapshot};
     use crate::packet::TcpSegment;
     use crate::tcp::{ACK, FIN, PSH, RST, SYN};
-    use crate::tuple::PROTO_ICMP;
+    use crate::tuple::{PROTO_ICMP, PROTO_UDP};
     use core::net::IpAddr;
 
     const S: u64 = 1_000_000_000;
@@ -1934,6 +2038,87 @@ mod tests {
         assert_eq!(sh.stats().reasons[CtReason::TableFull as usize], 1);
         assert_eq!(sh.stats().early_drop, 0);
         assert_eq!(sh.len(), 2);
+    }
+
+    /// UDP flows A -> B that fall into one bucket of a 4096-bucket shard under `key` (found by
+    /// trying ports: what an attacker who knows the key would do).
+    fn colliding_udp(key: &HashKey, n: usize) -> Vec<CtPacket> {
+        let target = {
+            let t = CtPacket::udp(ip(A), ip(B), 1, 53).tuple();
+            flow_hash(key, Family::V4, PROTO_UDP, &t) & 0xfff
+        };
+        (53..=60)
+            .flat_map(|dp| (1..=u16::MAX).map(move |sp| CtPacket::udp(ip(A), ip(B), sp, dp)))
+            .filter(|p| flow_hash(key, Family::V4, PROTO_UDP, &p.tuple()) & 0xfff == target)
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_never_grows_past_its_bound() {
+        let cfg = Config::default();
+        let flows = colliding_udp(&cfg.hash_key, 40);
+        assert_eq!(flows.len(), 40, "enough collisions");
+        let mut sh = Shard::new(4096, &cfg, T0);
+        let bucket = sh.bucket(Family::V4, PROTO_UDP, &flows[0].tuple());
+        let per_chain = (MAX_CHAIN / 2) as usize;
+        // Unreplied flows: past the bound each new one early-drops an older one of the chain.
+        for (i, p) in flows.iter().enumerate() {
+            let t = pass(&mut sh, p, T0 + i as u64);
+            assert_eq!(t.state, CtState::New);
+            assert!(sh.chain_len(bucket) <= MAX_CHAIN);
+        }
+        assert_eq!(sh.len() as usize, per_chain);
+        assert_eq!(sh.stats().chain_early_drop, (40 - per_chain) as u64);
+        assert_eq!(sh.stats().early_drop, (40 - per_chain) as u64);
+
+        // Assured flows fill the chain: a new one is refused, the old ones keep working.
+        let mut sh = Shard::new(4096, &cfg, T0);
+        let (old, new) = flows.split_at(per_chain);
+        for p in old {
+            pass(&mut sh, p, T0);
+            let L4::Udp { sport, dport } = p.l4 else {
+                unreachable!()
+            };
+            pass(&mut sh, &CtPacket::udp(ip(B), ip(A), dport, sport), T0 + S);
+            pass(&mut sh, p, T0 + 3 * S);
+        }
+        assert_eq!(sh.chain_len(bucket), MAX_CHAIN);
+        for p in new {
+            let t = sh.track(p, T0 + 4 * S);
+            assert_eq!(
+                (t.state, t.drop, t.reason),
+                (CtState::Invalid, true, Some(CtReason::ChainFull))
+            );
+            assert!(sh.commit(t, false));
+        }
+        assert_eq!(
+            sh.stats().reasons[CtReason::ChainFull as usize],
+            new.len() as u64
+        );
+        assert_eq!(sh.stats().early_drop, 0);
+        for p in old {
+            let t = pass(&mut sh, p, T0 + 5 * S);
+            assert_eq!(t.state, CtState::Established);
+        }
+        // A flow of another bucket is not affected.
+        let other = CtPacket::udp(ip(B), ip(A), 7, 7);
+        assert_ne!(sh.bucket(Family::V4, PROTO_UDP, &other.tuple()), bucket);
+        assert_eq!(pass(&mut sh, &other, T0 + 5 * S).state, CtState::New);
+    }
+
+    #[test]
+    fn a_bad_checksum_is_invalid_and_changes_nothing() {
+        let mut sh = shard();
+        let t = sh.track_bad_checksum();
+        assert_eq!(
+            (t.state, t.entry, t.drop, t.reason),
+            (CtState::Invalid, None, false, Some(CtReason::BadChecksum))
+        );
+        assert!(sh.commit(t, true));
+        assert!(sh.is_empty());
+        assert_eq!(sh.stats().invalid, 1);
+        assert_eq!(sh.stats().reasons[CtReason::BadChecksum as usize], 1);
     }
 
     #[test]

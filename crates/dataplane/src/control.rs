@@ -119,7 +119,7 @@ impl ControlServer {
                 Request::Delete(f) => Some(Response::Deleted(w.shard_mut().delete(&f, now))),
                 Request::Flush => Some(Response::Deleted(w.shard_mut().flush(now))),
                 Request::Stats => Some(Response::Stats {
-                    stats: Box::new(w.stats().clone()),
+                    stats: Box::new(w.stats_snapshot()),
                     entries: w.shard().len(),
                     steer,
                 }),

@@ -32,6 +32,7 @@ pub fn sum_stats<'a>(stats: impl IntoIterator<Item = &'a WorkerStats>) -> Worker
         t.non_ip += s.non_ip;
         t.log_events += s.log_events;
         t.log_overflow += s.log_overflow;
+        t.conntrack.add(&s.conntrack);
     }
     t
 }
@@ -122,6 +123,50 @@ pub fn render(out: &mut String, rules: &Compiled, stats: &WorkerStats, conntrack
         "Confirmed connections in all shards.",
     );
     let _ = writeln!(out, "fwd_conntrack_entries {conntrack_entries}");
+    let ct = &stats.conntrack;
+    for (name, help, v) in [
+        (
+            "fwd_conntrack_new_total",
+            "Connections conntrack created (before the verdict on their first packet).",
+            ct.new,
+        ),
+        (
+            "fwd_conntrack_expired_total",
+            "Connections destroyed by their timeout.",
+            ct.expired,
+        ),
+        (
+            "fwd_conntrack_early_drops_total",
+            "Connections evicted (early drop) to make room: table full or a hash chain at its bound.",
+            ct.early_drop,
+        ),
+        (
+            "fwd_conntrack_chain_early_drops_total",
+            "Of the early drops, those that kept a hash chain within its bound.",
+            ct.chain_early_drop,
+        ),
+        (
+            "fwd_conntrack_invalid_total",
+            "Packets conntrack marked INVALID.",
+            ct.invalid,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    header(
+        out,
+        "fwd_conntrack_reasons_total",
+        "counter",
+        "Packets conntrack marked INVALID or dropped, by reason.",
+    );
+    for (i, (name, _)) in conntrack::CT_REASONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "fwd_conntrack_reasons_total{{reason=\"{name}\"}} {}",
+            ct.reasons[i]
+        );
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +196,7 @@ mod tests {
             let _ = w.process(0, &mut buf, f.len(), 1);
         }
         let mut out = String::new();
-        let total = sum_stats([w.stats()]);
+        let total = sum_stats([&w.stats_snapshot()]);
         render(&mut out, &rules.load(), &total, w.shard().len().into());
         assert!(out.contains("fwd_rule_packets_total{family=\"ipv4\",table=\"filter\",chain=\"FORWARD\",rule=\"1\"} 1\n"), "{out}");
         assert!(out.contains("fwd_rule_bytes_total{family=\"ipv4\",table=\"filter\",chain=\"FORWARD\",rule=\"0\"} 29\n"), "{out}");
@@ -164,5 +209,11 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("fwd_conntrack_entries 1\n"), "{out}");
+        assert!(out.contains("fwd_conntrack_new_total 2\n"), "{out}");
+        assert!(out.contains("fwd_conntrack_early_drops_total 0\n"), "{out}");
+        assert!(
+            out.contains("fwd_conntrack_reasons_total{reason=\"ct_bad_checksum\"} 0\n"),
+            "{out}"
+        );
     }
 }

@@ -13,6 +13,7 @@ wire::reason_listing! {
         RejectSuppressed => ("reject_suppressed", "a REJECT rule matched but no reply is allowed (ICMP error, broadcast, multicast, fragment, bad checksum, RST)"),
         CtTableFull => ("ct_table_full", "conntrack table full and nothing could be early-dropped"),
         CtClash => ("ct_clash", "a new connection clashed with one confirmed meanwhile"),
+        CtChainFull => ("ct_chain_full", "the new connection's conntrack hash chain is at its bound and nothing in it could be early-dropped"),
         NatPortsExhausted => ("nat_ports_exhausted", "SNAT/MASQUERADE found no free port for the reply tuple"),
         NoMasqueradeAddress => ("masquerade_no_address", "MASQUERADE on a port with no configured address"),
         ChainTooDeep => ("chain_too_deep", "jumps nested deeper than the traversal stack"),

@@ -16,7 +16,7 @@
 //!
 //! With one worker none of this exists: `Steer` is not created and no frame is parsed twice.
 
-use conntrack::{flow_hash, shard_of, CtPacket, Family, Shard, Tuple};
+use conntrack::{flow_hash, shard_of, CtPacket, Family, HashKey, Shard, Tuple};
 use rtrb::{Consumer, Producer, RingBuffer};
 use wire::FrameInfo;
 
@@ -158,7 +158,7 @@ struct Issued {
 pub struct Steer {
     index: usize,
     workers: usize,
-    seed: u64,
+    key: HashKey,
     to: Vec<Option<Producer<Handed>>>,
     from: Vec<Consumer<Handed>>,
     msg_to: Vec<Option<Producer<Message>>>,
@@ -172,13 +172,13 @@ pub struct Steer {
 }
 
 /// The mesh of `workers` workers (at least two make sense): one handoff queue of `slots`
-/// frames and one message queue per ordered pair. `seed` is conntrack's `hash_seed`.
-pub fn mesh(workers: usize, seed: u64, slots: usize) -> Vec<Steer> {
+/// frames and one message queue per ordered pair. `key` is conntrack's `hash_key`.
+pub fn mesh(workers: usize, key: HashKey, slots: usize) -> Vec<Steer> {
     let mut steers: Vec<Steer> = (0..workers)
         .map(|index| Steer {
             index,
             workers,
-            seed,
+            key,
             to: (0..workers).map(|_| None).collect(),
             from: Vec::new(),
             msg_to: (0..workers).map(|_| None).collect(),
@@ -228,7 +228,7 @@ impl Steer {
         }
         let p = CtPacket::from_frame(frame, &self.info).ok()?;
         let key = p.lookup_key()?;
-        Some((key, flow_hash(self.seed, key.0, key.1, &key.2)))
+        Some((key, flow_hash(&self.key, key.0, key.1, &key.2)))
     }
 
     /// Where a frame with this key goes. `via_redirect` frames were already redirected once.
@@ -314,7 +314,7 @@ impl Steer {
         };
         let (orig, reply) = shard.tuples(id);
         let rkey = (key.0, key.1, reply);
-        let holder = shard_of(flow_hash(self.seed, key.0, key.1, &reply), self.workers);
+        let holder = shard_of(flow_hash(&self.key, key.0, key.1, &reply), self.workers);
         if holder == self.index {
             return;
         }
@@ -347,13 +347,13 @@ impl Steer {
                 let Ok(m) = q.pop() else { break };
                 match m {
                     Message::Redirect { key, owner } => {
-                        let h = flow_hash(self.seed, key.0, key.1, &key.2);
+                        let h = flow_hash(&self.key, key.0, key.1, &key.2);
                         if !self.redirects.insert(h, key, owner) {
                             self.stats.redirects_lost += 1;
                         }
                     }
                     Message::Withdraw { key } => {
-                        let h = flow_hash(self.seed, key.0, key.1, &key.2);
+                        let h = flow_hash(&self.key, key.0, key.1, &key.2);
                         self.redirects.remove(h, &key);
                     }
                 }
@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn both_directions_of_a_flow_have_one_owner_and_the_queue_bounds_handoffs() {
-        let mut m = mesh(2, 7, 2);
+        let mut m = mesh(2, HashKey([7, 0]), 2);
         let b = FrameBuilder::default();
         let mut owners = [0usize; 2];
         for sport in 1000..1064u16 {

@@ -59,6 +59,9 @@ pub struct WorkerStats {
     pub non_ip: u64,
     pub log_events: u64,
     pub log_overflow: u64,
+    /// The conntrack shard's counters, as of [`Worker::stats_snapshot`] (the shard keeps the
+    /// live ones).
+    pub conntrack: conntrack::ShardStats,
 }
 
 impl Default for WorkerStats {
@@ -71,6 +74,7 @@ impl Default for WorkerStats {
             non_ip: 0,
             log_events: 0,
             log_overflow: 0,
+            conntrack: conntrack::ShardStats::default(),
         }
     }
 }
@@ -107,7 +111,9 @@ pub struct Worker {
     shard: Shard,
     index: usize,
     workers: usize,
-    seed: u64,
+    key: conntrack::HashKey,
+    /// Whether conntrack verifies L4 checksums (`[conntrack] checksum`).
+    checksum: bool,
     rng: u64,
     ident: u16,
     stats: WorkerStats,
@@ -138,8 +144,9 @@ impl Worker {
             shard: Shard::new(capacity, ct, now),
             index,
             workers: workers.max(1),
-            seed: ct.hash_seed,
-            rng: ct.hash_seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            key: ct.hash_key,
+            checksum: ct.checksum,
+            rng: ct.hash_key.0[0] ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             ident: 1,
             stats: WorkerStats::default(),
             trace: Trace::default(),
@@ -164,6 +171,14 @@ impl Worker {
 
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
+    }
+
+    /// The worker's counters with its shard's conntrack counters filled in (for the control
+    /// thread; a copy, off the data path).
+    pub fn stats_snapshot(&self) -> WorkerStats {
+        let mut s = self.stats.clone();
+        s.conntrack = *self.shard.stats();
+        s
     }
 
     pub fn shard(&self) -> &Shard {
@@ -253,6 +268,13 @@ impl Worker {
                 return self.drop(DropReason::Malformed);
             }
         }
+        // The bridge's br_netfilter (br_validate_ipv4) drops an IPv4 header with a wrong
+        // checksum before any hook, whatever nf_conntrack_checksum says.
+        if let Err(m) = wire::verify_ipv4_header(&buf[..len], &info) {
+            self.stats.malformed[m.index()] += 1;
+            self.trace.malformed = Some(m);
+            return self.drop(DropReason::Malformed);
+        }
         if !info.is_ip() {
             self.stats.non_ip += 1;
             self.stats.forwarded += 1;
@@ -313,7 +335,11 @@ impl Worker {
             state = CtState::Invalid;
             if let Some(p) = ct_packet(frame, &info, &mut quote) {
                 // written in place: a copy of the returned value stalls on store forwarding
-                let t = tracked.insert(self.shard.track(&p, now));
+                let t = if self.checksum && !ct_checksum_ok(frame, &info) {
+                    tracked.insert(self.shard.track_bad_checksum())
+                } else {
+                    tracked.insert(self.shard.track(&p, now))
+                };
                 state = t.state;
             }
         }
@@ -322,7 +348,10 @@ impl Worker {
         if let Some(t) = tracked {
             if t.drop {
                 let _ = self.shard.commit(t, false);
-                return self.drop(DropReason::CtTableFull);
+                return self.drop(match t.reason {
+                    Some(conntrack::CtReason::ChainFull) => DropReason::CtChainFull,
+                    _ => DropReason::CtTableFull,
+                });
             }
         }
         key.ct = match state {
@@ -511,8 +540,11 @@ impl Worker {
             nat_kind = kind;
         }
         if let Some(t) = tracked {
-            if !self.shard.commit(t, true) {
-                return self.drop(DropReason::CtClash);
+            if let Err(r) = self.shard.confirm(t, true) {
+                return self.drop(match r {
+                    conntrack::CtReason::ChainFull => DropReason::CtChainFull,
+                    _ => DropReason::CtClash,
+                });
             }
         }
         if nat_kind != NatKind::None {
@@ -594,7 +626,7 @@ impl Worker {
             let reply = reply_tuple(&cand, old_reply, proto);
             w.shard.lookup(family, key_proto, &reply, now).is_none()
                 && (w.workers == 1
-                    || shard_of(flow_hash(w.seed, family, key_proto, &reply), w.workers) == w.index)
+                    || shard_of(flow_hash(&w.key, family, key_proto, &reply), w.workers) == w.index)
         };
         let in_range = orig_port >= lo && orig_port <= hi;
         if in_range && !spec.random && free(self, orig_port) {
@@ -997,6 +1029,21 @@ fn key_of(info: &FrameInfo, iif: u8, oif: u8) -> Key {
         tcp_flags: if l4 { info.tcp_flags.0 } else { 0 },
         frag,
     }
+}
+
+/// The L4 checksum as netfilter's conntrack checks it (`nf_conntrack_checksum`, PREROUTING):
+/// TCP, UDP, ICMP and ICMPv6; a UDP checksum of zero means "none" and passes over IPv4 and
+/// IPv6 alike (`udp_error` returns before the sum). Fragments are not verified (the kernel
+/// verifies the reassembled packet; fwd does not reassemble).
+fn ct_checksum_ok(frame: &[u8], info: &FrameInfo) -> bool {
+    if info.family == Family::Ipv6
+        && info.l4_proto == ip_proto::UDP
+        && !info.is_fragment
+        && frame[usize::from(info.l4_offset) + 6..][..2] == [0, 0]
+    {
+        return true;
+    }
+    wire::verify_l4_checksum(frame, info).is_ok()
 }
 
 fn ct_family(info: &FrameInfo) -> conntrack::Family {
@@ -1511,7 +1558,7 @@ mod tests {
                 sport: 80,
                 dport: i.src_port,
             };
-            let h = flow_hash(ct.hash_seed, conntrack::Family::V4, ip_proto::TCP, &reply);
+            let h = flow_hash(&ct.hash_key, conntrack::Family::V4, ip_proto::TCP, &reply);
             assert_eq!(shard_of(h, 4), 2, "port {} of flow {sp}", i.src_port);
             valid(&out);
         }
@@ -1832,6 +1879,167 @@ mod tests {
             run(&mut w, A, &tcp(C, S, 1, 2, 0x02, 1, 0), SEC).0,
             Verdict::Forward
         );
+    }
+
+    const C6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const S6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    /// Flips bits of the L4 checksum field of a frame (no IP options, no extension headers).
+    fn corrupt_l4(frame: &[u8]) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        let info = parse_frame(&f).unwrap();
+        let at = usize::from(info.l4_offset)
+            + match info.l4_proto {
+                ip_proto::TCP => 16,
+                ip_proto::UDP => 6,
+                _ => 2,
+            };
+        f[at] ^= 0x5a;
+        assert!(wire::verify_l4_checksum(&f, &parse_frame(&f).unwrap()).is_err());
+        f
+    }
+
+    fn worker_ct(text: &str, ct: &conntrack::Config) -> Worker {
+        let compiled = if text.is_empty() {
+            Compiled::accept_all(&cfg())
+        } else {
+            compile(Some(&parse_v4(text)), None, &cfg()).unwrap()
+        };
+        Worker::new(Arc::new(ArcSwap::from_pointee(compiled)), ct, 1024, 0, 1, 0)
+    }
+
+    fn first_packets() -> Vec<(&'static str, Vec<u8>)> {
+        let b = FrameBuilder::default();
+        let v6 = IpPair::V6(C6, S6);
+        let syn6 = TcpSpec {
+            src_port: 40000,
+            dst_port: 80,
+            seq: 1,
+            ack: 0,
+            flags: TcpFlags(0x02),
+            window: 64240,
+            options: vec![],
+            payload: b"",
+        };
+        vec![
+            ("tcp4", tcp(C, S, 40000, 80, 0x02, 100, 0)),
+            ("udp4", b.udp(ip(C, S), 5000, 53, b"q")),
+            ("icmp4", b.echo(ip(C, S), true, 7, 1, b"ping")),
+            ("tcp6", b.tcp(v6, &syn6)),
+            ("udp6", b.udp(v6, 5000, 53, b"q")),
+            ("icmp6", b.echo(v6, true, 7, 1, b"ping")),
+        ]
+    }
+
+    #[test]
+    fn bad_l4_checksums_are_invalid_and_create_no_state() {
+        for (name, good) in first_packets() {
+            let bad = corrupt_l4(&good);
+            let mut w = worker_ct("", &conntrack::Config::default());
+            assert_eq!(run(&mut w, A, &bad, SEC).0, Verdict::Forward, "{name}");
+            assert_eq!(w.trace().ct_state, Some(CtState::Invalid), "{name}");
+            assert!(w.shard().is_empty(), "{name}: no entry from a bad checksum");
+            let st = w.shard().stats();
+            assert_eq!(st.new, 0, "{name}");
+            assert_eq!(st.reasons[conntrack::CtReason::BadChecksum as usize], 1);
+            // The same packet with its checksum intact is NEW.
+            run(&mut w, A, &good, SEC);
+            assert_eq!(w.trace().ct_state, Some(CtState::New), "{name}");
+            assert_eq!(w.shard().len(), 1, "{name}");
+            // checksum = false: not verified, tracked.
+            let off = conntrack::Config {
+                checksum: false,
+                ..conntrack::Config::default()
+            };
+            let mut w = worker_ct("", &off);
+            run(&mut w, A, &bad, SEC);
+            assert_eq!(w.trace().ct_state, Some(CtState::New), "{name}");
+        }
+        // A stateful ruleset drops it as the kernel's `--ctstate INVALID -j DROP` would.
+        let mut w = worker_ct(&stateful(), &conntrack::Config::default());
+        let bad = corrupt_l4(&tcp(C, S, 40000, 80, 0x02, 100, 0));
+        assert_eq!(
+            run(&mut w, A, &bad, SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+    }
+
+    #[test]
+    fn a_zero_udp_checksum_means_none_over_both_families() {
+        for ip in [IpPair::V4(C, S), IpPair::V6(C6, S6)] {
+            let mut f = FrameBuilder::default().udp(ip, 5000, 53, b"q");
+            let info = parse_frame(&f).unwrap();
+            let at = usize::from(info.l4_offset) + 6;
+            f[at..at + 2].copy_from_slice(&[0, 0]);
+            let mut w = worker_ct("", &conntrack::Config::default());
+            run(&mut w, A, &f, SEC);
+            // nf_conntrack's udp_error returns before the sum for a zero checksum.
+            assert_eq!(w.trace().ct_state, Some(CtState::New), "{ip:?}");
+        }
+    }
+
+    #[test]
+    fn a_forged_rst_with_a_bad_checksum_does_not_close_the_connection() {
+        let state_of = |w: &Worker| {
+            let mut snaps = Vec::new();
+            w.shard()
+                .snapshot(&conntrack::Filter::default(), 5 * SEC, &mut snaps);
+            assert_eq!(snaps.len(), 1);
+            let mut line = String::new();
+            conntrack::format_entry(&mut line, &snaps[0], 5 * SEC).unwrap();
+            line
+        };
+        let handshake = |w: &mut Worker| {
+            assert_eq!(
+                run(w, A, &tcp(C, S, 40000, 80, 0x02, 100, 0), SEC).0,
+                Verdict::Forward
+            );
+            assert_eq!(
+                run(w, B, &tcp(S, C, 80, 40000, 0x12, 500, 101), SEC + 1).0,
+                Verdict::Forward
+            );
+            assert_eq!(
+                run(w, A, &tcp(C, S, 40000, 80, 0x10, 101, 501), SEC + 2).0,
+                Verdict::Forward
+            );
+        };
+        let rst = tcp(S, C, 80, 40000, 0x04, 501, 0);
+        let mut w = worker_ct(&stateful(), &conntrack::Config::default());
+        handshake(&mut w);
+        assert!(state_of(&w).contains("ESTABLISHED"), "{}", state_of(&w));
+        assert_eq!(
+            run(&mut w, B, &corrupt_l4(&rst), 2 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy),
+            "INVALID: the stateful ruleset drops it"
+        );
+        assert!(state_of(&w).contains("ESTABLISHED"), "{}", state_of(&w));
+        let data = tcp(C, S, 40000, 80, 0x18, 101, 501);
+        assert_eq!(run(&mut w, A, &data, 3 * SEC).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Established));
+        // The control: the same RST with its checksum intact closes it.
+        let mut w = worker_ct(&stateful(), &conntrack::Config::default());
+        handshake(&mut w);
+        assert_eq!(run(&mut w, B, &rst, 2 * SEC).0, Verdict::Forward);
+        assert!(state_of(&w).contains("CLOSE"), "{}", state_of(&w));
+    }
+
+    #[test]
+    fn a_bad_ipv4_header_checksum_is_dropped_before_any_hook() {
+        let mut f = tcp(C, S, 40000, 80, 0x02, 100, 0);
+        f[14 + 10] ^= 0x01;
+        for checksum in [true, false] {
+            let ct = conntrack::Config {
+                checksum,
+                ..conntrack::Config::default()
+            };
+            let mut w = worker_ct("", &ct);
+            assert_eq!(
+                run(&mut w, A, &f, SEC).0,
+                Verdict::Drop(DropReason::Malformed)
+            );
+            assert_eq!(w.trace().malformed, Some(Malformed::BadIpv4HeaderChecksum));
+            assert!(w.shard().is_empty());
+        }
     }
 }
 

@@ -179,6 +179,13 @@ pub struct Conntrack {
     /// Timeouts in seconds by name (e.g. `tcp_established = 432000`).
     #[serde(default)]
     pub timeouts: BTreeMap<String, u32>,
+    /// Key of the flow hash, 32 hex digits. Unset (the default): `fwd run` draws a random key
+    /// from the OS at every start; `fwd replay` uses a fixed one, so it stays deterministic.
+    /// Set it only for tests: whoever knows the key can choose flows that share a bucket.
+    pub hash_key: Option<conntrack::HashKey>,
+    /// `nf_conntrack_checksum`: packets with a wrong TCP/UDP/ICMP/ICMPv6 checksum are INVALID
+    /// (default `true`, as the kernel's).
+    pub checksum: Option<bool>,
 }
 
 /// `[control]`.
@@ -548,6 +555,27 @@ level = "debug"
         assert_eq!(c.stats.listen, "127.0.0.1:9900".parse().unwrap());
         assert_eq!(c.control.socket, PathBuf::from("/run/fwd.sock"));
         assert!(c.rules.is_none());
+    }
+
+    #[test]
+    fn conntrack_hash_key_and_checksum_are_read_and_checked() {
+        let base = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n[conntrack]\n";
+        let c = parse(&format!(
+            "{base}hash_key = \"00112233445566778899aabbccddeeff\"\nchecksum = false\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.conntrack.hash_key,
+            Some(conntrack::HashKey::from_hex("00112233445566778899aabbccddeeff").unwrap())
+        );
+        assert_eq!(c.conntrack.checksum, Some(false));
+        let e = parse(&format!("{base}hash_key = \"0011\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:12: "), "{e}");
+        assert!(e.contains("expected 32 hex digits"), "{e}");
+        assert!(!e.contains("0011"), "the key is not echoed: {e}");
+        assert_eq!(parse(base).unwrap().conntrack.hash_key, None);
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config, String> {
         c.max =
             u32::try_from(max.max(1)).map_err(|_| format!("conntrack.max {max} is too large"))?;
     }
+    if let Some(k) = cfg.conntrack.hash_key {
+        c.hash_key = k;
+    }
+    if let Some(on) = cfg.conntrack.checksum {
+        c.checksum = on;
+    }
     let t = &mut c.timeouts;
     for (name, &v) in &cfg.conntrack.timeouts {
         let slot = match name.as_str() {
@@ -69,6 +75,17 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config, String> {
         *slot = v;
     }
     Ok(c)
+}
+
+/// A flow hash key from the OS (16 bytes of `/dev/urandom`, read once at start): flows that
+/// share a bucket cannot be chosen without it.
+pub fn random_hash_key() -> anyhow::Result<conntrack::HashKey> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| anyhow::anyhow!("conntrack: cannot read a hash key from /dev/urandom: {e}"))?;
+    Ok(conntrack::HashKey::from_bytes(b))
 }
 
 /// Compiles the configured rules (none: everything accepted, conntrack still tracks). Relative
@@ -131,14 +148,20 @@ impl Firewall {
     ) -> anyhow::Result<(Arc<Firewall>, Vec<dataplane::pipeline::Firewall>)> {
         let compiled =
             load_rules(cfg, config_path, workers).map_err(|e| anyhow::anyhow!("rules:\n{e}"))?;
-        let ct = conntrack_config(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut ct = conntrack_config(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if cfg.conntrack.hash_key.is_none() {
+            ct.hash_key = random_hash_key()?;
+            tracing::info!("conntrack: flow hash key drawn from /dev/urandom");
+        } else {
+            tracing::warn!("conntrack: flow hash key set by the configuration (tests only)");
+        }
         let rules = Arc::new(ArcSwap::from_pointee(compiled));
         let mut pipes = Vec::new();
         let mut handles = Vec::new();
         let mut logs = Vec::new();
         let mut mesh = if workers > 1 {
             let slots = (HANDOFF_SLOTS_PER_WORKER / (workers - 1)).max(HANDOFF_SLOTS_MIN);
-            dataplane::steer::mesh(workers, ct.hash_seed, slots)
+            dataplane::steer::mesh(workers, ct.hash_key, slots)
         } else {
             Vec::new()
         }

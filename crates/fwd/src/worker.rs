@@ -548,7 +548,7 @@ mod steer_tests {
             dataplane::compile(Some(&ruleset), None, &cc).unwrap(),
         ));
         let ct = conntrack::Config::default();
-        mesh(2, ct.hash_seed, slots)
+        mesh(2, ct.hash_key, slots)
             .into_iter()
             .enumerate()
             .map(|(i, st)| {
@@ -582,7 +582,7 @@ mod steer_tests {
 
     /// The worker that owns a frame's flow by hash.
     fn owner(frame: &[u8]) -> usize {
-        let mut st: Steer = mesh(2, conntrack::Config::default().hash_seed, 1)
+        let mut st: Steer = mesh(2, conntrack::Config::default().hash_key, 1)
             .into_iter()
             .next()
             .unwrap();
