@@ -20,6 +20,8 @@ pkgs=(
   python3 python3-venv
   # trafgen: the generator of bench/rfc2544.sh and bench/scale.sh (scripts/test-bench.sh)
   netsniff-ng
+  # /metrics checked by Prometheus' own linter, the Grafana dashboard by jq (test-metrics.sh)
+  prometheus jq
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(dpdk-dev netsniff-ng linux-perf bridge-utils)

@@ -37,6 +37,8 @@ echo "== service unit: systemd-analyze verify, the capability set on the testbed
 scripts/test-service.sh --skip-build
 echo "== Debian package: build (cargo deb), dpkg -i into a throw-away root, fwd check, fwd run"
 scripts/test-package.sh
+echo "== /metrics: promtool check metrics, the Grafana dashboard's queries"
+scripts/test-metrics.sh --skip-build
 echo "== benchmark traffic kit: TRex profiles in trex-stl-sim, captures through fwd replay"
 scripts/test-traffic.sh --skip-build
 echo "== testbed benchmarks: rfc2544.sh and scale.sh reach their RESULT lines (smoke, not figures)"
