@@ -9,7 +9,7 @@
 //! option's arguments over, and makes the checks iptables makes once the line is read. What a
 //! match or target option means lives in one file per extension family, split as iptables'
 //! own `extensions/libxt_*.c`, and [`registry`] lists them: a new extension is one file and one
-//! line there.
+//! line there. [`real`] knows the extensions iptables has and fwd does not, for diagnostics.
 
 mod comment;
 mod conntrack;
@@ -20,6 +20,7 @@ mod length;
 mod limit;
 mod mac;
 mod multiport;
+mod real;
 mod registry;
 mod targets;
 mod tcp_udp;
@@ -995,6 +996,110 @@ mod tests {
         // A match of the other family is not found (and gets the hint saying which to use).
         assert!(registry::find_match("icmp", Family::Ipv6).is_none());
         assert!(registry::find_match("hl", Family::Ipv4).is_none());
+    }
+
+    #[test]
+    fn real_extensions_fwd_lacks_are_named_as_such() {
+        let t = Table::new(TableName::Filter);
+        let real =
+            |name: &str| format!("`{name}` is a real iptables extension that fwd does not support");
+        // Not "did you mean `tcp`?" for sctp.
+        for (line, name, col) in [
+            ("-A INPUT -p sctp -m sctp --dport 80 -j ACCEPT", "sctp", 21),
+            (
+                "-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT",
+                "addrtype",
+                13,
+            ),
+            (
+                "-A INPUT -m statistic --mode nth --every 2 --packet 0 -j DROP",
+                "statistic",
+                13,
+            ),
+            ("-A INPUT -m recent --set", "recent", 13),
+            ("-A INPUT -mhashlimit --hashlimit-name x", "hashlimit", 10),
+        ] {
+            let e = parse(line, &t).unwrap_err();
+            assert_eq!(
+                (e.msg.as_str(), e.col),
+                (real(name).as_str(), col),
+                "{line}"
+            );
+            assert!(
+                e.hint.unwrap().starts_with("fwd supports: tcp, udp"),
+                "{line}"
+            );
+        }
+        // Nor "a user chain must be declared" for a real target.
+        for (line, name) in [
+            ("-A INPUT -j TEE --gateway 198.18.0.1", "TEE"),
+            ("-A INPUT -j MARK --set-mark 1", "MARK"),
+            ("-A INPUT -j SYNPROXY", "SYNPROXY"),
+            ("-A INPUT -j QUEUE", "QUEUE"),
+        ] {
+            let e = parse(line, &t).unwrap_err();
+            assert_eq!(e.msg, real(name), "{line}");
+            assert!(!e.hint.unwrap().contains("must be declared"), "{line}");
+        }
+        // The other family's extension names the tool that has it.
+        let e = parse("-A INPUT -m frag --fragid 1", &t).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "`frag` is a real ip6tables extension that fwd does not support"
+        );
+        let v6 = parse_command(
+            &split_restore("-A INPUT -m rt --rt-type 0 -j DROP").unwrap(),
+            3,
+            Family::Ipv6,
+            &t,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(
+            v6.msg,
+            "`rt` is a real ip6tables extension that fwd does not support"
+        );
+        // Supported ones of the other family keep their hint; unknown names their suggestion.
+        assert_eq!(
+            parse("-A INPUT -m hl --hl-eq 1", &t)
+                .unwrap_err()
+                .hint
+                .as_deref(),
+            Some("iptables uses `-m ttl`")
+        );
+        let e = parse("-A INPUT -m tpc --dport 1", &t).unwrap_err();
+        assert_eq!(e.msg, "unknown match `tpc`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `tcp`?"));
+        let e = parse("-A INPUT -j tee", &t).unwrap_err();
+        assert_eq!(e.msg, "unknown target or chain `tee`");
+        assert!(e.hint.unwrap().contains("must be declared"));
+    }
+
+    #[test]
+    fn a_declared_chain_is_jumped_to_whatever_its_name() {
+        let mut t = Table::new(TableName::Filter);
+        t.add_user_chain("TEE");
+        let pc = parse("-A INPUT -j TEE", &t).unwrap();
+        assert_eq!(pc.rules[0].target, Some(Target::Jump("TEE".into())));
+    }
+
+    #[test]
+    fn every_extension_fwd_has_is_a_real_one() {
+        for m in registry::MATCHES {
+            let family = m.family.unwrap_or(Family::Ipv4);
+            assert!(
+                real::unsupported(real::Kind::Match, m.name, family).is_some(),
+                "{}",
+                m.name
+            );
+        }
+        for t in registry::TARGETS {
+            assert!(
+                real::unsupported(real::Kind::Target, t.name, Family::Ipv4).is_some(),
+                "{}",
+                t.name
+            );
+        }
     }
 
     #[test]

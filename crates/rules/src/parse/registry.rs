@@ -8,7 +8,7 @@
 
 use super::targets::{ct, log, nat, reject};
 use super::{
-    comment, conntrack, icmp, iprange, length, limit, mac, multiport, suggest, tcp_udp, ttl,
+    comment, conntrack, icmp, iprange, length, limit, mac, multiport, real, suggest, tcp_udp, ttl,
     OptSpec,
 };
 use crate::ast::*;
@@ -126,16 +126,24 @@ pub(super) fn target_names() -> Vec<&'static str> {
 }
 
 /// Why `-m NAME` cannot be loaded, and what fwd has instead.
-pub(super) fn unknown_match(name: &str, _family: Family) -> Fail {
+pub(super) fn unknown_match(name: &str, family: Family) -> Fail {
     let supported = || format!("fwd supports: {}", match_names().join(", "));
     let hint = match name {
         "icmp" => Some("ip6tables uses `-m icmp6` (with `-p ipv6-icmp`)".to_string()),
         "icmp6" | "icmpv6" => Some("iptables uses `-m icmp` (with `-p icmp`)".to_string()),
         "ttl" => Some("ip6tables uses `-m hl`".to_string()),
         "hl" => Some("iptables uses `-m ttl`".to_string()),
-        _ => suggest(name, &match_names())
-            .map(|s| format!("did you mean `{s}`?"))
-            .or_else(|| Some(supported())),
+        _ => {
+            if let Some(msg) = real::unsupported(real::Kind::Match, name, family) {
+                return Fail {
+                    msg,
+                    hint: Some(supported()),
+                };
+            }
+            suggest(name, &match_names())
+                .map(|s| format!("did you mean `{s}`?"))
+                .or_else(|| Some(supported()))
+        }
     };
     Fail {
         msg: format!("unknown match `{name}`"),

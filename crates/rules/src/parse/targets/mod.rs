@@ -7,7 +7,7 @@ pub(in crate::parse) mod log;
 pub(in crate::parse) mod nat;
 pub(in crate::parse) mod reject;
 
-use super::{registry, suggest, Diag, Line};
+use super::{real, registry, suggest, Diag, Line};
 use crate::ast::*;
 use crate::values::Fail;
 
@@ -99,21 +99,14 @@ impl Line<'_> {
                 registry::target_names().join(", ")
             )
         };
-        let hint = match name {
-            "ULOG" => Some("ULOG was removed from Linux 3.17; use `-j NFLOG`".to_string()),
-            "QUEUE" | "NFQUEUE" | "MARK" | "CONNMARK" | "TCPMSS" | "TEE" | "SET" | "TRACE"
-            | "CLASSIFY" | "DSCP" | "TOS" | "NETMAP" => {
-                return Fail {
-                    msg: format!("target `{name}` is not supported by fwd"),
-                    hint: Some(supported()),
-                }
-            }
-            _ => None,
-        };
-        if hint.is_some() {
+        if let Some(msg) = real::unsupported(real::Kind::Target, name, self.family) {
+            let hint = match name {
+                "ULOG" => "ULOG was removed from Linux 3.17; use `-j NFLOG`".to_string(),
+                _ => supported(),
+            };
             return Fail {
-                msg: format!("unknown target or chain `{name}`"),
-                hint,
+                msg,
+                hint: Some(hint),
             };
         }
         let mut all: Vec<&str> = vec!["ACCEPT", "DROP", "RETURN"];
