@@ -5,7 +5,9 @@
 #  2. write_capture.py's pcapng and pcap files read back with tcpdump (an independent reader);
 #  3. fwd replay runs each profile's pcapng through the stateful example ruleset: everything
 #     crosses; the tcp_cps capture with the ports swapped (connections opened from the server
-#     side) is dropped whole.
+#     side) is dropped whole;
+#  4. send_capture.py plays the tcp_cps capture into the live netns testbed through fwd: every
+#     SYN reaches the server side and every SYN-ACK the client side; swapped, none does.
 #   scripts/test-traffic.sh [--skip-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +24,14 @@ if ! "$venv/bin/python3" -c "import lbr_trex_client" 2>/dev/null; then
     "$venv/bin/python3" -m pip install -q "lbr-trex-client==$LBR_TREX_CLIENT_VERSION"
 fi
 work=$(mktemp -d /tmp/fwd-test-traffic.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+prefix=ftt$$-
+fwd_pid=""
+cleanup() {
+    [ -n "$fwd_pid" ] && kill -TERM "$fwd_pid" 2>/dev/null && wait "$fwd_pid" 2>/dev/null || true
+    scripts/testbed.sh down --prefix "$prefix"
+    rm -rf "$work"
+}
+trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 echo "== TRex profiles in trex-stl-sim"
@@ -56,4 +65,33 @@ got=$(tcpdump -nr "$work/imix.pcap" 2>/dev/null | wc -l)
 if python3 bench/traffic/write_capture.py tcp_cps "$work/x.pcap" --format pcap 2>/dev/null; then
     fail "a two-sided pcap was written"
 fi
+
+echo "== the tcp_cps capture through fwd on the live testbed"
+scripts/testbed.sh up --prefix "$prefix"
+sed "s#^socket = .*#socket = \"$work/ctl.sock\"#" configs/testbed-firewall.toml > "$work/fwd.toml"
+cp configs/stateful.v4 configs/stateful.v6 "$work/"
+ip netns exec "${prefix}fw" "$FWD" --config "$work/fwd.toml" 2>"$work/fwd.log" &
+fwd_pid=$!
+for _ in $(seq 100); do "$FWD" stats --socket "$work/ctl.sock" >/dev/null 2>&1 && break; sleep 0.1; done
+"$FWD" stats --socket "$work/ctl.sock" >/dev/null || { cat "$work/fwd.log" >&2; fail "fwd did not start"; }
+python3 bench/traffic/write_capture.py tcp_cps "$work/live.pcapng" --count 400 --flows 100 >/dev/null
+python3 bench/traffic/write_capture.py tcp_cps "$work/live-rev.pcapng" --count 400 --flows 100 --swap-ports >/dev/null
+# plays CAPTURE, prints "SYNs received by the server side, SYN-ACKs received by the client side"
+live() {
+    ip netns exec "${prefix}server" timeout 4 tcpdump -Q in -ni S0 -w "$work/s.pcap" tcp 2>/dev/null &
+    local ts=$!
+    ip netns exec "${prefix}client" timeout 4 tcpdump -Q in -ni C0 -w "$work/c.pcap" tcp 2>/dev/null &
+    local tc=$!
+    sleep 1
+    python3 bench/traffic/send_capture.py "$1" --prefix "$prefix" >/dev/null
+    wait $ts $tc || true
+    echo "$(tcpdump -nr "$work/s.pcap" 'tcp[tcpflags] == tcp-syn and dst port 80' 2>/dev/null | wc -l)" \
+         "$(tcpdump -nr "$work/c.pcap" 'tcp[tcpflags] == tcp-syn|tcp-ack and src port 80' 2>/dev/null | wc -l)"
+}
+read -r syn synack < <(live "$work/live.pcapng")
+[ "$syn" = 100 ] && [ "$synack" = 100 ] || fail "live tcp_cps: $syn of 100 SYNs, $synack of 100 SYN-ACKs crossed"
+echo "ok: live: 100 SYNs to the server side, 100 SYN-ACKs back"
+read -r syn synack < <(live "$work/live-rev.pcapng")
+[ "$syn" = 0 ] && [ "$synack" = 0 ] || fail "live tcp_cps swapped: $syn SYNs, $synack SYN-ACKs crossed"
+echo "ok: live, opened from the server side: nothing crossed"
 echo "traffic kit: all checks passed"
