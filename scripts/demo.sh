@@ -53,8 +53,17 @@ echo "   ping 198.18.0.2: no answer (as expected)"
 echo "== starting fwd in ${P}fw"
 ip netns exec ${P}fw "$FWD" --config "$CONFIG" 2>"$work/fwd.log" &
 fwd_pid=$!
-for _ in $(seq 100); do "$FWD" stats --config "$CONFIG" >/dev/null 2>&1 && break; sleep 0.1; done
-"$FWD" stats --config "$CONFIG" >/dev/null || { cat "$work/fwd.log"; exit 1; }
+# fwd answers "starting" (exit 1) until every queue's socket is bound and the workers poll;
+# then `fwd stats` says "ready: yes" and the first frame crosses.
+for _ in $(seq 200); do
+    "$FWD" stats --config "$CONFIG" 2>/dev/null | grep -q '^ready: yes' && break
+    kill -0 "$fwd_pid" 2>/dev/null || break
+    sleep 0.05
+done
+"$FWD" stats --config "$CONFIG" | grep -q '^ready: yes' || { cat "$work/fwd.log"; exit 1; }
+echo "   fwd is ready; the first ping must be answered at once:"
+$C ping -c 1 -W 1 198.18.0.2 >/dev/null || { echo "first ping after readiness unanswered" >&2; exit 1; }
+echo "   first ping answered"
 ip -n ${P}fw link show | grep -E "^[0-9]|prog/xdp"
 
 echo "== counters before (fwd stats):"

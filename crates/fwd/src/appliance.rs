@@ -6,13 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ports::xdp::{RingSizes, XdpPorts};
+use std::sync::Mutex;
+
+use ports::xdp::{RingSizes, XdpPort, XdpPorts};
 
 use crate::config::Config;
 use crate::control::{ControlContext, ControlServer};
 use crate::http;
+use crate::link::{LinkStatus, SharedAttachments, Supervisor};
 use crate::stats::{self, WorkerShared};
-use crate::worker::Worker;
+use crate::worker::{Reopen, Worker};
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)?;
@@ -94,8 +97,26 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
     let XdpPorts {
         workers: worker_ports,
         attachments,
+        bind,
         ..
     } = xdp;
+    let mut attachments = attachments.into_iter().map(Arc::new);
+    let attachments: SharedAttachments = Arc::new(Mutex::new([
+        attachments.next().expect("port a's program"),
+        attachments.next().expect("port b's program"),
+    ]));
+    let links = Arc::new(LinkStatus::new(
+        [specs[0].interface.clone(), specs[1].interface.clone()],
+        worker_ports.len(),
+    ));
+    let mut supervisor = Supervisor::new(
+        specs.clone(),
+        queues,
+        bind,
+        sizes.frame_size,
+        links.clone(),
+        attachments.clone(),
+    );
 
     // Bound before the workers start so that a clash leaves nothing running.
     let metrics_listener = TcpListener::bind(cfg.stats.listen)
@@ -115,13 +136,28 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
         let pipeline = pipelines.remove(0);
         let sh = shared[i].clone();
         let st = stop.clone();
+        let (lk, atts, sp) = (links.clone(), attachments.clone(), specs.clone());
+        let my_queues = ports::xdp::worker_queues(queues, cores.len(), i);
+        let reopen: Reopen<XdpPort> = Box::new(move || {
+            let atts = atts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            ports::xdp::open_worker(
+                [&sp[0], &sp[1]],
+                [&atts[0], &atts[1]],
+                &my_queues,
+                sizes,
+                bind,
+            )
+            .map(|wp| (wp.pool, wp.queues))
+            .map_err(|e| e.to_string())
+        });
         let h = std::thread::Builder::new()
             .name(format!("fwd-worker-{i}"))
             .spawn(move || {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(worker = i, core, "could not pin worker to its core");
                 }
-                let mut w = Worker::new(wp.pool, wp.queues, pipeline, burst);
+                let mut w =
+                    Worker::new(wp.pool, wp.queues, pipeline, burst).with_links(lk, i, reopen);
                 w.run(&sh, &st, idle);
             })?;
         handles.push(h);
@@ -130,6 +166,7 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
     let ctx = Arc::new(ControlContext {
         workers: shared.clone(),
         firewall: Some(firewall.clone()),
+        links: Some(links.clone()),
     });
     let control_thread = {
         let (ctx, st) = (ctx.clone(), stop.clone());
@@ -143,16 +180,31 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
             .name("fwd-metrics".into())
             .spawn(move || http::serve(metrics_listener, &ctx, &st))?
     };
+    // Ready: every socket was bound and its fill ring filled before the workers started; now
+    // every worker polls. Requests before this answer "starting".
+    let workers = handles.len();
+    while links.workers_polling() < workers && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    links.set_ready(true);
     tracing::info!(
         metrics = %cfg.stats.listen,
         control = %cfg.control.socket.display(),
-        "fwd running"
+        queues,
+        workers,
+        "fwd running: ready (every queue's socket bound, fill rings full, workers polling)"
     );
+    match crate::link::sd_notify("READY=1") {
+        Ok(true) => tracing::info!("told systemd READY=1"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("sd_notify READY=1 failed: {e}"),
+    }
 
     let interval = Duration::from_secs(cfg.stats.log_interval_s);
     let mut next_log = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        supervisor.check();
         firewall.drain_logs();
         if hup.swap(false, Ordering::Relaxed) {
             match firewall.reload() {
@@ -170,11 +222,16 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
             next_log += interval;
         }
     }
+    if let Err(e) = crate::link::sd_notify("STOPPING=1") {
+        tracing::warn!("sd_notify STOPPING=1 failed: {e}");
+    }
+    links.set_ready(false);
     tracing::info!("stopping: draining workers");
     for h in handles {
         let _ = h.join();
     }
     // Workers have closed their sockets; now detach the programs.
+    drop(supervisor);
     drop(attachments);
     let _ = control_thread.join();
     let _ = http_thread.join();

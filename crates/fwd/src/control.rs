@@ -17,18 +17,32 @@ pub struct ControlContext {
     pub workers: Vec<Arc<WorkerShared>>,
     /// The firewall (rules, conntrack); `None` in tests of the plain forwarder.
     pub firewall: Option<Arc<crate::firewall::Firewall>>,
+    /// Readiness and the ports' link state; `None` (always ready) in tests without ports.
+    pub links: Option<Arc<crate::link::LinkStatus>>,
 }
 
 /// Answers one request line. The answer of a failed command starts with `error: `.
 pub fn dispatch(ctx: &ControlContext, line: &str) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     let fw = ctx.firewall.as_deref();
+    if ctx.links.as_ref().is_some_and(|l| !l.is_ready()) {
+        return "error: fwd is starting (ports not bound yet); try again\n".into();
+    }
     match (words.as_slice(), fw) {
-        (["stats"], _) => render_summary(&ctx.workers),
+        (["stats"], _) => {
+            let mut out = render_summary(&ctx.workers);
+            if let Some(l) = &ctx.links {
+                out.push_str(&l.render_summary());
+            }
+            out
+        }
         (["stats", "prometheus"], _) => {
             let mut out = render_prometheus(&ctx.workers);
             if let Some(fw) = fw {
                 out.push_str(&fw.metrics());
+            }
+            if let Some(l) = &ctx.links {
+                out.push_str(&l.render_prometheus());
             }
             out
         }
@@ -133,7 +147,33 @@ mod tests {
         ControlContext {
             workers: vec![w],
             firewall: None,
+            links: None,
         }
+    }
+
+    #[test]
+    fn requests_before_ready_answer_starting() {
+        let mut c = ctx();
+        let links = Arc::new(crate::link::LinkStatus::new(["a0".into(), "b0".into()], 1));
+        c.links = Some(links.clone());
+        for cmd in ["stats", "ping", "stats prometheus"] {
+            assert!(
+                dispatch(&c, cmd).starts_with("error: fwd is starting"),
+                "{cmd}"
+            );
+        }
+        links.set_ready(true);
+        assert_eq!(dispatch(&c, "ping"), "pong\n");
+        let s = dispatch(&c, "stats");
+        assert!(
+            s.contains("port a: rx 3 pkts") && s.contains("ready: yes\n"),
+            "{s}"
+        );
+        let m = dispatch(&c, "stats prometheus");
+        assert!(
+            m.contains("fwd_ready 1\n") && m.contains("fwd_port_up{port=\"b\"} 1\n"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ fn handle(mut s: TcpStream, ctx: &ControlContext) -> std::io::Result<()> {
                 if let Some(fw) = &ctx.firewall {
                     out.push_str(&fw.metrics());
                 }
+                if let Some(l) = &ctx.links {
+                    out.push_str(&l.render_prometheus());
+                }
                 out
             })
         } else {
@@ -86,6 +89,7 @@ mod tests {
             let ctx = ControlContext {
                 workers: vec![Arc::new(WorkerShared::new(0))],
                 firewall: None,
+                links: None,
             };
             serve(listener, &ctx, &stop2)
         });

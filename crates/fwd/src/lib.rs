@@ -9,5 +9,6 @@ pub mod config;
 pub mod control;
 pub mod firewall;
 pub mod http;
+pub mod link;
 pub mod stats;
 pub mod worker;

@@ -3,13 +3,26 @@
 //! lock or syscall per frame; the ports' `maintain` does at most one syscall per port per round.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use ports::xdp::MAX_BURST;
 use ports::{Action, DropReason, Frame, FramePool, KernelStats, Pipeline, Port, PortId};
 
+use crate::link::LinkStatus;
 use crate::stats::{new_histogram, LocalCounters, WorkerShared};
+
+/// Opens a worker's ports anew (after an interface came back): its pool and queue pairs.
+pub type Reopen<P> = Box<dyn FnMut() -> Result<(<P as Port>::Pool, Vec<(P, P)>), String> + Send>;
+
+/// How a worker follows the link supervisor: port states, rebind requests.
+struct Links<P: Port> {
+    status: Arc<LinkStatus>,
+    index: usize,
+    generation: u64,
+    reopen: Reopen<P>,
+}
 
 /// Bursts of handed-over frames a worker takes per poll round at most.
 const HANDED_BURSTS_PER_ROUND: usize = 8;
@@ -31,6 +44,9 @@ pub struct Worker<P: Port, L: Pipeline> {
     forward: [Frame; MAX_BURST],
     reply: [Frame; MAX_BURST],
     handed_ingress: [PortId; MAX_BURST],
+    /// Whether each port can transmit, read from the supervisor once per poll round.
+    port_up: [bool; 2],
+    links: Option<Links<P>>,
 }
 
 impl<P: Port, L: Pipeline> Worker<P, L> {
@@ -48,7 +64,50 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             forward: [Frame::default(); MAX_BURST],
             reply: [Frame::default(); MAX_BURST],
             handed_ingress: [PortId::A; MAX_BURST],
+            port_up: [true; 2],
+            links: None,
         }
+    }
+
+    /// Follows `status` as worker `index`: frames to a port that is down are `PortDown` drops,
+    /// and a rebind request closes every socket and opens them again with `reopen`.
+    pub fn with_links(mut self, status: Arc<LinkStatus>, index: usize, reopen: Reopen<P>) -> Self {
+        self.links = Some(Links {
+            generation: status.generation(),
+            status,
+            index,
+            reopen,
+        });
+        self
+    }
+
+    /// Marks a port up or down by hand (for tests; with links the supervisor decides).
+    pub fn set_port_up(&mut self, port: PortId, up: bool) {
+        self.port_up[port.index()] = up;
+    }
+
+    /// Closes every socket, then opens them again (the supervisor attached a new program).
+    fn rebind(&mut self) {
+        let Some(mut l) = self.links.take() else {
+            return;
+        };
+        let generation = l.status.generation();
+        // The old sockets go first: a queue takes only one socket at a time.
+        self.queues.clear();
+        let ok = match (l.reopen)() {
+            Ok((pool, queues)) => {
+                self.queues = queues;
+                self.pool = pool;
+                true
+            }
+            Err(e) => {
+                tracing::error!(worker = l.index, "rebinding the sockets failed: {e}");
+                false
+            }
+        };
+        l.generation = generation;
+        l.status.rebound(l.index, generation, ok);
+        self.links = Some(l);
     }
 
     /// The worker's running totals.
@@ -74,6 +133,9 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
     /// One poll round over all queues and both directions; returns frames received.
     /// `now_ns` is the clock for the pipeline; `clock` measures burst processing time.
     pub fn poll_once(&mut self, now_ns: u64, clock: &Instant) -> usize {
+        if let Some(l) = &self.links {
+            self.port_up = [l.status.is_up(0), l.status.is_up(1)];
+        }
         // control requests and messages from other workers come before this round's frames
         self.pipeline.between_bursts(now_ns);
         // a peer hands over up to two bursts per queue pair a round: take as many
@@ -139,6 +201,17 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
                 // copied to the flow's owner
                 Action::Handoff => self.pool.release(f),
             }
+        }
+        let egress = ingress.other();
+        if !self.port_up[egress.index()] && nf > 0 {
+            self.local.ports[ingress.index()].drops[DropReason::PortDown.index()] += nf as u64;
+            self.pool.release_all(&self.forward[..nf]);
+            nf = 0;
+        }
+        if !self.port_up[ingress.index()] && nr > 0 {
+            self.local.ports[ingress.index()].drops[DropReason::PortDown.index()] += nr as u64;
+            self.pool.release_all(&self.reply[..nr]);
+            nr = 0;
         }
         let sent = outp.transmit(&mut self.pool, &self.forward[..nf]);
         account_tx(
@@ -214,6 +287,13 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             if k == 0 {
                 continue;
             }
+            if !self.port_up[out_port.index()] {
+                for (f, ing) in self.forward[..k].iter().zip(&ingress_of[..k]) {
+                    self.local.ports[ing.index()].drops[DropReason::PortDown.index()] += 1;
+                    self.pool.release(*f);
+                }
+                continue;
+            }
             let (a, b) = &mut self.queues[0];
             let port = if out_port == PortId::A { a } else { b };
             let sent = port.transmit(&mut self.pool, &self.forward[..k]);
@@ -266,10 +346,20 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         let clock = Instant::now();
         let mut empty_rounds = 0u32;
         let mut next_kernel = Duration::ZERO;
+        let mut first = true;
         while !stop.load(Ordering::Relaxed) {
             let now = clock.elapsed();
             // the data plane's clock is shared with the control thread (conntrack listings)
             let got = self.poll_once(crate::firewall::now_ns(), &clock);
+            if let Some(l) = &self.links {
+                if first {
+                    l.status.worker_polling();
+                    first = false;
+                }
+                if l.status.generation() != l.generation {
+                    self.rebind();
+                }
+            }
             if got > 0 {
                 empty_rounds = 0;
                 self.publish(shared);
@@ -492,6 +582,48 @@ mod tests {
             let odd = to_a.iter().chain(&to_b).filter(|f| f[0] % 2 == 1).count() as u64;
             proptest::prop_assert_eq!(policy, odd);
             proptest::prop_assert_eq!(w.pool().free_count(), 512);
+        }
+    }
+
+    #[test]
+    fn frames_to_a_down_port_are_counted_port_down_and_come_back_to_the_pool() {
+        let mut w = worker(Mirror2, 64);
+        let clock = Instant::now();
+        w.set_port_up(PortId::B, false);
+        for _ in 0..3 {
+            w.queues_mut()[0].0.inject(&ARP);
+        }
+        // from B (down) a reply would go back out of B: dropped too
+        w.queues_mut()[0].1.inject(&ARP);
+        assert_eq!(w.poll_once(0, &clock), 4);
+        let (a, b) = &mut w.queues_mut()[0];
+        assert!(a.take_transmitted().is_empty() && b.take_transmitted().is_empty());
+        let c = w.counters();
+        assert_eq!(c.ports[0].drops[DropReason::PortDown.index()], 3);
+        assert_eq!(c.ports[1].drops[DropReason::PortDown.index()], 1);
+        assert_eq!(w.pool().free_count(), 256);
+        w.set_port_up(PortId::B, true);
+        w.queues_mut()[0].0.inject(&ARP);
+        w.poll_once(0, &clock);
+        assert_eq!(w.queues_mut()[0].1.take_transmitted().len(), 1);
+    }
+
+    /// Forwards frames from A, replies to frames from B.
+    struct Mirror2;
+    impl Pipeline for Mirror2 {
+        fn process_burst<M: FramePool + ?Sized>(
+            &mut self,
+            ingress: PortId,
+            _frames: &mut [Frame],
+            _pool: &mut M,
+            actions: &mut [Action],
+            _now_ns: u64,
+        ) {
+            actions.fill(if ingress == PortId::A {
+                Action::Forward
+            } else {
+                Action::Reply
+            });
         }
     }
 

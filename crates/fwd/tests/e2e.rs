@@ -493,6 +493,145 @@ fn a_jumbo_mtu_is_refused_by_check_and_start() {
     assert!(tb.ping(SERVER_V4, 1), "ping did not cross at MTU 1500");
 }
 
+/// Polls /metrics until `name_labels` has `value` or `within` passes; returns the time taken.
+fn wait_metric(fwd: &Fwd, name_labels: &str, value: u64, within: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if metric(&fwd.metrics(), name_labels) == value {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A port deleted under traffic and recreated (same name, same addresses): fwd notices, counts
+/// the frames it cannot send as port_down, attaches a new program, rebinds its sockets, and
+/// forwards again within 2 s, saying so in its log and in fwd_port_up.
+#[test]
+fn a_deleted_and_recreated_port_forwards_again_within_2_s() {
+    let _g = serial();
+    let tb = Testbed::up("l", 1);
+    let cfg = tb.config(1, "");
+    let fwd = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 1), "ping did not cross fwd");
+    let m = fwd.metrics();
+    assert_eq!(metric(&m, "fwd_port_up{port=\"a\"}"), 1, "{m}");
+    assert_eq!(metric(&m, "fwd_ready"), 1);
+    // Traffic from the server side all along: frames towards the vanished port.
+    let mut pinger = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tb.ns("server"),
+            "ping",
+            "-q",
+            "-i",
+            "0.05",
+            "-w",
+            "8",
+        ])
+        .arg(CLIENT_V4)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (client, fw) = (tb.ns("client"), tb.ns("fw"));
+    ok(Command::new("ip").args(["-n", &client, "link", "del", "C0"]));
+    assert!(
+        wait_metric(&fwd, "fwd_port_up{port=\"a\"}", 0, Duration::from_secs(2)).is_some(),
+        "fwd_port_up did not drop to 0"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m = fwd.metrics();
+    let down = metric(&m, "fwd_drops_total{port=\"b\",reason=\"port_down\"}");
+    assert!(
+        down > 0,
+        "frames to the vanished port were not counted:\n{m}"
+    );
+
+    ok(Command::new("ip").args([
+        "link", "add", "C0", "netns", &client, "type", "veth", "peer", "name", "fw-c", "netns", &fw,
+    ]));
+    ok(Command::new("ip").args(["-n", &client, "addr", "add", "198.18.0.1/24", "dev", "C0"]));
+    ok(Command::new("ip").args(["-n", &client, "link", "set", "C0", "up"]));
+    ok(Command::new("ip").args(["-n", &fw, "link", "set", "fw-c", "up"]));
+    let t0 = Instant::now();
+    tb.exec("client", &["ethtool", "-K", "C0", "tx", "off"]);
+    let back = wait_metric(&fwd, "fwd_port_up{port=\"a\"}", 1, Duration::from_secs(2));
+    assert!(back.is_some(), "the port did not come back within 2 s");
+    let answered = tb.exec("client", &["ping", "-c", "1", "-W", "1", SERVER_V4]);
+    let took = t0.elapsed();
+    assert!(
+        answered.status.success(),
+        "no ping across the recreated port"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "forwarding resumed only after {took:?}"
+    );
+    eprintln!("port back after {back:?}, first ping answered {took:?} after the link came up");
+    let m = fwd.metrics();
+    assert_eq!(metric(&m, "fwd_port_rebinds_total{port=\"a\"}"), 1, "{m}");
+    assert_eq!(
+        tcp_transfer(
+            &client,
+            &tb.ns("server"),
+            "198.18.0.2:5101",
+            payload(200_000, 7)
+        ),
+        payload(200_000, 7),
+        "TCP across the recreated port"
+    );
+    let _ = pinger.wait();
+    let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap();
+    assert!(log.contains("port vanished"), "{log}");
+    assert!(log.contains("port is back"), "{log}");
+    assert_eq!(tb.fw_links().matches("prog/xdp").count(), 2);
+}
+
+/// fwd tells systemd READY=1 on its NOTIFY_SOCKET only once it forwards: a ping sent right
+/// after it is answered on the first try; SIGTERM brings STOPPING=1.
+#[test]
+fn ready_is_notified_only_when_forwarding_works() {
+    use std::os::unix::net::UnixDatagram;
+    let _g = serial();
+    let tb = Testbed::up("y", 1);
+    let cfg = tb.config(1, "");
+    let path = tb.dir.join("notify.sock");
+    let sd = UnixDatagram::bind(&path).unwrap();
+    sd.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let log = std::fs::File::create(tb.dir.join("fwd.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("fw"), FWD, "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut fwd = Fwd {
+        child: Some(child),
+        socket: tb.control_socket(),
+        ns: tb.ns("fw"),
+    };
+    let mut buf = [0u8; 256];
+    let n = sd.recv(&mut buf).expect("no READY=1 within 15 s");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "READY=1");
+    let first = tb.exec("client", &["ping", "-c", "1", "-W", "1", SERVER_V4]);
+    assert!(
+        first.status.success(),
+        "the first ping after READY=1 was not answered"
+    );
+    let stats = fwd.stats();
+    assert!(stats.contains("ready: yes\n"), "{stats}");
+    let st = fwd.stop();
+    assert!(st.success(), "fwd exit status {st}");
+    let n = sd.recv(&mut buf).expect("no STOPPING=1 on SIGTERM");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+}
+
 #[test]
 fn arp_neighbour_discovery_and_ipv6_ping_work() {
     let _g = serial();

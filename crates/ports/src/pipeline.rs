@@ -47,6 +47,7 @@ wire::reason_listing! {
         Malformed => ("malformed", "the frame could not be parsed"),
         NoBuffer => ("no_buffer", "no free buffer to build a frame"),
         HandoffQueueFull => ("handoff_queue_full", "the queue to the worker owning the flow was full"),
+        PortDown => ("port_down", "the egress port was down, gone, or its sockets were being rebound"),
     }
 }
 

@@ -163,6 +163,7 @@ pub struct XdpAttachment {
     map: OwnedFd,
     ifindex: u32,
     drv: bool,
+    id: u32,
     replaced: Option<(u32, bool)>,
 }
 
@@ -210,15 +211,20 @@ fn stale_program(ifindex: u32) -> Result<Option<Stale>, BpfError> {
     }))
 }
 
-/// The name a program was loaded under (`bpf_prog_info.name`).
-fn program_name(fd: &OwnedFd) -> io::Result<String> {
-    // struct bpf_prog_info up to and including name[16] (offset 64).
+/// `struct bpf_prog_info` up to and including `name[16]` (offset 64); `id` is at offset 4.
+fn program_info(fd: &OwnedFd) -> io::Result<[u8; 80]> {
     let mut info = [0u8; 80];
     let mut attr = Attr::new();
     attr.u32_at(0, fd.as_raw_fd() as u32)
         .u32_at(4, info.len() as u32)
         .u64_at(8, info.as_mut_ptr() as u64);
     sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info)
+}
+
+/// The name a program was loaded under (`bpf_prog_info.name`).
+fn program_name(fd: &OwnedFd) -> io::Result<String> {
+    let info = program_info(fd)?;
     let name = &info[64..80];
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     Ok(String::from_utf8_lossy(&name[..end]).into_owned())
@@ -255,6 +261,9 @@ impl XdpAttachment {
         let map = owned(sys_bpf(BPF_MAP_CREATE, &mut attr).map_err(BpfError::MapCreate)?);
 
         let prog = load_program(map.as_raw_fd())?;
+        let id = program_info(&prog)
+            .map(|i| u32::from_ne_bytes([i[4], i[5], i[6], i[7]]))
+            .map_err(BpfError::Query)?;
         let fd = prog.as_raw_fd();
         let attach_err = |err| BpfError::Attach {
             ifindex,
@@ -293,6 +302,7 @@ impl XdpAttachment {
             map,
             ifindex,
             drv,
+            id,
             replaced: stale.map(|s| (s.id, s.fd.is_some())),
         })
     }
@@ -328,6 +338,11 @@ impl XdpAttachment {
     /// True for native (driver) mode, false for generic (skb) mode.
     pub fn is_drv(&self) -> bool {
         self.drv
+    }
+
+    /// The kernel's id of this program (what `ip link` and netlink report as attached).
+    pub fn prog_id(&self) -> u32 {
+        self.id
     }
 
     /// The program this one replaced, if there was one: its id, and whether it was recognised
