@@ -11,6 +11,10 @@
 //!   connection classified against the whole set; the set DROPs, so each stays new (conntrack
 //!   creates and releases an entry per packet).
 //! * `mix`: 3 established packets to 1 new, interleaved.
+//! * `checksum`: what `[conntrack] checksum = true` (netfilter's `nf_conntrack_checksum`, the
+//!   full TCP checksum verified before conntrack) costs: the established flows without rules,
+//!   as 60-byte ACKs and as 1514-byte data segments, through a worker with the check and one
+//!   without, alternating, best of 5 each (`SCENARIO=checksum` runs only this).
 //!
 //! Prints one line per scenario (ns and cycles per packet at the nominal clock from
 //! /proc/cpuinfo, Mpps) and checks the data plane's FORWARD decision for the first trace keys
@@ -140,6 +144,116 @@ fn run(w: &mut Worker, frames: &[[u8; FRAME]], rounds: usize, mut now: u64) -> R
     }
 }
 
+/// On-CPU ns per packet of `frames` (any size) through `w`, bursts of [`BURST`].
+fn run_sized(w: &mut Worker, frames: &[Vec<u8>], rounds: usize, mut now: u64) -> f64 {
+    let mut bufs = vec![[0u8; 2048]; BURST];
+    let mut lens = [0usize; BURST];
+    let mut verdicts = [Verdict::Forward; BURST];
+    let mut packets = 0u64;
+    let t = Instant::now();
+    let c0 = cpu_ns();
+    for _ in 0..rounds {
+        for chunk in frames.chunks(BURST) {
+            for ((b, f), l) in bufs.iter_mut().zip(chunk).zip(lens.iter_mut()) {
+                b[..f.len()].copy_from_slice(f);
+                *l = f.len();
+            }
+            let n = chunk.len();
+            let mut refs: [&mut [u8]; BURST] = Default::default();
+            for (r, b) in refs.iter_mut().zip(bufs.iter_mut()) {
+                *r = &mut b[..];
+            }
+            w.process_burst(0, &mut refs[..n], &mut lens[..n], &mut verdicts[..n], now);
+            assert!(verdicts[..n].iter().all(|v| *v == Verdict::Forward));
+            packets += n as u64;
+            now += 1000;
+        }
+    }
+    let cpu = cpu_ns().saturating_sub(c0) as f64;
+    let ns = if cpu > 0.0 {
+        cpu
+    } else {
+        t.elapsed().as_nanos() as f64
+    };
+    ns / packets as f64
+}
+
+/// The `checksum` scenario: the cost of verifying the L4 checksum before conntrack.
+fn checksum_cost(cfg: &CompileConfig, ghz: f64) {
+    let flows = 1024u32;
+    let server = [198, 19, 1, 1];
+    let payload = vec![0x5au8; 1460];
+    let mut workers = Vec::new();
+    for checksum in [true, false] {
+        let ct = conntrack::Config {
+            checksum,
+            ..conntrack::Config::default()
+        };
+        let bare = Arc::new(ArcSwap::from_pointee(dataplane::Compiled::accept_all(cfg)));
+        let mut w = Worker::new(bare, &ct, 1 << 12, 0, 1, 0);
+        let mut buf = [0u8; 256];
+        for i in 0..flows {
+            let c = [198, 18, (i >> 8) as u8, (i & 255) as u8 + 1];
+            let sp = 10000 + i as u16;
+            for (port, f) in [
+                (0, tcp(c, server, sp, 80, 0x02, 100, 0)),
+                (1, tcp(server, c, 80, sp, 0x12, 500, 101)),
+            ] {
+                buf[..f.len()].copy_from_slice(&f);
+                assert_eq!(w.process(port, &mut buf, f.len(), 1), Verdict::Forward);
+            }
+        }
+        workers.push(w);
+    }
+    let mut sizes = Vec::new();
+    for data in [&[][..], &payload[..]] {
+        let frames: Vec<Vec<u8>> = (0..flows)
+            .map(|i| {
+                let c = [198, 18, (i >> 8) as u8, (i & 255) as u8 + 1];
+                let mut f = FrameBuilder::default().tcp(
+                    IpPair::V4(c, server),
+                    &TcpSpec {
+                        src_port: 10000 + i as u16,
+                        dst_port: 80,
+                        seq: 101,
+                        ack: 501,
+                        flags: TcpFlags(0x18),
+                        window: 64240,
+                        options: vec![],
+                        payload: data,
+                    },
+                );
+                f.resize(f.len().max(FRAME), 0);
+                f
+            })
+            .collect();
+        let rounds = self::rounds(if data.is_empty() { 300 } else { 60 });
+        let (mut on, mut off) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            on = on.min(run_sized(&mut workers[0], &frames, rounds, 2));
+            off = off.min(run_sized(&mut workers[1], &frames, rounds, 2));
+        }
+        let len = frames[0].len();
+        println!(
+            "scenario=checksum frame={len} on_ns_per_pkt={on:.1} off_ns_per_pkt={off:.1} cost_ns={:.1} cost_cycles={:.0} ratio={:.3}",
+            on - off,
+            (on - off) * ghz,
+            on / off
+        );
+        sizes.push((len, on, off));
+    }
+    let line: Vec<String> = sizes
+        .iter()
+        .map(|(len, on, off)| {
+            format!(
+                "f{len}_on_ns={on:.1} f{len}_off_ns={off:.1} f{len}_ratio={:.3}",
+                on / off
+            )
+        })
+        .collect();
+    println!("CHECKSUM {}", line.join(" "));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
@@ -175,6 +289,9 @@ fn main() {
     let n_rules = compiled.v4.chains[fwd_chain as usize].rules.len();
     let rules = Arc::new(ArcSwap::from_pointee(compiled));
     let ct_cfg = conntrack::Config::default();
+    if std::env::var("SCENARIO").map_or(true, |s| s == "checksum") {
+        checksum_cost(&cfg, mhz() / 1000.0);
+    }
     let mut w = Worker::new(rules.clone(), &ct_cfg, 1 << 18, 0, 1, 0);
 
     // established flows with SNAT
