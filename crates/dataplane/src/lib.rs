@@ -7,12 +7,14 @@
 //! from port a leaves on port b and vice versa. See `docs/DATAPLANE.md`.
 //!
 //! * [`compile()`]: both families' ASTs to one immutable [`Compiled`] (shared in an
-//!   `Arc<ArcSwap<Compiled>>`, swapped on reload, conntrack untouched).
+//!   `Arc<ArcSwap<Compiled>>`, swapped on reload, conntrack untouched); [`compiled`] holds
+//!   the types the workers read, [`mod@compile`] the compiler.
 //! * [`Worker`]: one worker's shard, counters and traversal; [`Worker::process_burst`].
 //! * [`nat`]: RFC 1624 rewrites; [`reject`]: REJECT replies; [`log`]: LOG/NFLOG events.
 #![deny(unsafe_code)]
 
 pub mod compile;
+pub mod compiled;
 pub mod control;
 pub mod log;
 pub mod metrics;
