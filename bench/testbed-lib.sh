@@ -68,9 +68,15 @@ tb_gen_start() {
 }
 tb_gen_stop() {
     [ -n "$gen_pid" ] || return 0
-    kill -TERM -- "-$gen_pid" 2>/dev/null || true
-    wait "$gen_pid" 2>/dev/null || true
+    # SIGINT is trafgen's stop; its forked senders have been seen to ignore it while spinning
+    # on a full ring, so the whole group is killed after 2 s rather than waited for forever
+    kill -INT -- "-$gen_pid" 2>/dev/null || true
+    for _ in $(seq 20); do
+        kill -0 -- "-$gen_pid" 2>/dev/null || break
+        sleep 0.1
+    done
     kill -KILL -- "-$gen_pid" 2>/dev/null || true
+    wait "$gen_pid" 2>/dev/null || true
     gen_pid=""
 }
 
