@@ -160,6 +160,8 @@ enum Seen {
     Rebinding { generation: u64, since: Instant },
     /// Attaching a program failed; retry at `at`.
     RetryAt(Instant),
+    /// A worker could not reopen its sockets; ask all to rebind again at `at`.
+    RebindAt(Instant),
 }
 
 /// Watches both ports from the control thread; [`Supervisor::check`] between its other work.
@@ -263,7 +265,7 @@ impl Supervisor {
                 .any(|f| f.load(Ordering::Relaxed));
             if failed {
                 tracing::error!(port, interface = %iface, "rebinding the sockets failed; retrying in 1 s");
-                self.seen[p] = Seen::RetryAt(Instant::now() + Duration::from_secs(1));
+                self.seen[p] = Seen::RebindAt(Instant::now() + Duration::from_secs(1));
                 return;
             }
             self.status.rebinds[p].fetch_add(1, Ordering::Relaxed);
@@ -280,6 +282,16 @@ impl Supervisor {
             if Instant::now() < at {
                 return;
             }
+        }
+        if let Seen::RebindAt(at) = self.seen[p] {
+            if Instant::now() >= at {
+                let generation = self.status.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                self.seen[p] = Seen::Rebinding {
+                    generation,
+                    since: Instant::now(),
+                };
+            }
+            return;
         }
 
         let ours = self.attachments.lock().unwrap_or_else(|e| e.into_inner())[p].prog_id();

@@ -591,6 +591,98 @@ fn a_deleted_and_recreated_port_forwards_again_within_2_s() {
     assert_eq!(tb.fw_links().matches("prog/xdp").count(), 2);
 }
 
+/// A port set down and up again (same interface): port_up follows, frames to it meanwhile are
+/// port_down drops, and forwarding resumes without a rebind.
+#[test]
+fn a_port_set_down_and_up_is_followed_without_a_rebind() {
+    let _g = serial();
+    let tb = Testbed::up("d", 1);
+    let cfg = tb.config(1, "");
+    let fwd = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 1), "ping did not cross fwd");
+    let fw = tb.ns("fw");
+    ok(Command::new("ip").args(["-n", &fw, "link", "set", "fw-s", "down"]));
+    assert!(
+        wait_metric(&fwd, "fwd_port_up{port=\"b\"}", 0, Duration::from_secs(2)).is_some(),
+        "fwd_port_up{{b}} did not drop to 0"
+    );
+    assert!(!tb.ping(SERVER_V4, 1), "ping crossed a port that is down");
+    let m = fwd.metrics();
+    assert!(
+        metric(&m, "fwd_drops_total{port=\"a\",reason=\"port_down\"}") > 0,
+        "frames to the down port were not counted:\n{m}"
+    );
+    ok(Command::new("ip").args(["-n", &fw, "link", "set", "fw-s", "up"]));
+    assert!(
+        wait_metric(&fwd, "fwd_port_up{port=\"b\"}", 1, Duration::from_secs(2)).is_some(),
+        "fwd_port_up{{b}} did not come back"
+    );
+    assert!(
+        tb.ping(SERVER_V4, 2),
+        "ping did not cross after the port came up"
+    );
+    assert_eq!(
+        metric(&fwd.metrics(), "fwd_port_rebinds_total{port=\"b\"}"),
+        0
+    );
+    let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap();
+    assert!(
+        log.contains("port is down") && log.contains("port is up"),
+        "{log}"
+    );
+}
+
+/// A jumbo MTU set while fwd runs: logged at once, visible in /metrics, and the frames the
+/// kernel then drops before fwd sees them are counted, never a silent black hole.
+#[test]
+fn a_jumbo_mtu_set_while_running_is_logged_and_its_drops_counted() {
+    let _g = serial();
+    let tb = Testbed::up("u", 1);
+    let cfg = tb.config(1, "");
+    // Generic XDP, as attach = "auto" falls back to on drivers without native XDP: native XDP
+    // on veth caps the MTU itself (the kernel refuses 9000), generic does not.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("mode = \"copy\"\n", "mode = \"copy\"\nattach = \"skb\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let fwd = Fwd::start(&tb, &cfg);
+    assert!(tb.ping(SERVER_V4, 1), "ping did not cross fwd");
+    for (ns, dev) in [("client", "C0"), ("fw", "fw-c")] {
+        ok(Command::new("ip").args(["-n", &tb.ns(ns), "link", "set", dev, "mtu", "9000"]));
+    }
+    assert!(
+        wait_metric(
+            &fwd,
+            "fwd_port_mtu{port=\"a\"}",
+            9000,
+            Duration::from_secs(2)
+        )
+        .is_some(),
+        "the MTU change was not noticed"
+    );
+    let before = metric(&fwd.metrics(), "fwd_kernel_rx_dropped_total{port=\"a\"}");
+    // 4000-byte pings: frames larger than a buffer
+    let big = tb.exec(
+        "client",
+        &[
+            "ping", "-c", "3", "-i", "0.2", "-W", "1", "-s", "4000", SERVER_V4,
+        ],
+    );
+    assert!(!big.status.success(), "a 4000-byte ping crossed");
+    std::thread::sleep(Duration::from_millis(1200)); // kernel counters are read once a second
+    let after = metric(&fwd.metrics(), "fwd_kernel_rx_dropped_total{port=\"a\"}");
+    assert!(
+        after > before,
+        "the oversize frames were dropped silently ({before} -> {after})"
+    );
+    assert!(tb.ping(SERVER_V4, 1), "small frames should still cross");
+    let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap();
+    assert!(
+        log.contains("MTU 9000 exceeds the 1774 fwd supports"),
+        "the MTU change is not logged: {log}"
+    );
+}
+
 /// fwd tells systemd READY=1 on its NOTIFY_SOCKET only once it forwards: a ping sent right
 /// after it is answered on the first try; SIGTERM brings STOPPING=1.
 #[test]
@@ -647,6 +739,10 @@ fn arp_neighbour_discovery_and_ipv6_ping_work() {
     assert!(
         log.contains("bind=Copy"),
         "auto mode should fall back to copy on veth: {log}"
+    );
+    assert!(
+        log.contains("XDP program attached: native (drv) XDP: attach = auto"),
+        "attach = auto should log the mode it chose and why: {log}"
     );
     assert!(tb.ping(SERVER_V4, 2), "IPv4 ping");
     assert!(tb.ping("2001:2::2", 2), "IPv6 ping");
