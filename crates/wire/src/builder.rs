@@ -389,6 +389,48 @@ impl FrameBuilder {
     }
 }
 
+/// The IPv4/IPv6 frame `ip_frame` (as built by [`FrameBuilder`], tags allowed) carried in a
+/// PPPoE session `session` instead: ethertype 0x8864, the 6-byte PPPoE header, PPP protocol
+/// 0x0021 or 0x0057, then the same IP packet. Other frames come back unchanged.
+pub fn pppoe_session(ip_frame: &[u8], session: u16) -> Vec<u8> {
+    let Ok(info) = crate::parse_frame(ip_frame) else {
+        return ip_frame.to_vec();
+    };
+    let protocol = match info.family {
+        crate::Family::Ipv4 => crate::pppoe::ppp_proto::IPV4,
+        crate::Family::Ipv6 => crate::pppoe::ppp_proto::IPV6,
+        crate::Family::NonIp => return ip_frame.to_vec(),
+    };
+    let l3 = usize::from(info.l3_offset);
+    let packet = &ip_frame[l3..info.l3_end()];
+    let mut out = ip_frame[..l3].to_vec();
+    out[l3 - 2..l3].copy_from_slice(&ethertype::PPPOE_SESSION.to_be_bytes());
+    out.extend_from_slice(&[0x11, 0x00]);
+    out.extend_from_slice(&session.to_be_bytes());
+    out.extend_from_slice(&(packet.len() as u16 + 2).to_be_bytes());
+    out.extend_from_slice(&protocol.to_be_bytes());
+    out.extend_from_slice(packet);
+    out
+}
+
+/// An LLDP frame (802.1AB) to the nearest-bridge address 01:80:c2:00:00:0e from `src`, with
+/// chassis id, port id and TTL TLVs and the end TLV; `dst_last` picks another reserved group
+/// address (0x03: EAPOL's, 0x00: STP's) for tests of the whole range.
+pub fn lldp(src: MacAddr, dst_last: u8) -> Vec<u8> {
+    let mut f = vec![0x01, 0x80, 0xc2, 0x00, 0x00, dst_last];
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&ethertype::LLDP.to_be_bytes());
+    // chassis id: subtype 4 (MAC address)
+    f.extend_from_slice(&[0x02, 0x07, 0x04]);
+    f.extend_from_slice(&src.0);
+    // port id: subtype 7 (locally assigned) "p1"
+    f.extend_from_slice(&[0x04, 0x03, 0x07, b'p', b'1']);
+    // TTL 120 s, end of LLDPDU
+    f.extend_from_slice(&[0x06, 0x02, 0x00, 0x78, 0x00, 0x00]);
+    f.resize(60, 0);
+    f
+}
+
 /// Recomputes every checksum of a frame from scratch (IPv4 header and TCP/UDP/ICMP/ICMPv6),
 /// for tests that edit frames by hand. Frames `parse_frame` rejects, and fragments, are left
 /// as they are.

@@ -12,6 +12,14 @@ pub mod ethertype {
     pub const VLAN: u16 = 0x8100;
     /// 802.1ad service VLAN tag (QinQ outer tag).
     pub const QINQ: u16 = 0x88a8;
+    /// The legacy (pre-802.1ad) QinQ outer tag some switches still send.
+    pub const QINQ_LEGACY: u16 = 0x9100;
+    /// PPPoE discovery stage (PADI, PADO, PADR, PADS, PADT).
+    pub const PPPOE_DISCOVERY: u16 = 0x8863;
+    /// PPPoE session stage: a PPP frame (IPv4, IPv6 or PPP control) behind a 6-byte header.
+    pub const PPPOE_SESSION: u16 = 0x8864;
+    /// IEEE 802.1X port access control (EAPOL).
+    pub const EAPOL: u16 = 0x888e;
     /// IPv6.
     pub const IPV6: u16 = 0x86dd;
     /// Link Layer Discovery Protocol.
@@ -229,10 +237,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanTag<T> {
     }
 }
 
-/// True for the TPIDs that introduce a VLAN tag (802.1Q and 802.1ad).
+/// True for the TPIDs that introduce a VLAN tag (802.1Q, 802.1ad and the legacy 0x9100).
 #[inline]
 pub const fn is_vlan_tpid(ethertype: u16) -> bool {
-    ethertype == ethertype::VLAN || ethertype == ethertype::QINQ
+    matches!(
+        ethertype,
+        ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_LEGACY
+    )
+}
+
+/// True for the IEEE 802.1D reserved link-local group addresses 01:80:c2:00:00:00 to
+/// 01:80:c2:00:00:0f (STP, pause, LACP, 802.1X/EAPOL, LLDP, ...), which a conforming bridge
+/// never forwards.
+#[inline]
+pub fn is_link_local_group(dst: &[u8]) -> bool {
+    dst.len() >= 6 && dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && dst[5] & 0xf0 == 0
 }
 
 #[cfg(test)]
@@ -295,7 +314,22 @@ mod tests {
         view.set_vid(4094);
         assert_eq!(view.vid(), 4094);
         assert_eq!(view.pcp(), 5);
-        assert!(is_vlan_tpid(0x88a8) && is_vlan_tpid(0x8100) && !is_vlan_tpid(0x0800));
+        assert!(is_vlan_tpid(0x88a8) && is_vlan_tpid(0x8100) && is_vlan_tpid(0x9100));
+        assert!(!is_vlan_tpid(0x0800) && !is_vlan_tpid(0x8864));
+    }
+
+    #[test]
+    fn link_local_group_addresses() {
+        for last in 0..=0x0f {
+            assert!(
+                is_link_local_group(&[0x01, 0x80, 0xc2, 0, 0, last]),
+                "{last}"
+            );
+        }
+        assert!(!is_link_local_group(&[0x01, 0x80, 0xc2, 0, 0, 0x10]));
+        assert!(!is_link_local_group(&[0x01, 0x80, 0xc2, 0, 0, 0x21])); // GVRP-range, not reserved
+        assert!(!is_link_local_group(&[0x01, 0x00, 0x5e, 0, 0, 1]));
+        assert!(!is_link_local_group(&[0x01, 0x80, 0xc2, 0, 0]));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Zero-copy packet views, the hot-path frame parser, Internet checksums and frame builders.
 //!
-//! * Views ([`ethernet`], [`arp`], [`ipv4`], [`ipv6`], [`tcp`], [`udp`], [`icmpv4`],
+//! * Views ([`ethernet`], [`pppoe`], [`arp`], [`ipv4`], [`ipv6`], [`tcp`], [`udp`], [`icmpv4`],
 //!   [`icmpv6`]) wrap `T: AsRef<[u8]>` without copying, check lengths in `new_checked`, and
 //!   have setters when `T: AsMut<[u8]>`. Accessors on a checked view do not panic.
 //! * [`parse_frame`] does one allocation-free pass over a frame and returns a small `Copy`
@@ -25,6 +25,7 @@ pub mod ipv4;
 pub mod ipv6;
 mod malformed;
 mod parse;
+pub mod pppoe;
 pub mod rewrite;
 #[cfg(any(test, feature = "proptest-strategies"))]
 pub mod strategies;
@@ -33,8 +34,8 @@ pub mod udp;
 
 pub use malformed::Malformed;
 pub use parse::{
-    parse_embedded, parse_frame, parse_frame_into, verify_ipv4_header, verify_l4_checksum, Family,
-    FrameInfo, MAX_VLAN_TAGS,
+    encap, parse_embedded, parse_frame, parse_frame_into, verify_ipv4_header, verify_l4_checksum,
+    Family, FrameInfo, MAX_VLAN_TAGS,
 };
 
 /// IP protocol numbers (IPv4 protocol / IPv6 next header).

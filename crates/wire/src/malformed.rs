@@ -65,6 +65,11 @@ reason_listing! {
     TruncatedVlan => ("truncated_vlan", "frame ends inside an 802.1Q/802.1ad VLAN tag"),
     /// More than two stacked VLAN tags; such frames are not classified, so they are dropped.
     TooManyVlanTags => ("too_many_vlan_tags", "more than two stacked VLAN tags"),
+    /// A PPPoE session frame ends inside its 6-byte header or the PPP protocol field.
+    TruncatedPppoe => ("truncated_pppoe", "PPPoE session frame shorter than its header and PPP protocol field"),
+    /// A PPPoE session frame's length field is below 2 (no protocol field), runs past the
+    /// frame, or is shorter than the IP packet it carries.
+    BadPppoeLength => ("bad_pppoe_length", "PPPoE length field below 2, beyond the frame, or shorter than the IP packet inside"),
     /// ARP packet shorter than its fixed Ethernet/IPv4 layout, or not Ethernet/IPv4.
     TruncatedArp => ("truncated_arp", "ARP packet shorter than 28 bytes or not Ethernet/IPv4"),
     /// Fewer than 20 bytes after the Ethernet header of an IPv4 frame.

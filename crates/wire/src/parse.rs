@@ -5,6 +5,7 @@
 //! It does not verify checksums; see [`verify_ipv4_header`] and [`verify_l4_checksum`].
 
 use crate::ethernet::{ethertype, is_vlan_tpid};
+use crate::pppoe::{self, ppp_proto};
 use crate::tcp::TcpFlags;
 use crate::{checksum, icmpv4, icmpv6, ip_proto, ipv6, Malformed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +28,17 @@ pub enum Family {
 /// Most VLAN tags a frame may carry (QinQ: an outer 802.1ad tag and an inner 802.1Q tag).
 pub const MAX_VLAN_TAGS: usize = 2;
 
+/// Flags of [`FrameInfo::encap`]: what sits between the Ethernet header and the packet. A plain
+/// Ethernet II frame has none, so one test of `encap != 0` keeps untagged traffic on its path.
+pub mod encap {
+    /// At least one VLAN tag (any TPID).
+    pub const VLAN: u8 = 1;
+    /// QinQ: two tags, or a service tag (TPID 0x88a8 or the legacy 0x9100) alone.
+    pub const QINQ: u8 = 2;
+    /// A PPPoE session header and PPP protocol field (after the tags, if any).
+    pub const PPPOE: u8 = 4;
+}
+
 /// Decoded summary of one frame. Offsets are from the start of the frame (for
 /// [`parse_embedded`], from the start of the quoted IP packet). Fields that do not apply are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,9 +47,12 @@ pub struct FrameInfo {
     pub vlan_count: u8,
     /// TCIs of the VLAN tags, outermost first (VID in the low 12 bits).
     pub vlan_tci: [u16; MAX_VLAN_TAGS],
-    /// Ethertype after the VLAN tags (reported for non-IP frames too).
+    /// [`encap`] flags: VLAN tags, QinQ, PPPoE.
+    pub encap: u8,
+    /// Ethertype after the VLAN tags (reported for non-IP frames too); for a PPPoE session
+    /// frame with IPv4/IPv6 inside, the IP ethertype (0x0800/0x86dd), else 0x8864.
     pub ethertype: u16,
-    /// Offset of the IP (or other L3) header.
+    /// Offset of the IP (or other L3) header; for PPPoE, of the PPP payload.
     pub l3_offset: u16,
     /// Network-layer family.
     pub family: Family,
@@ -202,17 +217,64 @@ pub fn parse_frame_into(frame: &[u8], info: &mut FrameInfo) -> Result<(), Malfor
         if frame.len() < offset + 4 {
             return Err(Malformed::TruncatedVlan);
         }
+        info.encap |= if ethertype == ethertype::VLAN {
+            encap::VLAN
+        } else {
+            encap::VLAN | encap::QINQ
+        };
         info.vlan_tci[usize::from(info.vlan_count)] = be16(frame, offset);
         info.vlan_count += 1;
         ethertype = be16(frame, offset + 2);
         offset += 4;
+    }
+    if info.vlan_count == 2 {
+        info.encap |= encap::QINQ;
     }
     info.ethertype = ethertype;
     info.l3_offset = offset as u16;
     match ethertype {
         ethertype::IPV4 => parse_ipv4(&frame[offset..], offset, Mode::Wire, info),
         ethertype::IPV6 => parse_ipv6(&frame[offset..], offset, Mode::Wire, info),
+        ethertype::PPPOE_SESSION => parse_pppoe_session(frame, offset, info),
         _ => Ok(()),
+    }
+}
+
+/// A PPPoE session frame: the IP packet inside is parsed as if it followed the Ethernet header
+/// (as br_netfilter hands it to iptables with `bridge-nf-filter-pppoe-tagged`), bounded by the
+/// PPPoE length field, which is what the receiving end takes. Other PPP protocols are reported
+/// as non-IP with `ethertype` 0x8864.
+#[inline(never)]
+fn parse_pppoe_session(frame: &[u8], offset: usize, info: &mut FrameInfo) -> Result<(), Malformed> {
+    let header = pppoe::PppoeSession::new_checked(&frame[offset..])?;
+    let inner = offset + pppoe::HEADER_LEN;
+    info.encap |= encap::PPPOE;
+    info.l3_offset = inner as u16;
+    let protocol = header.protocol();
+    if protocol != ppp_proto::IPV4 && protocol != ppp_proto::IPV6 {
+        return Ok(());
+    }
+    let length = usize::from(header.length());
+    let end = offset + pppoe::LENGTH_BASE + length;
+    if length < 2 || end > frame.len() {
+        return Err(Malformed::BadPppoeLength);
+    }
+    let ip = &frame[inner..end];
+    let r = if protocol == ppp_proto::IPV4 {
+        info.ethertype = ethertype::IPV4;
+        parse_ipv4(ip, inner, Mode::Wire, info)
+    } else {
+        info.ethertype = ethertype::IPV6;
+        parse_ipv6(ip, inner, Mode::Wire, info)
+    };
+    match r {
+        // the IP packet claims more than the PPPoE frame holds
+        Err(Malformed::BadIpv4TotalLength | Malformed::BadIpv6PayloadLength)
+            if frame.len() > end =>
+        {
+            Err(Malformed::BadPppoeLength)
+        }
+        r => r,
     }
 }
 
@@ -469,6 +531,7 @@ mod tests {
             FrameInfo {
                 vlan_count: 0,
                 vlan_tci: [0, 0],
+                encap: 0,
                 ethertype: ethertype::IPV4,
                 l3_offset: 14,
                 family: Family::Ipv4,
@@ -659,6 +722,115 @@ mod tests {
         assert_eq!(parse_frame(&one[..17]), Err(Malformed::TruncatedVlan));
         let arp = tagged(&ARP_REPLY, 0x8100, 5);
         assert_eq!(parse_frame(&arp).unwrap().ethertype, ethertype::ARP);
+    }
+
+    #[test]
+    fn tag_stacks_and_their_encap_class() {
+        assert_eq!(parse_frame(&TCP_SYN).unwrap().encap, 0);
+        let c_tag = tagged(&TCP_SYN, 0x8100, 100);
+        assert_eq!(parse_frame(&c_tag).unwrap().encap, encap::VLAN);
+        // a service tag alone is QinQ, for each of its TPIDs
+        for tpid in [0x88a8, 0x9100] {
+            let s_tag = tagged(&TCP_SYN, tpid, 200);
+            let info = parse_frame(&s_tag).unwrap();
+            assert_eq!(info.encap, encap::VLAN | encap::QINQ, "{tpid:#x}");
+            assert_eq!((info.vlan_count, info.vlan_tci[0]), (1, 200));
+            assert_eq!((info.l3_offset, info.dst_port), (18, 8080));
+            // the inner packet is parsed: ports, addresses, checksums
+            assert_eq!(verify_l4_checksum(&s_tag, &info), Ok(()));
+            let stack = tagged(&c_tag, tpid, 200);
+            let info = parse_frame(&stack).unwrap();
+            assert_eq!(info.encap, encap::VLAN | encap::QINQ);
+            assert_eq!((info.vlan_count, info.vlan_tci), (2, [200, 100]));
+            assert_eq!((info.family, info.l4_offset), (Family::Ipv4, 42));
+            assert_eq!(info.src_v4(), C1);
+        }
+        // two customer tags are QinQ as well
+        let cc = tagged(&c_tag, 0x8100, 7);
+        assert_eq!(parse_frame(&cc).unwrap().encap, encap::VLAN | encap::QINQ);
+        // 0x9100 counts towards the limit of two tags like the others
+        let three = tagged(&tagged(&c_tag, 0x88a8, 2), 0x9100, 3);
+        assert_eq!(parse_frame(&three), Err(Malformed::TooManyVlanTags));
+        assert_eq!(
+            parse_frame(&tagged(&TCP_SYN, 0x9100, 1)[..17]),
+            Err(Malformed::TruncatedVlan)
+        );
+    }
+
+    #[test]
+    fn pppoe_session_with_ipv4_and_ipv6_inside() {
+        let v4 = crate::builder::pppoe_session(&TCP_SYN, 0x0b3a);
+        assert_eq!(
+            &v4[12..22],
+            &[0x88, 0x64, 0x11, 0x00, 0x0b, 0x3a, 0, 62, 0x00, 0x21]
+        );
+        let info = parse_frame(&v4).unwrap();
+        assert_eq!(info.encap, encap::PPPOE);
+        assert_eq!(
+            (info.family, info.ethertype),
+            (Family::Ipv4, ethertype::IPV4)
+        );
+        assert_eq!((info.l3_offset, info.l3_len, info.l4_offset), (22, 60, 42));
+        assert_eq!((info.src_port, info.dst_port), (40000, 8080));
+        assert_eq!(info.tcp_flags, TcpFlags::SYN);
+        assert_eq!(verify_ipv4_header(&v4, &info), Ok(()));
+        assert_eq!(verify_l4_checksum(&v4, &info), Ok(()));
+
+        let v6 = crate::builder::pppoe_session(&UDP6, 9);
+        assert_eq!(&v6[20..22], &[0x00, 0x57]);
+        let info = parse_frame(&v6).unwrap();
+        assert_eq!((info.family, info.encap), (Family::Ipv6, encap::PPPOE));
+        assert_eq!((info.src, info.dst), (A1, A2));
+        assert_eq!(info.src_port, 40002);
+        assert_eq!(verify_l4_checksum(&v6, &info), Ok(()));
+
+        // behind a VLAN tag and padded to the Ethernet minimum
+        let mut tagged_v4 = crate::builder::pppoe_session(&tagged(&UDP4, 0x8100, 100), 1);
+        tagged_v4.resize(64, 0);
+        let info = parse_frame(&tagged_v4).unwrap();
+        assert_eq!(info.encap, encap::VLAN | encap::PPPOE);
+        assert_eq!((info.l3_offset, info.l3_len, info.dst_port), (26, 32, 9999));
+        assert_eq!(verify_l4_checksum(&tagged_v4, &info), Ok(()));
+    }
+
+    #[test]
+    fn pppoe_other_protocols_and_malformed_headers() {
+        let v4 = crate::builder::pppoe_session(&TCP_SYN, 1);
+        // LCP echo request: not IP, reported with the session ethertype
+        let mut lcp = v4[..22].to_vec();
+        lcp[20..22].copy_from_slice(&ppp_proto::LCP.to_be_bytes());
+        lcp[18..20].copy_from_slice(&10u16.to_be_bytes());
+        lcp.extend_from_slice(&[0x09, 0x01, 0x00, 0x08, 0, 0, 0, 0]);
+        let info = parse_frame(&lcp).unwrap();
+        assert_eq!(
+            (info.family, info.ethertype),
+            (Family::NonIp, ethertype::PPPOE_SESSION)
+        );
+        assert_eq!((info.encap, info.l3_offset), (encap::PPPOE, 22));
+        // discovery frames are plain non-IP
+        let mut padi = v4[..20].to_vec();
+        padi[12..14].copy_from_slice(&ethertype::PPPOE_DISCOVERY.to_be_bytes());
+        let info = parse_frame(&padi).unwrap();
+        assert_eq!((info.family, info.encap), (Family::NonIp, 0));
+
+        assert_eq!(parse_frame(&v4[..21]), Err(Malformed::TruncatedPppoe));
+        // length below 2, or beyond the frame
+        let mut bad = v4.clone();
+        bad[18..20].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(parse_frame(&bad), Err(Malformed::BadPppoeLength));
+        bad[18..20].copy_from_slice(&63u16.to_be_bytes());
+        assert_eq!(parse_frame(&bad), Err(Malformed::BadPppoeLength));
+        // shorter than the IP packet, with the rest of the packet present
+        bad[18..20].copy_from_slice(&42u16.to_be_bytes());
+        assert_eq!(parse_frame(&bad), Err(Malformed::BadPppoeLength));
+        // IP total length beyond the frame, PPPoE length consistent with the frame
+        let mut bad = v4.clone();
+        bad[24..26].copy_from_slice(&61u16.to_be_bytes());
+        assert_eq!(parse_frame(&bad), Err(Malformed::BadIpv4TotalLength));
+        // the IP header is still checked as on the wire
+        let mut bad = v4;
+        bad[22] = 0x65;
+        assert_eq!(parse_frame(&bad), Err(Malformed::BadIpVersion));
     }
 
     #[test]
