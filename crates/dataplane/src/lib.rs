@@ -13,6 +13,7 @@
 //! * [`nat`]: RFC 1624 rewrites; [`reject`]: REJECT replies; [`log`]: LOG/NFLOG events.
 #![deny(unsafe_code)]
 
+pub mod bridge;
 pub mod compile;
 pub mod compiled;
 pub mod control;
@@ -27,6 +28,7 @@ pub mod replay;
 pub mod steer;
 mod worker;
 
+pub use bridge::{BridgeClass, BridgePolicy, PppoePolicy, TagPolicy};
 pub use compile::{
     compile, load, Action, CompileConfig, CompileError, Compiled, HookPoint, LoadError, PortInfo,
 };

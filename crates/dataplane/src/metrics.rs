@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::bridge::BridgeClass;
 use crate::compile::Compiled;
 use crate::reason::DropReason;
 use crate::worker::WorkerStats;
@@ -33,6 +34,9 @@ pub fn sum_stats<'a>(stats: impl IntoIterator<Item = &'a WorkerStats>) -> Worker
         t.log_events += s.log_events;
         t.log_overflow += s.log_overflow;
         t.conntrack.add(&s.conntrack);
+        for (a, b) in t.bridge.iter_mut().zip(&s.bridge) {
+            *a += b;
+        }
     }
     t
 }
@@ -118,6 +122,20 @@ pub fn render(out: &mut String, rules: &Compiled, stats: &WorkerStats, conntrack
     }
     header(
         out,
+        "fwd_bridge_frames_total",
+        "counter",
+        "Tagged, PPPoE, link-local and other non-IP frames the bridge forwarded or filtered, by class (drops: fwd_dataplane_drops_total).",
+    );
+    for c in BridgeClass::ALL {
+        let _ = writeln!(
+            out,
+            "fwd_bridge_frames_total{{class=\"{}\"}} {}",
+            c.name(),
+            stats.bridge[c.index()]
+        );
+    }
+    header(
+        out,
         "fwd_conntrack_entries",
         "gauge",
         "Confirmed connections in all shards.",
@@ -190,6 +208,16 @@ mod tests {
             b.udp(ip, 1, 2, b"x"),
             b.echo(ip, true, 1, 1, b"x"),
             vec![1, 2, 3],
+            wire::builder::lldp(wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]), 0x0e),
+            wire::builder::FrameBuilder {
+                vlan: vec![(0x8100, 100)],
+                ..wire::builder::FrameBuilder::default()
+            }
+            .arp(
+                1,
+                (wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]), [198, 18, 0, 1]),
+                (wire::ethernet::MacAddr([0; 6]), [198, 18, 0, 2]),
+            ),
         ] {
             let mut buf = f.clone();
             buf.resize(256, 0);
@@ -213,6 +241,18 @@ mod tests {
         assert!(out.contains("fwd_conntrack_early_drops_total 0\n"), "{out}");
         assert!(
             out.contains("fwd_conntrack_reasons_total{reason=\"ct_bad_checksum\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fwd_dataplane_drops_total{reason=\"link_local_dropped\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fwd_bridge_frames_total{class=\"vlan_filtered\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fwd_bridge_frames_total{class=\"qinq_passed\"} 0\n"),
             "{out}"
         );
     }

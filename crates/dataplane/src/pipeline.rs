@@ -228,6 +228,19 @@ pub fn replay_pcapng<R: std::io::Read, W: std::io::Write>(
     ct: &conntrack::Config,
     input: R,
     output: W,
+    verdicts: Option<&mut dyn std::io::Write>,
+) -> Result<ReplaySummary, String> {
+    let bridge = crate::bridge::BridgePolicy::default();
+    replay_pcapng_bridged(rules, ct, bridge, input, output, verdicts)
+}
+
+/// [`replay_pcapng`] under a `[bridge]` policy other than the default.
+pub fn replay_pcapng_bridged<R: std::io::Read, W: std::io::Write>(
+    rules: Arc<arc_swap::ArcSwap<crate::compile::Compiled>>,
+    ct: &conntrack::Config,
+    bridge: crate::bridge::BridgePolicy,
+    input: R,
+    output: W,
     mut verdicts: Option<&mut dyn std::io::Write>,
 ) -> Result<ReplaySummary, String> {
     let mut reader = ports::pcapng::PcapngReader::new(input);
@@ -244,7 +257,9 @@ pub fn replay_pcapng<R: std::io::Read, W: std::io::Write>(
             ));
         }
         let r = replay.get_or_insert_with(|| {
-            crate::replay::Replay::new(rules.clone(), ct, ct.max.max(1), p.ts_ns)
+            let mut r = crate::replay::Replay::new(rules.clone(), ct, ct.max.max(1), p.ts_ns);
+            r.worker_mut().set_bridge(bridge);
+            r
         });
         let out = r.frame(p.interface as u8, p.ts_ns, &p.data);
         sum.packets += 1;

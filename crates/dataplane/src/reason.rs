@@ -18,6 +18,12 @@ wire::reason_listing! {
         NoMasqueradeAddress => ("masquerade_no_address", "MASQUERADE on a port with no configured address"),
         ChainTooDeep => ("chain_too_deep", "jumps nested deeper than the traversal stack"),
         FragmentOfDropped => ("fragment_of_dropped", "a later fragment of a datagram whose first fragment was dropped or rejected"),
+        VlanDropped => ("vlan_dropped", "an 802.1Q-tagged frame, dropped by [bridge] vlan = \"drop\""),
+        QinqDropped => ("qinq_dropped", "a QinQ frame (two tags, or an 802.1ad/0x9100 tag), dropped by [bridge] qinq = \"drop\""),
+        PppoeDropped => ("pppoe_dropped", "a PPPoE session frame, dropped by [bridge] pppoe = \"drop\" or because its PPP protocol is neither IPv4, IPv6 nor a control protocol"),
+        PppoeDiscoveryDropped => ("pppoe_discovery_dropped", "a PPPoE discovery frame, dropped by [bridge] pppoe_discovery = \"drop\""),
+        LinkLocal => ("link_local_dropped", "a frame to 01:80:c2:00:00:00-0f (STP, pause, LACP, EAPOL, LLDP), which an 802.1D bridge never forwards ([bridge] forward_link_local)"),
+        EthertypeDropped => ("ethertype_dropped", "a non-IP frame other than ARP and PPPoE, dropped by [bridge] other_ethertypes = \"drop\""),
     }
 }
 

@@ -23,7 +23,29 @@ use wire::{ip_proto, Family, FrameInfo};
 
 /// Builds the reply to `frame` (parsed as `info`) into `out`; returns its length, or `None`
 /// where Linux sends nothing. `ident` is the IPv4 ID of an ICMP reply.
+///
+/// A tagged or PPPoE-encapsulated frame's reply keeps its tags and PPPoE session header (its
+/// length field set for the reply). Linux's bridged REJECT (`nf_reject_ipv4.c` with
+/// br_netfilter) writes a plain Ethernet header instead, so a tagged client never sees it:
+/// fwd answers on the client's VLAN or session, where the client can receive it.
 pub fn build(
+    frame: &[u8],
+    info: &FrameInfo,
+    with: RejectWith,
+    ident: u16,
+    out: &mut [u8],
+) -> Option<usize> {
+    let n = build_ip(frame, info, with, ident, out)?;
+    if info.encap & wire::encap::PPPOE != 0 {
+        let l3 = usize::from(info.l3_offset);
+        let header = l3 - wire::pppoe::HEADER_LEN;
+        let len = (n - l3 + 2) as u16;
+        wire::pppoe::PppoeSession::new_unchecked(&mut out[header..l3]).set_length(len);
+    }
+    Some(n)
+}
+
+fn build_ip(
     frame: &[u8],
     info: &FrameInfo,
     with: RejectWith,

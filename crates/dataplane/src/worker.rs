@@ -11,8 +11,12 @@ use conntrack::{
     Tracked, Tuple, L4,
 };
 use rules::{MultiportDir, Policy, RejectWith, TtlOp};
+use wire::ethernet::{ethertype, is_link_local_group};
+use wire::pppoe::ppp_proto;
 use wire::tcp::TcpOption;
-use wire::{ip_proto, parse_embedded, parse_frame_into, Family, FrameInfo, Malformed};
+use wire::{encap, ip_proto, parse_embedded, parse_frame_into, Family, FrameInfo, Malformed};
+
+use crate::bridge::{BridgeClass, BridgePolicy, PppoePolicy, TagPolicy};
 
 use crate::compile::{Action, Compiled, FamilyRules, HookPoint, LeafCheck, NatSpec, RuleCounters};
 use crate::log::{LogEvent, LogKind};
@@ -23,7 +27,7 @@ use crate::reason::DropReason;
 pub const MAX_DEPTH: usize = 32;
 /// Rule index recorded for a decision by a chain's policy.
 pub const POLICY: u32 = u32::MAX;
-/// Largest reply a REJECT builds (IPv6 quote limit plus headers and two VLAN tags).
+/// Largest reply a REJECT builds (IPv6 quote limit plus headers, two VLAN tags and PPPoE).
 pub const SCRATCH: usize = 1400;
 
 /// What happens to a frame.
@@ -62,6 +66,8 @@ pub struct WorkerStats {
     /// The conntrack shard's counters, as of [`Worker::stats_snapshot`] (the shard keeps the
     /// live ones).
     pub conntrack: conntrack::ShardStats,
+    /// Tagged, PPPoE, link-local and other non-IP frames the bridge forwarded or filtered.
+    pub bridge: [u64; BridgeClass::COUNT],
 }
 
 impl Default for WorkerStats {
@@ -75,6 +81,7 @@ impl Default for WorkerStats {
             log_events: 0,
             log_overflow: 0,
             conntrack: conntrack::ShardStats::default(),
+            bridge: [0; BridgeClass::COUNT],
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct Worker {
     /// Decisions of first fragments, for the later fragments of the same datagram.
     frags: Box<FragTable>,
     frag_head: Option<(usize, FragKey)>,
+    /// What happens to tagged, PPPoE, link-local and other non-IP frames.
+    bridge: BridgePolicy,
 }
 
 impl Worker {
@@ -156,7 +165,13 @@ impl Worker {
             now,
             frags: Box::new(FragTable::new()),
             frag_head: None,
+            bridge: BridgePolicy::default(),
         }
+    }
+
+    /// Sets the `[bridge]` policy (default: [`BridgePolicy::default`]).
+    pub fn set_bridge(&mut self, policy: BridgePolicy) {
+        self.bridge = policy;
     }
 
     /// Sends LOG/NFLOG events to this queue (the control thread formats and writes them).
@@ -275,10 +290,11 @@ impl Worker {
             self.trace.malformed = Some(m);
             return self.drop(DropReason::Malformed);
         }
-        if !info.is_ip() {
-            self.stats.non_ip += 1;
-            self.stats.forwarded += 1;
-            return Verdict::Forward;
+        // A plain unicast IP frame skips the bridge's checks with this one test.
+        if info.encap != 0 || !info.is_ip() || buf[0] & 1 != 0 {
+            if let Some(v) = self.bridge_gate(&info, &buf[..len]) {
+                return v;
+            }
         }
         // Fragments: fwd does not reassemble. The first fragment is decided like any packet;
         // later ones follow its decision and its address translation (see `frag`).
@@ -559,6 +575,76 @@ impl Worker {
         }
         self.stats.forwarded += 1;
         Verdict::Forward
+    }
+
+    /// The bridge's decision on a frame that is not plain unicast IP over Ethernet II (see
+    /// [`crate::bridge`]): `Some` when it is decided here, `None` when its (innermost) IP
+    /// packet goes on to conntrack and the rules, the tags and PPPoE header staying on.
+    #[inline(never)]
+    fn bridge_gate(&mut self, info: &FrameInfo, frame: &[u8]) -> Option<Verdict> {
+        let p = self.bridge;
+        if is_link_local_group(frame) {
+            if !p.forward_link_local {
+                return Some(self.drop(DropReason::LinkLocal));
+            }
+            self.stats.bridge[BridgeClass::LinkLocalForwarded.index()] += 1;
+        }
+        if info.encap & encap::VLAN != 0 {
+            let (policy, filtered, passed, dropped) = if info.encap & encap::QINQ != 0 {
+                (
+                    p.qinq,
+                    BridgeClass::QinqFiltered,
+                    BridgeClass::QinqPassed,
+                    DropReason::QinqDropped,
+                )
+            } else {
+                (
+                    p.vlan,
+                    BridgeClass::VlanFiltered,
+                    BridgeClass::VlanPassed,
+                    DropReason::VlanDropped,
+                )
+            };
+            match policy {
+                TagPolicy::Drop => return Some(self.drop(dropped)),
+                TagPolicy::Pass => {
+                    self.stats.bridge[passed.index()] += 1;
+                    self.stats.forwarded += 1;
+                    return Some(Verdict::Forward);
+                }
+                TagPolicy::Filter => self.stats.bridge[filtered.index()] += 1,
+            }
+        }
+        if info.encap & encap::PPPOE != 0 {
+            if p.pppoe == PppoePolicy::Drop {
+                return Some(self.drop(DropReason::PppoeDropped));
+            }
+            if info.is_ip() {
+                self.stats.bridge[BridgeClass::PppoeFiltered.index()] += 1;
+                return None;
+            }
+            // the parser put l3_offset just past the PPP protocol field
+            let at = usize::from(info.l3_offset) - 2;
+            if !ppp_proto::is_control(u16::from_be_bytes([frame[at], frame[at + 1]])) {
+                return Some(self.drop(DropReason::PppoeDropped));
+            }
+            self.stats.bridge[BridgeClass::PppoeControl.index()] += 1;
+        } else if info.is_ip() {
+            return None;
+        } else if info.ethertype == ethertype::PPPOE_DISCOVERY {
+            if !p.pppoe_discovery {
+                return Some(self.drop(DropReason::PppoeDiscoveryDropped));
+            }
+            self.stats.bridge[BridgeClass::PppoeDiscovery.index()] += 1;
+        } else if info.ethertype != ethertype::ARP {
+            if !p.other_ethertypes {
+                return Some(self.drop(DropReason::EthertypeDropped));
+            }
+            self.stats.bridge[BridgeClass::OtherEthertype.index()] += 1;
+        }
+        self.stats.non_ip += 1;
+        self.stats.forwarded += 1;
+        Some(Verdict::Forward)
     }
 
     fn reject_new(&mut self, tracked: Option<Tracked>, r: DropReason) -> Verdict {
@@ -2040,6 +2126,422 @@ mod tests {
             assert_eq!(w.trace().malformed, Some(Malformed::BadIpv4HeaderChecksum));
             assert!(w.shard().is_empty());
         }
+    }
+    /// Frames of the bridge tests: a builder with these tags (outermost first).
+    fn tagged(tags: &[(u16, u16)]) -> FrameBuilder {
+        FrameBuilder {
+            vlan: tags.to_vec(),
+            ..FrameBuilder::default()
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_on(
+        b: &FrameBuilder,
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+    ) -> Vec<u8> {
+        b.tcp(
+            ip(src, dst),
+            &TcpSpec {
+                src_port: sp,
+                dst_port: dp,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: 64240,
+                options: vec![],
+                payload: b"",
+            },
+        )
+    }
+
+    fn bridged(text: &str, policy: BridgePolicy) -> Worker {
+        let mut w = worker_for(text);
+        w.set_bridge(policy);
+        w
+    }
+
+    fn class(w: &Worker, c: BridgeClass) -> u64 {
+        w.stats().bridge[c.index()]
+    }
+
+    fn dropped(w: &Worker, r: DropReason) -> u64 {
+        w.stats().drops[r.index()]
+    }
+
+    /// The stateful ruleset plus one NEW service the server side may open (ssh to the client).
+    fn stateful_both_ways() -> String {
+        format!(
+            "{FILTER_HDR}-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\n\
+             -A FORWARD -i fw-s -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n"
+        )
+    }
+
+    #[test]
+    fn tagged_new_from_either_side_is_filtered_and_tracked_on_the_inner_packet() {
+        let mut w = bridged(&stateful_both_ways(), BridgePolicy::default());
+        let v100 = tagged(&[(0x8100, 100)]);
+        // client side: NEW accepted, the tag stays, the reply is ESTABLISHED
+        let syn = tcp_on(&v100, C, S, 40000, 80, 0x02, 100, 0);
+        let (v, out) = run(&mut w, A, &syn, SEC);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(out, syn, "forwarded with its tag, untouched");
+        assert_eq!(w.trace().ct_state, Some(CtState::New));
+        let synack = tcp_on(&v100, S, C, 80, 40000, 0x12, 500, 101);
+        assert_eq!(run(&mut w, B, &synack, SEC + 1).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Established));
+        // server side: NEW to a port the rules allow is forwarded, tag kept ...
+        let ssh = tcp_on(&v100, S, C, 50000, 22, 0x02, 1, 0);
+        let (v, out) = run(&mut w, B, &ssh, 2 * SEC);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(out, ssh);
+        assert_eq!(w.trace().ct_state, Some(CtState::New));
+        let back = tcp_on(&v100, C, S, 22, 50000, 0x12, 9, 2);
+        assert_eq!(run(&mut w, A, &back, 2 * SEC + 1).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Established));
+        // ... and NEW to any other port meets the policy, exactly as untagged
+        let other = tcp_on(&v100, S, C, 50001, 23, 0x02, 1, 0);
+        assert_eq!(
+            run(&mut w, B, &other, 3 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        let untagged = tcp(S, C, 50001, 23, 0x02, 1, 0);
+        assert_eq!(
+            run(&mut w, B, &untagged, 3 * SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        // the inner packet was classified: the rules saw its ports
+        assert_eq!(class(&w, BridgeClass::VlanFiltered), 5);
+        assert_eq!(w.shard().len(), 2);
+    }
+
+    #[test]
+    fn conntrack_does_not_separate_vlans_as_the_kernels_zone_0_does_not() {
+        // one connection whatever the VID: a SYN on VLAN 100 is answered on VLAN 200
+        let mut w = bridged(&stateful(), BridgePolicy::default());
+        let syn = tcp_on(&tagged(&[(0x8100, 100)]), C, S, 40000, 80, 0x02, 100, 0);
+        assert_eq!(run(&mut w, A, &syn, SEC).0, Verdict::Forward);
+        let synack = tcp_on(&tagged(&[(0x8100, 200)]), S, C, 80, 40000, 0x12, 500, 101);
+        assert_eq!(run(&mut w, B, &synack, SEC + 1).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Established));
+        assert_eq!(w.shard().len(), 1);
+    }
+
+    #[test]
+    fn qinq_stacks_are_filtered_on_the_innermost_packet_or_passed_or_dropped() {
+        for outer in [0x88a8u16, 0x9100] {
+            let mut w = bridged(&stateful(), BridgePolicy::default());
+            for b in [
+                tagged(&[(outer, 10), (0x8100, 100)]),
+                tagged(&[(outer, 10)]),
+                tagged(&[(0x8100, 10), (0x8100, 100)]),
+            ] {
+                // NEW from the server side: dropped by the policy like untagged traffic
+                let rsyn = tcp_on(&b, S, C, 22, 50000, 0x02, 1, 0);
+                assert_eq!(
+                    run(&mut w, B, &rsyn, SEC).0,
+                    Verdict::Drop(DropReason::FilterPolicy),
+                    "{outer:#x} {:?}",
+                    b.vlan
+                );
+                // from the client: tracked, forwarded with both tags, reply ESTABLISHED
+                let syn = tcp_on(&b, C, S, 40000, 80, 0x02, 100, 0);
+                let (v, out) = run(&mut w, A, &syn, 2 * SEC);
+                assert_eq!((v, out), (Verdict::Forward, syn.clone()));
+                let synack = tcp_on(&b, S, C, 80, 40000, 0x12, 500, 101);
+                assert_eq!(run(&mut w, B, &synack, 2 * SEC + 1).0, Verdict::Forward);
+                assert_eq!(w.trace().ct_state, Some(CtState::Established));
+            }
+            assert_eq!(class(&w, BridgeClass::QinqFiltered), 9);
+            assert_eq!(class(&w, BridgeClass::VlanFiltered), 0);
+
+            let qinq = tagged(&[(outer, 10), (0x8100, 100)]);
+            let rsyn = tcp_on(&qinq, S, C, 22, 50000, 0x02, 1, 0);
+            let pass = BridgePolicy {
+                qinq: TagPolicy::Pass,
+                ..BridgePolicy::default()
+            };
+            let mut w = bridged(&stateful(), pass);
+            assert_eq!(run(&mut w, B, &rsyn, SEC).0, Verdict::Forward);
+            assert_eq!(class(&w, BridgeClass::QinqPassed), 1);
+            assert_eq!(w.shard().len(), 0, "passed frames are not tracked");
+            // a single 802.1Q tag is still filtered under qinq = "pass"
+            let single = tcp_on(&tagged(&[(0x8100, 100)]), S, C, 22, 50000, 0x02, 1, 0);
+            assert_eq!(
+                run(&mut w, B, &single, SEC).0,
+                Verdict::Drop(DropReason::FilterPolicy)
+            );
+            let drop = BridgePolicy {
+                qinq: TagPolicy::Drop,
+                ..BridgePolicy::default()
+            };
+            let mut w = bridged("", drop);
+            assert_eq!(
+                run(&mut w, A, &rsyn, SEC).0,
+                Verdict::Drop(DropReason::QinqDropped)
+            );
+            assert_eq!(dropped(&w, DropReason::QinqDropped), 1);
+        }
+    }
+
+    #[test]
+    fn vlan_policy_pass_and_drop() {
+        let v100 = tagged(&[(0x8100, 100)]);
+        let rsyn = tcp_on(&v100, S, C, 22, 50000, 0x02, 1, 0);
+        let arp = v100.arp(
+            1,
+            (wire::ethernet::MacAddr([2, 0, 0, 0, 0, 2]), S),
+            (wire::ethernet::MacAddr([0; 6]), C),
+        );
+        let mut w = bridged(
+            &stateful(),
+            BridgePolicy {
+                vlan: TagPolicy::Pass,
+                ..BridgePolicy::default()
+            },
+        );
+        assert_eq!(run(&mut w, B, &rsyn, SEC).0, Verdict::Forward);
+        assert_eq!(class(&w, BridgeClass::VlanPassed), 1);
+        let mut w = bridged(
+            "",
+            BridgePolicy {
+                vlan: TagPolicy::Drop,
+                ..BridgePolicy::default()
+            },
+        );
+        assert_eq!(
+            run(&mut w, B, &rsyn, SEC).0,
+            Verdict::Drop(DropReason::VlanDropped)
+        );
+        assert_eq!(
+            run(&mut w, A, &arp, SEC).0,
+            Verdict::Drop(DropReason::VlanDropped),
+            "every tagged frame, ARP too"
+        );
+        assert_eq!(dropped(&w, DropReason::VlanDropped), 2);
+        // untagged traffic is not affected
+        assert_eq!(
+            run(&mut w, B, &tcp(S, C, 22, 50000, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        // the default: a tagged ARP is filtered as non-IP, i.e. forwarded
+        let mut w = bridged("", BridgePolicy::default());
+        assert_eq!(run(&mut w, A, &arp, SEC).0, Verdict::Forward);
+        assert_eq!(class(&w, BridgeClass::VlanFiltered), 1);
+        assert_eq!(w.stats().non_ip, 1);
+    }
+
+    #[test]
+    fn pppoe_wrapped_ip_is_filtered_tracked_and_natted_inside_the_session() {
+        use wire::builder::pppoe_session;
+        let mut w = bridged(&stateful(), BridgePolicy::default());
+        // NEW from the server inside a session: the policy drops it
+        let rsyn = pppoe_session(&tcp(S, C, 22, 50000, 0x02, 1, 0), 7);
+        assert_eq!(
+            run(&mut w, B, &rsyn, SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        let rsyn6 = pppoe_session(
+            &FrameBuilder::default().udp(
+                IpPair::V6(
+                    "2001:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                    "2001:2::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                ),
+                53,
+                5000,
+                b"x",
+            ),
+            7,
+        );
+        assert_eq!(
+            run(&mut w, B, &rsyn6, SEC).0,
+            Verdict::Forward,
+            "no IPv6 rules: accepted, but it was parsed and tracked"
+        );
+        assert_eq!(w.trace().ct_state, Some(CtState::New));
+        // from the client: forwarded in its session, reply ESTABLISHED
+        let syn = pppoe_session(&tcp(C, S, 40000, 80, 0x02, 100, 0), 7);
+        let (v, out) = run(&mut w, A, &syn, SEC);
+        assert_eq!((v, out), (Verdict::Forward, syn.clone()));
+        let synack = pppoe_session(&tcp(S, C, 80, 40000, 0x12, 500, 101), 7);
+        assert_eq!(run(&mut w, B, &synack, SEC + 1).0, Verdict::Forward);
+        assert_eq!(w.trace().ct_state, Some(CtState::Established));
+        assert_eq!(class(&w, BridgeClass::PppoeFiltered), 4);
+
+        // PPP control (LCP echo) passes; another PPP protocol (IPv4 behind a compressed
+        // protocol field reads as 0x2145) cannot be filtered and is dropped
+        let mut lcp = syn[..22].to_vec();
+        lcp[18..20].copy_from_slice(&10u16.to_be_bytes());
+        lcp[20..22].copy_from_slice(&ppp_proto::LCP.to_be_bytes());
+        lcp.extend_from_slice(&[0x09, 0x01, 0x00, 0x08, 0, 0, 0, 0]);
+        assert_eq!(run(&mut w, A, &lcp, 2 * SEC).0, Verdict::Forward);
+        assert_eq!(class(&w, BridgeClass::PppoeControl), 1);
+        let mut compressed = syn[..20].to_vec();
+        compressed[18..20].copy_from_slice(&61u16.to_be_bytes());
+        compressed.push(0x21);
+        compressed.extend_from_slice(&rsyn[22..]);
+        assert_eq!(
+            run(&mut w, B, &compressed, 2 * SEC).0,
+            Verdict::Drop(DropReason::PppoeDropped)
+        );
+
+        // MASQUERADE rewrites the packet inside the session; the PPPoE header stays valid
+        let text = format!("{NAT_HDR}-A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n");
+        let mut w = bridged(&text, BridgePolicy::default());
+        let q = pppoe_session(
+            &FrameBuilder::default().udp(ip(C, S), 5000, 53, b"query"),
+            3,
+        );
+        let (v, out) = run(&mut w, A, &q, SEC);
+        assert_eq!(v, Verdict::Forward);
+        let expect = FrameBuilder::default().udp(ip([198, 18, 0, 254], S), 5000, 53, b"query");
+        assert_eq!(out, pppoe_session(&expect, 3));
+        let i = parse_frame(&out).unwrap();
+        wire::verify_ipv4_header(&out, &i).unwrap();
+        wire::verify_l4_checksum(&out, &i).unwrap();
+
+        // pppoe = "drop": every session frame, control too
+        let mut w = bridged(
+            "",
+            BridgePolicy {
+                pppoe: PppoePolicy::Drop,
+                ..BridgePolicy::default()
+            },
+        );
+        assert_eq!(
+            run(&mut w, A, &syn, SEC).0,
+            Verdict::Drop(DropReason::PppoeDropped)
+        );
+        assert_eq!(
+            run(&mut w, A, &lcp, SEC).0,
+            Verdict::Drop(DropReason::PppoeDropped)
+        );
+        assert_eq!(dropped(&w, DropReason::PppoeDropped), 2);
+    }
+
+    #[test]
+    fn reject_replies_keep_the_tags_and_the_pppoe_session() {
+        use wire::builder::pppoe_session;
+        let text = format!(
+            "{FILTER_HDR}-A FORWARD -p tcp -j REJECT --reject-with tcp-reset\n-A FORWARD -p udp -j REJECT\nCOMMIT\n"
+        );
+        let mut w = bridged(&text, BridgePolicy::default());
+        let qinq = tagged(&[(0x88a8, 10), (0x8100, 100)]);
+        let syn = tcp_on(&qinq, C, S, 40000, 80, 0x02, 100, 0);
+        let (v, out) = run(&mut w, A, &syn, SEC);
+        assert_eq!(v, Verdict::Reply(54 + 8));
+        assert_eq!(&out[12..22], &syn[12..22], "both tags, same VIDs");
+        let i = parse_frame(&out).unwrap();
+        assert_eq!((i.src_v4(), i.dst_v4(), i.tcp_flags.0), (S, C, 0x14));
+        assert_eq!(i.vlan_tci, [10, 100]);
+        valid(&out);
+        // in a PPPoE session, the ICMP error's PPPoE length covers the reply
+        let q = pppoe_session(
+            &tagged(&[(0x8100, 5)]).udp(ip(C, S), 5000, 53, b"q"),
+            0x0b3a,
+        );
+        let (v, out) = run(&mut w, A, &q, SEC);
+        let Verdict::Reply(n) = v else {
+            panic!("{v:?}")
+        };
+        let i = parse_frame(&out).unwrap();
+        assert_eq!(i.encap, encap::VLAN | encap::PPPOE);
+        assert_eq!((i.l4_proto, i.icmp_type, i.icmp_code), (1, 3, 3));
+        assert_eq!(&out[18..22], &[0x11, 0x00, 0x0b, 0x3a]);
+        let len = u16::from_be_bytes([out[22], out[23]]);
+        assert_eq!(usize::from(len), n - 26 + 2);
+        assert_eq!(usize::from(len), usize::from(i.l3_len) + 2);
+        valid(&out);
+    }
+
+    #[test]
+    fn link_local_group_frames_are_never_forwarded_unless_configured() {
+        let mac = wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]);
+        let lldp = wire::builder::lldp(mac, 0x0e);
+        let mut eapol = wire::builder::lldp(mac, 0x03);
+        eapol[12..14].copy_from_slice(&ethertype::EAPOL.to_be_bytes());
+        let stp = wire::builder::lldp(mac, 0x00);
+        let mut w = bridged("", BridgePolicy::default());
+        for (f, port) in [(&lldp, A), (&eapol, B), (&stp, A)] {
+            assert_eq!(
+                run(&mut w, port, f, SEC).0,
+                Verdict::Drop(DropReason::LinkLocal)
+            );
+        }
+        // also behind a VLAN tag, and with IP inside
+        let mut tagged_lldp = lldp[..12].to_vec();
+        tagged_lldp.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        tagged_lldp.extend_from_slice(&lldp[12..]);
+        assert_eq!(
+            run(&mut w, A, &tagged_lldp, SEC).0,
+            Verdict::Drop(DropReason::LinkLocal)
+        );
+        let mut ip_to_group = tcp(C, S, 1, 2, 0x02, 1, 0);
+        ip_to_group[..6].copy_from_slice(&lldp[..6]);
+        assert_eq!(
+            run(&mut w, A, &ip_to_group, SEC).0,
+            Verdict::Drop(DropReason::LinkLocal)
+        );
+        assert_eq!(dropped(&w, DropReason::LinkLocal), 5);
+        assert_eq!(w.stats().forwarded, 0);
+        // the address just past the reserved range is ordinary multicast
+        let mut next = lldp.clone();
+        next[5] = 0x10;
+        assert_eq!(run(&mut w, A, &next, SEC).0, Verdict::Forward);
+        assert_eq!(class(&w, BridgeClass::OtherEthertype), 1);
+
+        let mut w = bridged(
+            "",
+            BridgePolicy {
+                forward_link_local: true,
+                ..BridgePolicy::default()
+            },
+        );
+        assert_eq!(run(&mut w, A, &lldp, SEC).0, Verdict::Forward);
+        assert_eq!(class(&w, BridgeClass::LinkLocalForwarded), 1);
+    }
+
+    #[test]
+    fn other_ethertypes_pass_or_drop_and_arp_always_passes() {
+        let b = FrameBuilder::default();
+        let arp = b.arp(
+            1,
+            (wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]), C),
+            (wire::ethernet::MacAddr([0; 6]), S),
+        );
+        let mpls = b.ethernet(0x8847, &[0u8; 46]);
+        let padi = b.ethernet(ethertype::PPPOE_DISCOVERY, &[0x11, 0x09, 0, 0, 0, 0]);
+        let mut w = bridged("", BridgePolicy::default());
+        for f in [&arp, &mpls, &padi] {
+            assert_eq!(run(&mut w, A, f, SEC).0, Verdict::Forward);
+        }
+        assert_eq!(class(&w, BridgeClass::OtherEthertype), 1);
+        assert_eq!(class(&w, BridgeClass::PppoeDiscovery), 1);
+        assert_eq!(w.stats().non_ip, 3);
+        let mut w = bridged(
+            "",
+            BridgePolicy {
+                other_ethertypes: false,
+                pppoe_discovery: false,
+                ..BridgePolicy::default()
+            },
+        );
+        assert_eq!(run(&mut w, A, &arp, SEC).0, Verdict::Forward);
+        assert_eq!(
+            run(&mut w, A, &mpls, SEC).0,
+            Verdict::Drop(DropReason::EthertypeDropped)
+        );
+        assert_eq!(
+            run(&mut w, A, &padi, SEC).0,
+            Verdict::Drop(DropReason::PppoeDiscoveryDropped)
+        );
     }
 }
 
