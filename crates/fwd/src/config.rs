@@ -32,6 +32,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: Log,
+    /// Tagged, PPPoE, link-local and other non-IP frames.
+    #[serde(default)]
+    pub bridge: Bridge,
 }
 
 /// `[ports.a]` and `[ports.b]`.
@@ -232,6 +235,91 @@ impl Default for Log {
         Log {
             level: default_level(),
             file: None,
+        }
+    }
+}
+
+/// `[bridge]`: what the bridge does with frames that are not plain Ethernet II IPv4/IPv6 (see
+/// `docs/DATAPLANE.md`). The defaults never let an IP packet cross without the rules.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    /// One 802.1Q tag: `filter` the inner packet (as `bridge-nf-filter-vlan-tagged=1`),
+    /// `pass` unfiltered, or `drop`.
+    #[serde(default)]
+    pub vlan: TagAction,
+    /// Two tags, or a service tag (0x88a8, 0x9100): `filter` the innermost packet, `pass`, `drop`.
+    #[serde(default)]
+    pub qinq: TagAction,
+    /// PPPoE session frames: `filter` the IPv4/IPv6 inside (as `bridge-nf-filter-pppoe-tagged=1`;
+    /// PPP control passes, other PPP protocols are dropped) or `drop` them all.
+    #[serde(default)]
+    pub pppoe: PppoeAction,
+    /// PPPoE discovery frames: `pass` or `drop`.
+    #[serde(default)]
+    pub pppoe_discovery: PassDrop,
+    /// Forward frames to 01:80:c2:00:00:00-0f (STP, pause, LACP, EAPOL, LLDP), which an 802.1D
+    /// bridge never forwards.
+    #[serde(default)]
+    pub forward_link_local: bool,
+    /// Every other non-IP ethertype (ARP always passes): `pass` or `drop`.
+    #[serde(default)]
+    pub other_ethertypes: PassDrop,
+}
+
+/// `[bridge] vlan` and `qinq`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagAction {
+    /// Filter and track the inner packet; the tags stay.
+    #[default]
+    Filter,
+    /// Forward unfiltered.
+    Pass,
+    /// Drop.
+    Drop,
+}
+
+/// `[bridge] pppoe`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PppoeAction {
+    /// Filter and track the IP packet inside.
+    #[default]
+    Filter,
+    /// Drop every session frame.
+    Drop,
+}
+
+/// `[bridge] pppoe_discovery` and `other_ethertypes`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PassDrop {
+    /// Forward.
+    #[default]
+    Pass,
+    /// Drop.
+    Drop,
+}
+
+impl Bridge {
+    /// The data plane's form of this section.
+    pub fn policy(&self) -> dataplane::BridgePolicy {
+        let tag = |a: TagAction| match a {
+            TagAction::Filter => dataplane::TagPolicy::Filter,
+            TagAction::Pass => dataplane::TagPolicy::Pass,
+            TagAction::Drop => dataplane::TagPolicy::Drop,
+        };
+        dataplane::BridgePolicy {
+            vlan: tag(self.vlan),
+            qinq: tag(self.qinq),
+            pppoe: match self.pppoe {
+                PppoeAction::Filter => dataplane::PppoePolicy::Filter,
+                PppoeAction::Drop => dataplane::PppoePolicy::Drop,
+            },
+            pppoe_discovery: self.pppoe_discovery == PassDrop::Pass,
+            forward_link_local: self.forward_link_local,
+            other_ethertypes: self.other_ethertypes == PassDrop::Pass,
         }
     }
 }
@@ -576,6 +664,67 @@ level = "debug"
         assert!(e.contains("expected 32 hex digits"), "{e}");
         assert!(!e.contains("0011"), "the key is not echoed: {e}");
         assert_eq!(parse(base).unwrap().conntrack.hash_key, None);
+    }
+
+    #[test]
+    fn bridge_section_defaults_fail_closed_and_every_key_parses() {
+        const BASE: &str =
+            "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let d = parse(BASE).unwrap().bridge.policy();
+        assert_eq!(d, dataplane::BridgePolicy::default());
+        assert_eq!(
+            (d.vlan, d.qinq, d.pppoe),
+            (
+                dataplane::TagPolicy::Filter,
+                dataplane::TagPolicy::Filter,
+                dataplane::PppoePolicy::Filter
+            )
+        );
+        assert!(!d.forward_link_local && d.pppoe_discovery && d.other_ethertypes);
+        let text = format!(
+            "{BASE}[bridge]\nvlan = \"pass\"\nqinq = \"drop\"\npppoe = \"drop\"\n\
+             pppoe_discovery = \"drop\"\nforward_link_local = true\nother_ethertypes = \"drop\"\n"
+        );
+        let p = parse(&text).unwrap().bridge.policy();
+        assert_eq!(
+            p,
+            dataplane::BridgePolicy {
+                vlan: dataplane::TagPolicy::Pass,
+                qinq: dataplane::TagPolicy::Drop,
+                pppoe: dataplane::PppoePolicy::Drop,
+                pppoe_discovery: false,
+                forward_link_local: true,
+                other_ethertypes: false,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_bridge_values_name_line_column_and_the_choices() {
+        const BASE: &str =
+            "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let e = parse(&format!("{BASE}[bridge]\nvlan = \"strip\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:8: "), "{e}");
+        assert!(
+            e.contains("strip") && e.contains("filter") && e.contains("pass") && e.contains("drop"),
+            "{e}"
+        );
+        // PPPoE cannot be passed unfiltered: only filter or drop
+        let e = parse(&format!("{BASE}[bridge]\npppoe = \"pass\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:9: "), "{e}");
+        assert!(e.contains("filter") && e.contains("drop"), "{e}");
+        let e = parse(&format!("{BASE}[bridge]\nforward_link_local = \"yes\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:22: "), "{e}");
+        let e = parse(&format!("{BASE}[bridge]\nstp = \"pass\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:1: ") && e.contains("stp"), "{e}");
     }
 
     #[test]

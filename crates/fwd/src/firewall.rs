@@ -175,6 +175,7 @@ impl Firewall {
                 workers,
                 now_ns(),
             );
+            w.set_bridge(cfg.bridge.policy());
             let (tx, rx) = rtrb::RingBuffer::new(LOG_QUEUE);
             w.set_log_queue(tx);
             logs.push(rx);

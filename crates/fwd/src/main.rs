@@ -226,9 +226,10 @@ fn replay(
         )),
         None => None,
     };
-    let sum = dataplane::pipeline::replay_pcapng(
+    let sum = dataplane::pipeline::replay_pcapng_bridged(
         rules,
         &ct,
+        cfg.bridge.policy(),
         std::io::BufReader::new(inp),
         std::io::BufWriter::new(out),
         vfile.as_mut().map(|w| w as &mut dyn std::io::Write),
