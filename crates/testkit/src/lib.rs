@@ -81,7 +81,7 @@ impl Router {
     pub fn capture(&self, dev: &str, filter: &[&str]) -> Capture {
         let p = &self.p;
         let path = std::env::temp_dir().join(format!("{p}{dev}.pcap"));
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{p}r"), "tcpdump", "-U", "-n"])
             .args([
                 "-s",
@@ -94,10 +94,28 @@ impl Router {
             .arg(&path)
             .args(filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start tcpdump");
-        std::thread::sleep(Duration::from_millis(1500));
+        // tcpdump says "listening on DEV" once its socket is bound: frames sent before that are
+        // lost, and a fixed sleep was too short on a loaded machine (a whole ping missing).
+        let stderr = child.stderr.take().expect("tcpdump's stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("tcpdump did not start listening within 20 s");
+        // the kernel attaches the socket before tcpdump prints; a short margin for its filter
+        std::thread::sleep(Duration::from_millis(200));
         Capture {
             child: Some(child),
             path,
