@@ -240,8 +240,8 @@ impl Supervisor {
             tracing::error!(
                 port,
                 interface = %iface,
-                "MTU {} exceeds the {} fwd supports: frames longer than {} bytes are dropped by \
-                 the kernel before fwd sees them (fwd_kernel_rx_dropped_total); set it back",
+                "MTU {} exceeds the {} fwd supports: frames longer than {} bytes are dropped \
+                 (fwd_drops_total{{reason=\"oversize\"}}); set it back",
                 link.mtu,
                 self.max_mtu,
                 ports::xdp::max_frame(self.frame_size)
@@ -300,7 +300,12 @@ impl Supervisor {
             // let every worker rebind its sockets to the new XSKMAP.
             self.status.set_up(p, false);
             self.status.ifindex[p].store(link.ifindex, Ordering::Relaxed);
-            match ports::xdp::attach_port(&self.specs[p], self.queues, self.bind) {
+            match ports::xdp::attach_port(
+                &self.specs[p],
+                self.queues,
+                self.bind,
+                ports::xdp::max_frame(self.frame_size),
+            ) {
                 Ok((att, note)) => {
                     tracing::info!(port, interface = %iface, ifindex = link.ifindex, "port (re)appeared without fwd's program: {note}; rebinding sockets");
                     self.attachments.lock().unwrap_or_else(|e| e.into_inner())[p] = Arc::new(att);

@@ -47,6 +47,10 @@ pub struct Worker<P: Port, L: Pipeline> {
     /// Whether each port can transmit, read from the supervisor once per poll round.
     port_up: [bool; 2],
     links: Option<Links<P>>,
+    /// Per port: the XDP program's oversize count (summed over this worker's queues) when it
+    /// was last read; the growth since is added to the `oversize` drops. 0 again after a rebind
+    /// (new programs count from 0).
+    oversize_seen: [u64; 2],
 }
 
 impl<P: Port, L: Pipeline> Worker<P, L> {
@@ -66,6 +70,7 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             handed_ingress: [PortId::A; MAX_BURST],
             port_up: [true; 2],
             links: None,
+            oversize_seen: [0; 2],
         }
     }
 
@@ -98,6 +103,7 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             Ok((pool, queues)) => {
                 self.queues = queues;
                 self.pool = pool;
+                self.oversize_seen = [0; 2];
                 true
             }
             Err(e) => {
@@ -319,8 +325,9 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         }
     }
 
-    /// Publishes the kernel's counters of both ports (summed over queues).
-    pub fn publish_kernel(&self, shared: &WorkerShared) {
+    /// Publishes the kernel's counters of both ports (summed over queues); frames the XDP
+    /// program dropped for their length become `oversize` drops of the ingress port.
+    pub fn publish_kernel(&mut self, shared: &WorkerShared) {
         for port in [PortId::A, PortId::B] {
             let mut sum = KernelStats::default();
             let mut any = false;
@@ -332,7 +339,15 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
                     sum.rx_ring_full += k.rx_ring_full;
                     sum.rx_fill_ring_empty += k.rx_fill_ring_empty;
                     sum.tx_invalid += k.tx_invalid;
+                    sum.rx_oversize += k.rx_oversize;
                 }
+            }
+            let seen = &mut self.oversize_seen[port.index()];
+            let grown = sum.rx_oversize.saturating_sub(*seen);
+            *seen = sum.rx_oversize.max(*seen);
+            if grown > 0 {
+                self.local.ports[port.index()].drops[DropReason::Oversize.index()] += grown;
+                shared.counters.publish(&self.local);
             }
             if any {
                 shared.counters.publish_kernel(port, &sum);

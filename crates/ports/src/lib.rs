@@ -114,4 +114,7 @@ pub struct KernelStats {
     pub rx_fill_ring_empty: u64,
     /// Invalid descriptors on TX.
     pub tx_invalid: u64,
+    /// Frames longer than a buffer, dropped by fwd's XDP program (since it was loaded: the count
+    /// starts again at 0 when the port is rebound).
+    pub rx_oversize: u64,
 }

@@ -48,6 +48,7 @@ wire::reason_listing! {
         NoBuffer => ("no_buffer", "no free buffer to build a frame"),
         HandoffQueueFull => ("handoff_queue_full", "the queue to the worker owning the flow was full"),
         PortDown => ("port_down", "the egress port was down, gone, or its sockets were being rebound"),
+        Oversize => ("oversize", "the frame was longer than a receive buffer (dropped by fwd's XDP program)"),
     }
 }
 

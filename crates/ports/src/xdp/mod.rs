@@ -15,7 +15,7 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
-pub use bpf::{ifindex, BpfError, XdpAttachment};
+pub use bpf::{ifindex, BpfError, OversizeCounter, XdpAttachment};
 
 use crate::{Frame, FramePool, KernelStats, Port};
 
@@ -239,6 +239,8 @@ pub struct XdpPort {
     tx_outstanding: u32,
     ring_size: u32,
     busy_poll: bool,
+    /// This queue's count of frames the XDP program dropped for being longer than a buffer.
+    oversize: Option<OversizeCounter>,
 }
 
 impl std::fmt::Debug for XdpPort {
@@ -331,6 +333,11 @@ impl Port for XdpPort {
             rx_ring_full: s.rx_ring_full(),
             rx_fill_ring_empty: s.rx_fill_ring_empty_descs(),
             tx_invalid: s.tx_invalid_descs(),
+            rx_oversize: self
+                .oversize
+                .as_ref()
+                .and_then(|c| c.read().ok())
+                .unwrap_or(0),
         })
     }
 
@@ -388,10 +395,12 @@ pub fn worker_queues(queues: u32, workers: usize, w: usize) -> Vec<u32> {
 
 /// Loads and attaches the fail-closed program to `spec`'s interface in the mode its `attach`
 /// asks for (auto: native, else generic); returns it with a sentence saying which mode and why.
+/// Frames longer than `max_frame` (see [`max_frame`]) are dropped and counted by the program.
 pub fn attach_port(
     spec: &PortSpec,
     queues: u32,
     bind: BindMode,
+    max_frame: u32,
 ) -> Result<(XdpAttachment, String), XdpError> {
     let idx =
         ifindex(&spec.interface).ok_or_else(|| XdpError::NoInterface(spec.interface.clone()))?;
@@ -401,22 +410,22 @@ pub fn attach_port(
     };
     match (spec.attach, bind) {
         (AttachMode::Drv, _) | (AttachMode::Auto, BindMode::ZeroCopy) => {
-            let a = XdpAttachment::attach(idx, queues, true).map_err(err)?;
+            let a = XdpAttachment::attach(idx, queues, true, max_frame).map_err(err)?;
             Ok((a, "native (drv) XDP, as configured".into()))
         }
         (AttachMode::Skb, _) => {
-            let a = XdpAttachment::attach(idx, queues, false).map_err(err)?;
+            let a = XdpAttachment::attach(idx, queues, false, max_frame).map_err(err)?;
             Ok((a, "generic (skb) XDP, as configured".into()))
         }
         (AttachMode::Auto, _) => {
-            match XdpAttachment::attach(idx, queues, true) {
+            match XdpAttachment::attach(idx, queues, true, max_frame) {
                 Ok(a) => Ok((
                     a,
                     "native (drv) XDP: attach = auto and the driver supports it".into(),
                 )),
                 Err(e @ (BpfError::Foreign { .. } | BpfError::Query(_))) => Err(err(e)),
                 Err(drv_err) => {
-                    let a = XdpAttachment::attach(idx, queues, false).map_err(err)?;
+                    let a = XdpAttachment::attach(idx, queues, false, max_frame).map_err(err)?;
                     Ok((
                     a,
                     format!("generic (skb) XDP: attach = auto and native XDP was refused ({drv_err})"),
@@ -495,7 +504,7 @@ impl XdpPorts {
         let mut attachments = Vec::with_capacity(2);
         let mut attach_notes = Vec::with_capacity(2);
         for s in specs {
-            let (att, note) = attach_port(s, queues, bind)?;
+            let (att, note) = attach_port(s, queues, bind, max_frame(sizes.frame_size))?;
             attachments.push(att);
             attach_notes.push(note);
         }
@@ -584,6 +593,8 @@ fn open_socket(
     att.bind_queue(queue, rx.fd().as_raw_fd())
         .map_err(|e| err(e.to_string()))?;
     let busy_poll = sizes.busy_poll && enable_busy_poll(rx.fd().as_raw_fd()).is_ok();
+    // Without it the drops are still counted by the kernel, in `rx_dropped` without a reason.
+    let oversize = att.oversize_counter(queue).ok();
     Ok(XdpPort {
         rx,
         tx,
@@ -594,6 +605,7 @@ fn open_socket(
         tx_outstanding: 0,
         ring_size: sizes.ring_size,
         busy_poll,
+        oversize,
     })
 }
 
