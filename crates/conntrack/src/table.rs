@@ -157,6 +157,9 @@ enum Action {
     Kill,
 }
 
+/// A lookup key (family, protocol, tuple) with its [`flow_hash`].
+pub type HashedKey = ((Family, u8, Tuple), u64);
+
 /// Conntrack's answer for one packet; give it back to [`Shard::commit`].
 #[must_use = "every Tracked must be committed"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -568,6 +571,51 @@ impl Shard {
         }
     }
 
+    /// [`Shard::lookup_burst`] over keys whose flow hashes are already known (the data path
+    /// hashes each frame once, in its parse stage): `keys[i]` is `(key, flow_hash(key))` or
+    /// `None` (no flow: `out[i]` is `None`). Bucket heads, then entries, are loaded for all keys
+    /// before any chain is walked, so their cache misses overlap.
+    pub fn lookup_burst_hashed(
+        &self,
+        keys: &[Option<HashedKey>],
+        now: u64,
+        out: &mut [Option<(EntryId, Dir)>],
+    ) {
+        let now_t = tick(now);
+        let mut nodes = [NIL; 64];
+        for (kc, oc) in keys.chunks(64).zip(out.chunks_mut(64)) {
+            for (n, k) in nodes.iter_mut().zip(kc) {
+                *n = match k {
+                    Some((_, h)) => self.buckets[(*h as u32 & self.mask) as usize],
+                    None => NIL,
+                };
+            }
+            let mut acc = 0u32;
+            for &n in &nodes[..kc.len()] {
+                acc ^= self.entries[Self::head_entry(n)].touch();
+            }
+            core::hint::black_box(acc);
+            for ((n, k), o) in nodes.iter().zip(kc).zip(oc.iter_mut()) {
+                let mut n = *n;
+                *o = None;
+                let Some(((family, proto, t), _)) = k else {
+                    continue;
+                };
+                while n != NIL {
+                    let (idx, d) = (n >> 1, (n & 1) as usize);
+                    let e = &self.entries[idx as usize];
+                    if e.tuple[d] == *t && e.proto == *proto && e.family == *family as u8 {
+                        if !tick_reached(now_t, e.expires) {
+                            *o = Some((EntryId(idx), Dir::from_bit(d as u32)));
+                        }
+                        break;
+                    }
+                    n = e.hnext[d];
+                }
+            }
+        }
+    }
+
     /// Bytes this shard holds: entries, hash buckets and wheel.
     pub fn memory_bytes(&self) -> usize {
         self.entries.len() * ENTRY_SIZE + self.buckets.len() * 4 + self.wheel.len() * 8
@@ -755,6 +803,18 @@ impl Shard {
     /// Track one packet. No allocation, no syscall. The result must go to [`Shard::commit`]
     /// before the next packet is tracked on this shard.
     pub fn track(&mut self, p: &CtPacket, now: u64) -> Tracked {
+        self.track_at(p, None, now)
+    }
+
+    /// [`Shard::track`] for a packet whose flow hash is already known: `hash` is
+    /// `p.flow_hash(key)` under this shard's key (the data path's parse stage computed it once
+    /// for steering and conntrack alike).
+    pub fn track_hashed(&mut self, p: &CtPacket, hash: u64, now: u64) -> Tracked {
+        self.track_at(p, Some(hash), now)
+    }
+
+    #[inline(always)]
+    fn track_at(&mut self, p: &CtPacket, hash: Option<u64>, now: u64) -> Tracked {
         #[cfg(debug_assertions)]
         {
             debug_assert!(
@@ -777,7 +837,16 @@ impl Shard {
             _ => {}
         }
         let key = p.tuple();
-        let bucket = self.bucket(p.family, p.proto, &key);
+        let bucket = match hash {
+            Some(h) => {
+                debug_assert_eq!(
+                    (h as u32 & self.mask) as usize,
+                    self.bucket(p.family, p.proto, &key)
+                );
+                (h as u32 & self.mask) as usize
+            }
+            None => self.bucket(p.family, p.proto, &key),
+        };
         if let Some((idx, dir)) = self.find_in(bucket, p.family, p.proto, &key, now_t) {
             self.stats.found += 1;
             match self.update(idx, dir, p, now_t) {

@@ -404,7 +404,11 @@ impl Builder<'_> {
                     _ => None,
                 })
                 .collect();
+            let lookup_is_pure = compiled
+                .iter()
+                .all(|r| !r.leaf.iter().any(|l| matches!(l, LeafCheck::Limit(_))));
             out.chains.push(CompiledChain {
+                lookup_is_pure,
                 ct_prefix,
                 table: t.name,
                 name: c.name.clone(),

@@ -235,6 +235,9 @@ pub struct CompiledChain {
     /// -j ACCEPT` first rule): checked directly before the classifier, so established traffic
     /// does not walk the tree.
     pub ct_prefix: Vec<CtMatch>,
+    /// No rule's leaf takes a `-m limit` token: a lookup changes nothing, so the vector path
+    /// may classify a burst of NEW packets ahead of their walks (see `Worker`'s stages).
+    pub lookup_is_pure: bool,
 }
 
 /// Everything of one family.

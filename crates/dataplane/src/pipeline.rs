@@ -12,7 +12,7 @@ use crate::compile::Compiled;
 use crate::control::{ControlClient, ControlServer};
 use crate::reason::DropReason;
 use crate::steer::{Route, Steer, SteerStats};
-use crate::worker::{Verdict, Worker};
+use crate::worker::{Stages, Verdict, Worker, VECTOR};
 
 /// One worker's firewall pipeline.
 pub struct Firewall {
@@ -54,15 +54,15 @@ impl Firewall {
         self.steer.as_ref().map(|s| s.stats()).unwrap_or_default()
     }
 
-    /// Processes one frame here; with steering, a NEW connection whose reply tuple lands in
-    /// another shard gets its redirect.
+    /// Stage 4 for slot `i` (its frame `f`); with steering, a NEW connection whose reply
+    /// tuple lands in another shard gets its redirect.
     #[allow(clippy::too_many_arguments)]
-    fn process_here<M: FramePool + ?Sized>(
+    fn finish<M: FramePool + ?Sized>(
         worker: &mut Worker,
         steer: Option<&mut Steer>,
-        key: Option<&crate::steer::FlowKey>,
+        st: &Stages,
+        i: usize,
         rs: &Compiled,
-        port: u8,
         f: &mut Frame,
         pool: &mut M,
         now_ns: u64,
@@ -71,16 +71,16 @@ impl Firewall {
         // the whole buffer, so a REJECT reply can be longer than the frame
         let cap = pool.buffer_capacity();
         pool.set_len(f, cap);
-        let v = worker.process_with(rs, port, pool.data_mut(f), len, now_ns);
+        let v = worker.finish_slot(rs, st, i, pool.data_mut(f), len, now_ns);
         let (out_len, action) = match v {
             Verdict::Forward => (len, Action::Forward),
             Verdict::Reply(n) => (n, Action::Reply),
             Verdict::Drop(r) => (len, Action::Drop(port_reason(r))),
         };
         pool.set_len(f, out_len);
-        if let (Some(st), Some(k)) = (steer, key) {
+        if let (Some(st_), Some((k, _))) = (steer, st.flow(i)) {
             if worker.trace().ct_state == Some(conntrack::CtState::New) {
-                st.after_new(worker.shard(), k, now_ns);
+                st_.after_new(worker.shard(), k, now_ns);
             }
         }
         action
@@ -116,27 +116,43 @@ impl Pipeline for Firewall {
         let rs = w.rules().load_full();
         w.expire(now_ns);
         let port = ingress.index() as u8;
-        let Some(st) = self.steer.as_mut() else {
-            for (f, a) in frames.iter_mut().zip(actions.iter_mut()) {
-                *a = Self::process_here(w, None, None, &rs, port, f, pool, now_ns);
+        for (frames, actions) in frames.chunks_mut(VECTOR).zip(actions.chunks_mut(VECTOR)) {
+            let n = frames.len();
+            let mut st = w.take_stages();
+            for (i, f) in frames.iter().enumerate() {
+                w.parse_slot(&mut st, i, port, pool.data(f));
             }
-            return;
-        };
-        for (f, a) in frames.iter_mut().zip(actions.iter_mut()) {
-            let key = st.key_of(pool.data(f));
-            *a = match st.route(key.as_ref(), false) {
-                Route::Local => {
-                    let k = key.as_ref().map(|k| &k.0);
-                    Self::process_here(w, Some(&mut *st), k, &rs, port, f, pool, now_ns)
-                }
-                Route::To { worker, redirected } => {
-                    if st.hand_off(worker, port, pool.data(f), redirected) {
-                        Action::Handoff
-                    } else {
-                        Action::Drop(ports::DropReason::HandoffQueueFull)
+            // steering decides on the same parse: frames of other workers' flows go there
+            if let Some(steer) = self.steer.as_mut() {
+                for (i, (f, a)) in frames.iter().zip(actions.iter_mut()).enumerate() {
+                    if let Route::To { worker, redirected } = steer.route(st.flow(i), false) {
+                        let parsed = st.parsed(i);
+                        *a = if steer.hand_off_parsed(
+                            worker,
+                            port,
+                            pool.data(f),
+                            redirected,
+                            Some(&parsed),
+                        ) {
+                            Action::Handoff
+                        } else {
+                            Action::Drop(ports::DropReason::HandoffQueueFull)
+                        };
+                        st.skip(i);
                     }
                 }
-            };
+            }
+            {
+                let pool = &*pool;
+                w.prepare(&rs, &mut st, n, |i| pool.data(&frames[i]), now_ns);
+            }
+            for (i, (f, a)) in frames.iter_mut().zip(actions.iter_mut()).enumerate() {
+                if st.is_skipped(i) {
+                    continue;
+                }
+                *a = Self::finish(w, self.steer.as_mut(), &st, i, &rs, f, pool, now_ns);
+            }
+            w.put_stages(st);
         }
     }
 
@@ -153,8 +169,11 @@ impl Pipeline for Firewall {
         };
         let w = &mut self.worker;
         let rs = w.rules().load_full();
+        let mut stages = w.take_stages();
+        let want = frames.len().min(VECTOR);
         let mut n = 0;
-        while n < frames.len() {
+        // stage 1: the frames with the parse their sender made
+        while n < want {
             let Some(mut f) = pool.alloc() else { break };
             let took = st.take(|h| {
                 let b = h.bytes();
@@ -162,37 +181,46 @@ impl Pipeline for Firewall {
                     return None;
                 }
                 pool.data_mut(&f).copy_from_slice(b);
-                Some((h.ingress(), h.redirected()))
+                Some((h.ingress(), h.redirected(), h.parsed().copied()))
             });
-            let Some(Some((port, redirected))) = took else {
+            let Some(Some((port, redirected, parsed))) = took else {
                 pool.release(f);
                 if took.is_none() {
                     break;
                 }
                 continue;
             };
-            let key = st.key_of(pool.data(&f));
-            let action = match st.route(key.as_ref(), redirected) {
-                Route::To {
-                    worker,
-                    redirected: true,
-                } => {
-                    // a redirect held here: the flow's owner is a third worker
-                    // a full queue is counted in this worker's `queue_full`
-                    let _ = st.hand_off(worker, port, pool.data(&f), true);
-                    pool.release(f);
-                    continue;
-                }
-                _ => {
-                    let k = key.as_ref().map(|k| &k.0);
-                    Self::process_here(w, Some(&mut *st), k, &rs, port, &mut f, pool, now_ns)
-                }
-            };
+            match parsed {
+                Some(p) => w.adopt_slot(&mut stages, n, port, pool.data(&f), &p),
+                None => w.parse_slot(&mut stages, n, port, pool.data(&f)),
+            }
+            if let Route::To {
+                worker,
+                redirected: true,
+            } = st.route(stages.flow(n), redirected)
+            {
+                // a redirect held here: the flow's owner is a third worker
+                // a full queue is counted in this worker's `queue_full`
+                let parsed = stages.parsed(n);
+                let _ = st.hand_off_parsed(worker, port, pool.data(&f), true, Some(&parsed));
+                pool.release(f);
+                continue;
+            }
             frames[n] = f;
             ingress[n] = port_id(port);
-            actions[n] = action;
             n += 1;
         }
+        {
+            let pool = &*pool;
+            let frames = &frames[..n];
+            w.prepare(&rs, &mut stages, n, |i| pool.data(&frames[i]), now_ns);
+        }
+        for i in 0..n {
+            let mut f = frames[i];
+            actions[i] = Self::finish(w, Some(&mut *st), &stages, i, &rs, &mut f, pool, now_ns);
+            frames[i] = f;
+        }
+        w.put_stages(stages);
         n
     }
 

@@ -20,6 +20,8 @@ use conntrack::{flow_hash, shard_of, CtPacket, Family, HashKey, Shard, Tuple};
 use rtrb::{Consumer, Producer, RingBuffer};
 use wire::FrameInfo;
 
+use crate::worker::Parsed;
+
 /// Bytes a handoff slot holds: an XDP frame (2048-byte chunks) fits.
 pub const SLOT_BYTES: usize = 2048;
 
@@ -42,6 +44,8 @@ pub struct Handed {
     ingress: u8,
     /// Sent because of a redirect: the receiver processes it without looking again.
     redirected: bool,
+    /// The sender's parse of the frame: the receiver does not parse it again.
+    parsed: Option<Parsed>,
     bytes: [u8; SLOT_BYTES],
 }
 
@@ -56,6 +60,10 @@ impl Handed {
     }
     pub fn redirected(&self) -> bool {
         self.redirected
+    }
+    /// What the sending worker's parse stage found (`None` from [`Steer::hand_off`]).
+    pub fn parsed(&self) -> Option<&Parsed> {
+        self.parsed.as_ref()
     }
 }
 
@@ -258,6 +266,18 @@ impl Steer {
     /// Copies `frame` (that came in on `ingress`) to worker `to`; false (and counted) when the
     /// queue is full or the frame does not fit a slot.
     pub fn hand_off(&mut self, to: usize, ingress: u8, frame: &[u8], redirected: bool) -> bool {
+        self.hand_off_parsed(to, ingress, frame, redirected, None)
+    }
+
+    /// [`Steer::hand_off`] with the frame's parse, so that the receiver does not parse it again.
+    pub fn hand_off_parsed(
+        &mut self,
+        to: usize,
+        ingress: u8,
+        frame: &[u8],
+        redirected: bool,
+        parsed: Option<&Parsed>,
+    ) -> bool {
         let Some(q) = self.to.get_mut(to).and_then(|q| q.as_mut()) else {
             self.stats.queue_full += 1;
             return false;
@@ -270,6 +290,7 @@ impl Steer {
             len: frame.len() as u16,
             ingress,
             redirected,
+            parsed: parsed.copied(),
             bytes: [0; SLOT_BYTES],
         };
         h.bytes[..frame.len()].copy_from_slice(frame);

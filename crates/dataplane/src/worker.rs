@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use classify::{ct, Key, NO_MATCH};
 use conntrack::{
-    flow_hash, shard_of, CtPacket, CtState, Dir, IcmpErrorInfo, NatKind, Shard, TcpSegment,
-    Tracked, Tuple, L4,
+    flow_hash, shard_of, CtPacket, CtState, Dir, EntryId, IcmpErrorInfo, NatKind, Shard,
+    TcpSegment, Tracked, Tuple, L4,
 };
 use rules::{MultiportDir, Policy, RejectWith, TtlOp};
 use wire::ethernet::{ethertype, is_link_local_group};
@@ -22,6 +22,7 @@ use crate::compile::{Action, Compiled, FamilyRules, HookPoint, LeafCheck, NatSpe
 use crate::log::{LogEvent, LogKind};
 use crate::nat::{self, Rewrite};
 use crate::reason::DropReason;
+use crate::steer::FlowKey;
 
 /// Deepest jump nesting (the kernel allows about as many before its stack check).
 pub const MAX_DEPTH: usize = 32;
@@ -29,6 +30,95 @@ pub const MAX_DEPTH: usize = 32;
 pub const POLICY: u32 = u32::MAX;
 /// Largest reply a REJECT builds (IPv6 quote limit plus headers, two VLAN tags and PPPoE).
 pub const SCRATCH: usize = 1400;
+
+/// Frames one vector pass holds: the largest burst fwd polls (`ports::xdp::MAX_BURST`); a
+/// longer burst is processed in passes of this many.
+pub const VECTOR: usize = 64;
+
+/// A frame's flow: conntrack's lookup key and its flow hash (which also names the worker
+/// owning the flow, `shard_of`).
+pub type Flow = (FlowKey, u64);
+
+/// What the parse stage learnt of one frame. A frame handed to the worker that owns its flow
+/// carries this along, so each frame is parsed once whichever worker processes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    pub info: FrameInfo,
+    /// Why the frame is malformed (a bad IPv4 header checksum included), if it is.
+    pub malformed: Option<Malformed>,
+    /// `None` for frames conntrack cannot see (non-IP, later fragments, cut-short L4).
+    pub flow: Option<Flow>,
+}
+
+/// The stage arrays of one vector pass, one slot per frame (structure of arrays; owned by the
+/// worker, allocated once). Stages: parse (`info`, `ct`, `flow`, `key`), conntrack lookup with
+/// the loads of all slots overlapped (`found`), classification ahead of the NEW ones as one
+/// burst per chain (`first`), then each frame's track, walks, commit and rewrite in order.
+pub(crate) struct Stages {
+    ingress: [PortIdx; VECTOR],
+    info: [FrameInfo; VECTOR],
+    malformed: [Option<Malformed>; VECTOR],
+    flow: [Option<Flow>; VECTOR],
+    ct: [Option<CtPacket>; VECTOR],
+    quote: [Option<FrameInfo>; VECTOR],
+    /// The classifier key as a NEW connection's walks see it (`ct` = NEW, no DNAT yet).
+    key: [Key; VECTOR],
+    found: [Option<(EntryId, Dir)>; VECTOR],
+    /// Per slot and hook: the first classifier result of the walk, looked up ahead; valid when
+    /// `ahead[slot]`, the family's `ahead_pos[hook]` is not `NO_MATCH` and the walk's key is
+    /// `key[slot]` (a lookup is a pure function of chain, position, key and frame).
+    first: [[u32; 4]; VECTOR],
+    ahead: [bool; VECTOR],
+    /// Per family (v4, v6) and hook: where that first lookup starts (past the `ct_prefix`
+    /// rules a NEW packet does not match), `NO_MATCH` when there is none to do ahead.
+    ahead_pos: [[u32; 4]; 2],
+    /// Slots handed to another worker: not processed here.
+    skip: [bool; VECTOR],
+}
+
+impl Stages {
+    fn new() -> Box<Stages> {
+        Box::new(Stages {
+            ingress: [0; VECTOR],
+            info: [FrameInfo::default(); VECTOR],
+            malformed: [None; VECTOR],
+            flow: [None; VECTOR],
+            ct: [None; VECTOR],
+            quote: [None; VECTOR],
+            key: [Key::default(); VECTOR],
+            found: [None; VECTOR],
+            first: [[NO_MATCH; 4]; VECTOR],
+            ahead: [false; VECTOR],
+            ahead_pos: [[NO_MATCH; 4]; 2],
+            skip: [false; VECTOR],
+        })
+    }
+
+    /// The flow of slot `i` (steering).
+    pub(crate) fn flow(&self, i: usize) -> Option<&Flow> {
+        self.flow[i].as_ref()
+    }
+
+    /// What slot `i`'s parse found (carried with a handed-off frame).
+    pub(crate) fn parsed(&self, i: usize) -> Parsed {
+        Parsed {
+            info: self.info[i],
+            malformed: self.malformed[i],
+            flow: self.flow[i],
+        }
+    }
+
+    pub(crate) fn is_skipped(&self, i: usize) -> bool {
+        self.skip[i]
+    }
+
+    /// Slot `i` goes to another worker: no stage here looks at it again.
+    pub(crate) fn skip(&mut self, i: usize) {
+        self.skip[i] = true;
+        self.flow[i] = None;
+        self.ahead[i] = false;
+    }
+}
 
 /// What happens to a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +226,8 @@ pub struct Worker {
     frag_head: Option<(usize, FragKey)>,
     /// What happens to tagged, PPPoE, link-local and other non-IP frames.
     bridge: BridgePolicy,
+    /// The vector pass's stage arrays; taken out (a pointer move) while a pass runs.
+    stages: Option<Box<Stages>>,
 }
 
 impl Worker {
@@ -166,6 +258,7 @@ impl Worker {
             frags: Box::new(FragTable::new()),
             frag_head: None,
             bridge: BridgePolicy::default(),
+            stages: Some(Stages::new()),
         }
     }
 
@@ -215,7 +308,8 @@ impl Worker {
     }
 
     /// Processes a burst: `frames[i]` is a buffer (its whole capacity) holding `lens[i]` bytes;
-    /// replies are written in place and `lens[i]` updated. One ruleset snapshot per burst.
+    /// replies are written in place and `lens[i]` updated. One ruleset snapshot per burst; the
+    /// frames go through the vector stages [`VECTOR`] at a time.
     pub fn process_burst(
         &mut self,
         ingress: PortIdx,
@@ -225,15 +319,29 @@ impl Worker {
         now: u64,
     ) {
         let rs = self.rules.load_full();
-        for ((buf, len), v) in frames
-            .iter_mut()
-            .zip(lens.iter_mut())
-            .zip(verdicts.iter_mut())
+        for ((frames, lens), verdicts) in frames
+            .chunks_mut(VECTOR)
+            .zip(lens.chunks_mut(VECTOR))
+            .zip(verdicts.chunks_mut(VECTOR))
         {
-            *v = self.process_with(&rs, ingress, buf, *len, now);
-            if let Verdict::Reply(n) = *v {
-                *len = n;
+            let mut st = self.take_stages();
+            for (i, (f, len)) in frames.iter().zip(lens.iter()).enumerate() {
+                self.parse_slot(&mut st, i, ingress, &f[..*len]);
             }
+            let n = frames.len();
+            self.prepare(&rs, &mut st, n, |i| &frames[i][..lens[i]], now);
+            for (i, ((buf, len), v)) in frames
+                .iter_mut()
+                .zip(lens.iter_mut())
+                .zip(verdicts.iter_mut())
+                .enumerate()
+            {
+                *v = self.finish_slot(&rs, &st, i, buf, *len, now);
+                if let Verdict::Reply(n) = *v {
+                    *len = n;
+                }
+            }
+            self.put_stages(st);
         }
     }
 
@@ -248,7 +356,8 @@ impl Worker {
         Verdict::Drop(r)
     }
 
-    /// Processes one frame against `rs` (a snapshot the caller holds for the burst).
+    /// Processes one frame against `rs` (a snapshot the caller holds for the burst): a vector
+    /// pass of one.
     pub fn process_with(
         &mut self,
         rs: &Compiled,
@@ -257,7 +366,177 @@ impl Worker {
         len: usize,
         now: u64,
     ) -> Verdict {
-        let v = self.process_frame(rs, ingress, buf, len, now);
+        let mut st = self.take_stages();
+        self.parse_slot(&mut st, 0, ingress, &buf[..len]);
+        st.ahead[0] = false;
+        let v = self.finish_slot(rs, &st, 0, buf, len, now);
+        self.put_stages(st);
+        v
+    }
+
+    /// The stage arrays, for one vector pass (give them back with [`Worker::put_stages`]).
+    pub(crate) fn take_stages(&mut self) -> Box<Stages> {
+        self.stages.take().expect("one vector pass at a time")
+    }
+
+    pub(crate) fn put_stages(&mut self, st: Box<Stages>) {
+        self.stages = Some(st);
+    }
+
+    /// Stage 1, parse: slot `i` gets the frame's parse, its conntrack view, flow key and hash,
+    /// and its classifier key. Pure: nothing of the worker changes.
+    pub(crate) fn parse_slot(&self, st: &mut Stages, i: usize, ingress: PortIdx, frame: &[u8]) {
+        st.ingress[i] = ingress;
+        st.skip[i] = false;
+        st.flow[i] = None;
+        st.ct[i] = None;
+        st.quote[i] = None;
+        let info = &mut st.info[i];
+        st.malformed[i] = match parse_frame_into(frame, info) {
+            // The bridge's br_netfilter (br_validate_ipv4) drops an IPv4 header with a wrong
+            // checksum before any hook, whatever nf_conntrack_checksum says.
+            Ok(()) => wire::verify_ipv4_header(frame, info).err(),
+            Err(m) => Some(m),
+        };
+        if st.malformed[i].is_some() || !info.is_ip() {
+            return;
+        }
+        let mut key = key_of(info, ingress, ingress ^ 1);
+        key.ct = ct::NEW;
+        st.key[i] = key;
+        st.ct[i] = ct_packet(frame, info, &mut st.quote[i]);
+        if let Some(k) = st.ct[i].as_ref().and_then(CtPacket::lookup_key) {
+            st.flow[i] = Some((k, flow_hash(&self.key, k.0, k.1, &k.2)));
+        }
+    }
+
+    /// Stage 1 for a frame another worker parsed (a handoff carries its [`Parsed`]).
+    pub(crate) fn adopt_slot(
+        &self,
+        st: &mut Stages,
+        i: usize,
+        ingress: PortIdx,
+        frame: &[u8],
+        p: &Parsed,
+    ) {
+        st.ingress[i] = ingress;
+        st.skip[i] = false;
+        st.info[i] = p.info;
+        st.malformed[i] = p.malformed;
+        st.flow[i] = p.flow;
+        st.ct[i] = None;
+        st.quote[i] = None;
+        if p.malformed.is_some() || !p.info.is_ip() {
+            return;
+        }
+        let mut key = key_of(&p.info, ingress, ingress ^ 1);
+        key.ct = ct::NEW;
+        st.key[i] = key;
+        st.ct[i] = ct_packet(frame, &p.info, &mut st.quote[i]);
+    }
+
+    /// Stages 2 and 3 over slots `..n`: conntrack looks all flows up at once (bucket heads,
+    /// then entries, loaded for every slot before any chain is walked), then the packets it
+    /// does not know (the NEW ones) are classified ahead, one burst per hook chain whose
+    /// lookups have no side effect. `frame(i)` is slot `i`'s frame.
+    pub(crate) fn prepare<'f>(
+        &self,
+        rs: &Compiled,
+        st: &mut Stages,
+        n: usize,
+        frame: impl Fn(usize) -> &'f [u8],
+        now: u64,
+    ) {
+        self.shard
+            .lookup_burst_hashed(&st.flow[..n], now, &mut st.found[..n]);
+        let mut keys = [Key::default(); VECTOR];
+        let mut starts = [0u32; VECTOR];
+        let mut slot = [0u8; VECTOR];
+        let mut out = [NO_MATCH; VECTOR];
+        for (f, v6) in [(0usize, false), (1, true)] {
+            let fam = rs.family(v6);
+            let mut m = 0;
+            for i in 0..n {
+                let new = st.found[i].is_none()
+                    && st.flow[i].is_some()
+                    && (st.info[i].family == Family::Ipv6) == v6
+                    && !matches!(
+                        st.ct[i],
+                        Some(CtPacket {
+                            l4: L4::IcmpError(_),
+                            ..
+                        })
+                    );
+                if f == 0 {
+                    st.ahead[i] = false;
+                }
+                if new {
+                    st.ahead[i] = true;
+                    slot[m] = i as u8;
+                    m += 1;
+                }
+            }
+            for h in [
+                HookPoint::NatPrerouting,
+                HookPoint::FilterForward,
+                HookPoint::NatPostrouting,
+            ] {
+                st.ahead_pos[f][h as usize] = NO_MATCH;
+                if m == 0 || (v6 && h != HookPoint::FilterForward) {
+                    continue;
+                }
+                let Some(c) = fam.hooks[h as usize] else {
+                    continue;
+                };
+                let chain = &fam.chains[c as usize];
+                let pos = chain
+                    .ct_prefix
+                    .iter()
+                    .position(|c| ((ct::NEW & c.mask) != 0) != c.negate)
+                    .map_or(chain.ct_prefix.len(), |_| usize::MAX);
+                if !chain.lookup_is_pure || pos >= chain.rules.len() {
+                    continue;
+                }
+                for j in 0..m {
+                    keys[j] = st.key[usize::from(slot[j])];
+                    starts[j] = pos as u32;
+                }
+                let info = &st.info;
+                chain.classifier.lookup_burst_with(
+                    &keys[..m],
+                    &starts[..m],
+                    &mut out[..m],
+                    |j, r| {
+                        let i = usize::from(slot[j]);
+                        leaf_ok(
+                            &chain.rules[r as usize].leaf,
+                            &keys[j],
+                            frame(i),
+                            &info[i],
+                            now,
+                        )
+                    },
+                );
+                for j in 0..m {
+                    st.first[usize::from(slot[j])][h as usize] = out[j];
+                }
+                st.ahead_pos[f][h as usize] = pos as u32;
+            }
+        }
+    }
+
+    /// Stage 4 for slot `i`: track, the hooks in netfilter's order, commit, rewrite. In slot
+    /// order: each frame sees what the earlier ones did to conntrack.
+    pub(crate) fn finish_slot(
+        &mut self,
+        rs: &Compiled,
+        st: &Stages,
+        i: usize,
+        buf: &mut [u8],
+        len: usize,
+        now: u64,
+    ) -> Verdict {
+        let v = self.process_frame(rs, st, i, buf, len, now);
         if let Some((slot, key)) = self.frag_head.take() {
             self.frags.record(slot, key, &buf[..len], v, now);
         }
@@ -267,43 +546,35 @@ impl Worker {
     fn process_frame(
         &mut self,
         rs: &Compiled,
-        ingress: PortIdx,
+        st: &Stages,
+        i: usize,
         buf: &mut [u8],
         len: usize,
         now: u64,
     ) -> Verdict {
         self.trace = Trace::default();
         self.now = now;
-        let mut info = FrameInfo::default();
-        match parse_frame_into(&buf[..len], &mut info) {
-            Ok(()) => {}
-            Err(m) => {
-                self.stats.malformed[m.index()] += 1;
-                self.trace.malformed = Some(m);
-                return self.drop(DropReason::Malformed);
-            }
-        }
-        // The bridge's br_netfilter (br_validate_ipv4) drops an IPv4 header with a wrong
-        // checksum before any hook, whatever nf_conntrack_checksum says.
-        if let Err(m) = wire::verify_ipv4_header(&buf[..len], &info) {
+        let ingress = st.ingress[i];
+        let info = &st.info[i];
+        if let Some(m) = st.malformed[i] {
             self.stats.malformed[m.index()] += 1;
             self.trace.malformed = Some(m);
             return self.drop(DropReason::Malformed);
         }
         // A plain unicast IP frame skips the bridge's checks with this one test.
         if info.encap != 0 || !info.is_ip() || buf[0] & 1 != 0 {
-            if let Some(v) = self.bridge_gate(&info, &buf[..len]) {
+            if let Some(v) = self.bridge_gate(info, &buf[..len]) {
                 return v;
             }
         }
         // Fragments: fwd does not reassemble. The first fragment is decided like any packet;
         // later ones follow its decision and its address translation (see `frag`).
         if info.is_fragment {
-            let key = FragKey::of(&info);
+            let key = FragKey::of(info);
             let slot = frag_slot(&key);
             if !info.is_later_fragment() {
                 self.frag_head = Some((slot, key));
-            } else if let Some(v) = self.frags.follow(slot, &key, &mut buf[..len], &info, now) {
+            } else if let Some(v) = self.frags.follow(slot, &key, &mut buf[..len], info, now) {
                 match v {
                     Verdict::Forward => self.stats.forwarded += 1,
                     Verdict::Drop(r) => self.stats.drops[r.index()] += 1,
@@ -316,8 +587,17 @@ impl Worker {
         let fam = rs.family(v6);
         let counters = &rs.counters[self.index.min(rs.counters.len() - 1)];
         let egress = ingress ^ 1;
-        let mut key = key_of(&info, ingress, egress);
+        let mut key = st.key[i];
         let frame = &buf[..len];
+        // the first lookup of a hook's walk, if it was done ahead for this key
+        let f = usize::from(v6);
+        let ahead = |h: HookPoint, key: &Key| -> (u32, u32) {
+            if st.ahead[i] && *key == st.key[i] {
+                (st.ahead_pos[f][h as usize], st.first[i][h as usize])
+            } else {
+                (NO_MATCH, NO_MATCH)
+            }
+        };
 
         // raw PREROUTING: conntrack has not run, so --ctstate sees INVALID.
         key.ct = ct::INVALID;
@@ -330,9 +610,10 @@ impl Worker {
                 chain,
                 &key,
                 frame,
-                &info,
+                info,
                 ingress,
                 egress,
+                (NO_MATCH, NO_MATCH),
             );
             if w.too_deep {
                 return self.drop(DropReason::ChainTooDeep);
@@ -344,22 +625,26 @@ impl Worker {
         }
 
         // conntrack
-        let mut quote: Option<FrameInfo> = None;
         let mut tracked = None;
         let mut state = CtState::Untracked;
         if !notrack {
             state = CtState::Invalid;
-            if let Some(p) = ct_packet(frame, &info, &mut quote) {
+            if let Some(p) = &st.ct[i] {
                 // written in place: a copy of the returned value stalls on store forwarding
-                let t = if self.checksum && !ct_checksum_ok(frame, &info) {
+                let t = if self.checksum && !ct_checksum_ok(frame, info) {
                     tracked.insert(self.shard.track_bad_checksum())
                 } else {
-                    tracked.insert(self.shard.track(&p, now))
+                    match st.flow[i] {
+                        Some((_, h)) if !matches!(p.l4, L4::IcmpError(_)) => {
+                            tracked.insert(self.shard.track_hashed(p, h, now))
+                        }
+                        _ => tracked.insert(self.shard.track(p, now)),
+                    }
                 };
                 state = t.state;
             }
         }
-        let quoted = quote.as_ref();
+        let quoted = st.quote[i].as_ref();
         self.trace.ct_state = Some(state);
         if let Some(t) = tracked {
             if t.drop {
@@ -384,7 +669,7 @@ impl Worker {
         let is_new = state == CtState::New && tracked.is_some_and(|t| t.is_unconfirmed());
 
         // The translation this packet gets: from an existing binding, or decided now.
-        let cur = if v6 { None } else { Some(nat::current(&info)) };
+        let cur = if v6 { None } else { Some(nat::current(info)) };
         let mut target = cur;
         let mut nat_kind = NatKind::None;
         if let (Some(id), Some(c), false) = (entry, cur, is_new) {
@@ -439,9 +724,10 @@ impl Worker {
                     chain,
                     &key,
                     frame,
-                    &info,
+                    info,
                     ingress,
                     egress,
+                    ahead(HookPoint::NatPrerouting, &key),
                 );
                 match w.fin {
                     Final::Accept => {}
@@ -476,9 +762,10 @@ impl Worker {
                 chain,
                 &key,
                 frame,
-                &info,
+                info,
                 ingress,
                 egress,
+                ahead(HookPoint::FilterForward, &key),
             );
             if w.too_deep {
                 return self.reject_new(tracked, DropReason::ChainTooDeep);
@@ -489,7 +776,7 @@ impl Worker {
                     if let Some(t) = tracked {
                         let _ = self.shard.commit(t, false);
                     }
-                    return self.reject(buf, len, &info, with);
+                    return self.reject(buf, len, info, with);
                 }
                 _ => {
                     let r = if w.rule == POLICY {
@@ -512,9 +799,10 @@ impl Worker {
                     chain,
                     &key,
                     frame,
-                    &info,
+                    info,
                     ingress,
                     egress,
+                    ahead(HookPoint::NatPostrouting, &key),
                 );
                 let spec = match w.fin {
                     Final::Accept => None,
@@ -567,10 +855,10 @@ impl Worker {
             let t = target.expect("NAT implies IPv4");
             if state == CtState::Related {
                 if let Some(q) = quoted {
-                    nat::rewrite_icmp_error(&mut buf[..len], &info, q, &t);
+                    nat::rewrite_icmp_error(&mut buf[..len], info, q, &t);
                 }
             } else if Some(t) != cur {
-                nat::rewrite(&mut buf[..len], &info, &t);
+                nat::rewrite(&mut buf[..len], info, &t);
             }
         }
         self.stats.forwarded += 1;
@@ -762,7 +1050,9 @@ impl Worker {
         info: &FrameInfo,
         ingress: PortIdx,
         egress: PortIdx,
+        ahead: (u32, u32),
     ) -> Walk {
+        let (mut ahead_pos, ahead_rule) = ahead;
         let bytes = u64::from(info.l3_len);
         let now = self.now;
         let mut depth = 0usize;
@@ -780,7 +1070,11 @@ impl Worker {
                 }
                 pos += 1;
             }
-            if r == NO_MATCH && (pos as usize) < chain.rules.len() {
+            if r == NO_MATCH && pos == ahead_pos && cur == start {
+                // the lookup done ahead, for this chain, position and key (see `prepare`)
+                r = ahead_rule;
+                ahead_pos = NO_MATCH;
+            } else if r == NO_MATCH && (pos as usize) < chain.rules.len() {
                 chain.classifier.lookup_burst_with(
                     std::slice::from_ref(key),
                     &[pos],
@@ -2724,5 +3018,186 @@ mod robustness {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod vector {
+    //! The vector path (`process_burst`: parse all, look all up, classify the NEW ones ahead,
+    //! then each frame in order) against the same frames one at a time (`process`): verdicts,
+    //! bytes out, every counter, rule counters, LOG events and conntrack's table agree, on
+    //! random bursts that repeat flows inside a burst, mix NEW and ESTABLISHED, NAT both ways,
+    //! REJECT, LOG, `-m limit` and malformed frames.
+    use super::*;
+    use crate::compile::compile;
+    use crate::compile::tests::{cfg, v4 as parse_v4};
+    use proptest::prelude::*;
+    use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+    use wire::tcp::TcpFlags;
+
+    fn ruleset(limit: bool) -> String {
+        format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -i fw-c -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.3:80\n\
+             -A POSTROUTING -o fw-s -p udp -j MASQUERADE\n\
+             -A POSTROUTING -o fw-s -s 198.18.0.1/32 -p tcp -j SNAT --to-source 198.18.0.250\nCOMMIT\n\
+             *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -j LOG --log-prefix \"ssh \"\n\
+             {}\
+             -A FORWARD -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset\n\
+             -A FORWARD -p udp -m udp --dport 9 -j REJECT\n\
+             -A FORWARD -i fw-c -p tcp -m tcp ! --dport 25 -j ACCEPT\n\
+             -A FORWARD -i fw-c -p udp -j ACCEPT\n\
+             -A FORWARD -p icmp -j ACCEPT\nCOMMIT\n",
+            if limit {
+                "-A FORWARD -p udp -m udp --dport 53 -m limit --limit 1/sec --limit-burst 3 -j ACCEPT\n-A FORWARD -p udp -m udp --dport 53 -j DROP\n"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn worker(limit: bool) -> (Worker, Arc<ArcSwap<Compiled>>, rtrb::Consumer<LogEvent>) {
+        let c = compile(Some(&parse_v4(&ruleset(limit))), None, &cfg()).unwrap();
+        let rules = Arc::new(ArcSwap::from_pointee(c));
+        let mut w = Worker::new(rules.clone(), &conntrack::Config::default(), 64, 0, 1, 0);
+        let (tx, rx) = rtrb::RingBuffer::new(4096);
+        w.set_log_queue(tx);
+        (w, rules, rx)
+    }
+
+    /// Frame `kind` of flow `flow`: from the client (port a) or the server (port b).
+    fn frame(kind: u8, flow: u8, from_server: bool) -> Vec<u8> {
+        let b = FrameBuilder::default();
+        let c = [198, 18, 0, 1 + flow % 2];
+        let s = [198, 18, 0, 2];
+        let sport = 1000 + u16::from(flow);
+        let dport = [80u16, 8080, 22, 23, 25][usize::from(flow) % 5];
+        let (src, dst, sp, dp) = if from_server {
+            (s, c, dport, sport)
+        } else {
+            (c, s, sport, dport)
+        };
+        let tcp = |flags: u8| {
+            b.tcp(
+                IpPair::V4(src, dst),
+                &TcpSpec {
+                    src_port: sp,
+                    dst_port: dp,
+                    seq: 1,
+                    ack: 0,
+                    flags: TcpFlags(flags),
+                    window: 100,
+                    options: vec![],
+                    payload: b"",
+                },
+            )
+        };
+        match kind % 8 {
+            0 => tcp(0x02),
+            1 => tcp(if from_server { 0x12 } else { 0x10 }),
+            2 => b.udp(
+                IpPair::V4(src, dst),
+                sp,
+                [53u16, 9, 5353][usize::from(flow) % 3],
+                b"q",
+            ),
+            3 => b.echo(IpPair::V4(src, dst), !from_server, u16::from(flow), 1, b"p"),
+            4 => tcp(0x03), // SYN+FIN: INVALID
+            5 => tcp(0x04),
+            6 => vec![0u8; 10 + usize::from(flow)],
+            _ => tcp(0x11),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_burst_does_what_its_frames_do_one_at_a_time(
+            limit in any::<bool>(),
+            bursts in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec((any::<u8>(), 0u8..6), 1..40)),
+                1..8,
+            ),
+        ) {
+            let (mut vw, vrules, mut vlog) = worker(limit);
+            let (mut sw, srules, mut slog) = worker(limit);
+            for (k, (from_server, frames)) in bursts.iter().enumerate() {
+                let now = SEC_ + k as u64 * 300_000_000;
+                let ingress = u8::from(*from_server);
+                let mut bufs: Vec<Vec<u8>> = frames
+                    .iter()
+                    .map(|&(kind, flow)| {
+                        let mut f = frame(kind, flow, *from_server);
+                        f.resize(f.len().max(60), 0);
+                        f
+                    })
+                    .collect();
+                let mut lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
+                let single: Vec<(Verdict, Vec<u8>)> = bufs
+                    .iter()
+                    .map(|f| {
+                        let mut buf = f.clone();
+                        buf.resize(2048, 0);
+                        let v = sw.process(ingress, &mut buf, f.len(), now);
+                        let n = if let Verdict::Reply(n) = v { n } else { f.len() };
+                        buf.truncate(n);
+                        (v, buf)
+                    })
+                    .collect();
+                for b in &mut bufs {
+                    b.resize(2048, 0);
+                }
+                let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+                let mut verdicts = vec![Verdict::Forward; refs.len()];
+                vw.process_burst(ingress, &mut refs, &mut lens, &mut verdicts, now);
+                for (i, (v, out)) in single.iter().enumerate() {
+                    prop_assert_eq!(verdicts[i], *v, "burst {} frame {}", k, i);
+                    prop_assert_eq!(&bufs[i][..lens[i]], &out[..], "burst {} frame {}", k, i);
+                }
+                prop_assert_eq!(vw.stats_snapshot(), sw.stats_snapshot());
+                prop_assert_eq!(vw.shard().len(), sw.shard().len());
+            }
+            let (vr, sr) = (vrules.load_full(), srules.load_full());
+            let count = |c: &RuleCounters| -> Vec<(u64, u64)> {
+                c.packets
+                    .iter()
+                    .zip(&c.bytes)
+                    .map(|(p, b)| (p.load(std::sync::atomic::Ordering::Relaxed), b.load(std::sync::atomic::Ordering::Relaxed)))
+                    .collect()
+            };
+            prop_assert_eq!(count(&vr.counters[0]), count(&sr.counters[0]));
+            let mut events = Vec::new();
+            while let (Ok(a), Ok(b)) = (vlog.pop(), slog.pop()) {
+                events.push((a.prefix().to_string(), a.bytes().to_vec(), a.ts_ns));
+                prop_assert_eq!((a.prefix(), a.bytes(), a.ts_ns), (b.prefix(), b.bytes(), b.ts_ns));
+            }
+            prop_assert!(vlog.is_empty() && slog.is_empty());
+        }
+    }
+
+    const SEC_: u64 = 1_000_000_000;
+
+    /// The NEW packets of a burst are classified ahead (one lookup burst per chain), and the
+    /// walks use what was found: the FORWARD decisions are the chain's rules, not the policy.
+    #[test]
+    fn new_flows_of_a_burst_are_classified_ahead_and_decided_by_their_rules() {
+        let (mut w, _rules, _log) = worker(false);
+        let rs = w.rules().load_full();
+        let frames: Vec<Vec<u8>> = (0..8u8).map(|f| frame(0, f, false)).collect();
+        let mut st = w.take_stages();
+        for (i, f) in frames.iter().enumerate() {
+            w.parse_slot(&mut st, i, 0, f);
+        }
+        w.prepare(&rs, &mut st, frames.len(), |i| &frames[i], SEC_);
+        let fwd = HookPoint::FilterForward as usize;
+        assert_eq!(st.ahead_pos[0][fwd], 1, "past the ESTABLISHED rule");
+        for i in 0..frames.len() {
+            assert!(st.ahead[i]);
+            // dport 80, 8080 (DNAT'd: its FORWARD walk looks up again), 22 (LOG), 23, 25
+            let want = [4u32, 4, 1, 2, NO_MATCH][i % 5];
+            assert_eq!(st.first[i][fwd], want, "slot {i}");
+        }
+        w.put_stages(st);
     }
 }
