@@ -48,4 +48,4 @@ done
 RATIO=$(awk -v a="$NEW_MPPS" -v b="$BEST" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
 # rte_acl times itself by the wall clock: compare it with the wall-clock rate of new flows too
 RATIO_WALL=$(awk -v w="$NEW_WALL" -v b="$BEST" 'BEGIN { if (b > 0 && w > 0) printf "%.3f", (1e3 / w) / b; else print "nan" }')
-echo "RESULT set=$(basename "$RULES") established_norules_cycles=$NORULES established_snat_cycles=$EST established_snat_mpps=$EST_MPPS new_flows_cycles=$NEW new_flows_mpps=$NEW_MPPS mix_mpps=$MIX_MPPS rte_acl_mpps=$BEST rte_acl_alg=$BEST_ALG new_vs_rte_acl=$RATIO new_vs_rte_acl_wall=$RATIO_WALL mismatches=$MISM targets: established<=100 new<=500 cycles"
+echo "RESULT path=appliance set=$(basename "$RULES") established_norules_cycles=$NORULES established_snat_cycles=$EST established_snat_mpps=$EST_MPPS new_flows_cycles=$NEW new_flows_mpps=$NEW_MPPS mix_mpps=$MIX_MPPS rte_acl_mpps=$BEST rte_acl_alg=$BEST_ALG new_vs_rte_acl=$RATIO new_vs_rte_acl_wall=$RATIO_WALL mismatches=$MISM targets: established<=100 new<=500 cycles"
