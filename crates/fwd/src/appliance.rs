@@ -199,6 +199,21 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
         Ok(false) => {}
         Err(e) => tracing::warn!("sd_notify READY=1 failed: {e}"),
     }
+    // systemd's watchdog (WatchdogSec=): pinged below while every worker makes progress
+    let mut watchdog = match crate::link::Watchdog::from_env() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("systemd watchdog not served: {e}");
+            None
+        }
+    };
+    if let Some(w) = &watchdog {
+        tracing::info!(
+            interval_ms = w.interval().as_millis() as u64,
+            "systemd watchdog: WATCHDOG=1 while every worker makes progress"
+        );
+    }
+    let mut beats = Vec::with_capacity(shared.len());
 
     let interval = Duration::from_secs(cfg.stats.log_interval_s);
     let mut next_log = Instant::now() + interval;
@@ -206,6 +221,17 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
         std::thread::sleep(Duration::from_millis(50));
         supervisor.check();
         firewall.drain_logs();
+        if let Some(w) = &mut watchdog {
+            beats.clear();
+            beats.extend(
+                shared
+                    .iter()
+                    .map(|s| s.counters.polls.load(Ordering::Relaxed)),
+            );
+            if let Err(e) = w.tick(Instant::now(), &beats) {
+                tracing::warn!("sd_notify WATCHDOG=1 failed: {e}");
+            }
+        }
         if hup.swap(false, Ordering::Relaxed) {
             match firewall.reload() {
                 Ok(msg) => tracing::info!("SIGHUP: {}", msg.trim()),

@@ -89,6 +89,26 @@ impl LinkStatus {
         self.polling.load(Ordering::Acquire)
     }
 
+    /// Port `p`'s interface name.
+    pub fn interface(&self, p: usize) -> &str {
+        &self.names[p]
+    }
+
+    /// Port `p`'s ifindex as last seen.
+    pub fn ifindex(&self, p: usize) -> u32 {
+        self.ifindex[p].load(Ordering::Relaxed)
+    }
+
+    /// Port `p`'s MTU as last seen (0: the interface is gone).
+    pub fn mtu(&self, p: usize) -> u32 {
+        self.mtu[p].load(Ordering::Relaxed)
+    }
+
+    /// Times port `p` was rebound after its interface came back.
+    pub fn rebinds(&self, p: usize) -> u64 {
+        self.rebinds[p].load(Ordering::Relaxed)
+    }
+
     /// Prometheus text: readiness, each port's state, MTU and rebind count.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
@@ -343,10 +363,16 @@ impl Supervisor {
 /// Sends `state` (e.g. `READY=1`) to systemd's `NOTIFY_SOCKET`, if it is set: one datagram on
 /// a Unix socket, a path or (with a leading `@`) an abstract name. Returns whether it was sent.
 pub fn sd_notify(state: &str) -> std::io::Result<bool> {
-    use std::os::unix::net::UnixDatagram;
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(false);
     };
+    notify_to(&path, state)?;
+    Ok(true)
+}
+
+/// [`sd_notify`] to the socket `path` (as `NOTIFY_SOCKET` names it).
+pub fn notify_to(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::unix::net::UnixDatagram;
     let sock = UnixDatagram::unbound()?;
     let bytes = path.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
@@ -354,9 +380,114 @@ pub fn sd_notify(state: &str) -> std::io::Result<bool> {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
         sock.send_to_addr(state.as_bytes(), &addr)?;
     } else {
-        sock.send_to(state.as_bytes(), &path)?;
+        sock.send_to(state.as_bytes(), path)?;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// systemd's watchdog (`WatchdogSec=` in the unit): `WATCHDOG=1` every `WATCHDOG_USEC / 2`
+/// from the control thread, but only while every worker is alive, that is, its heartbeat (its
+/// poll count) advanced since the last ping. A worker stuck in a loop or a lock stops the
+/// pings, and systemd restarts fwd.
+#[derive(Debug)]
+pub struct Watchdog {
+    socket: std::ffi::OsString,
+    interval: Duration,
+    next: Instant,
+    last: Vec<u64>,
+    stalled: bool,
+}
+
+impl Watchdog {
+    /// From the environment systemd sets: `None` without `NOTIFY_SOCKET` or `WATCHDOG_USEC`,
+    /// or when `WATCHDOG_PID` names another process. `Err` for a malformed `WATCHDOG_USEC`.
+    pub fn from_env() -> Result<Option<Watchdog>, String> {
+        let var = |k: &str| std::env::var_os(k);
+        let usec = var("WATCHDOG_USEC");
+        let pid = var("WATCHDOG_PID");
+        Watchdog::new(
+            var("NOTIFY_SOCKET"),
+            usec.as_ref().and_then(|u| u.to_str()),
+            pid.as_ref().and_then(|p| p.to_str()),
+            std::process::id(),
+            Instant::now(),
+        )
+    }
+
+    /// `socket`, `usec` and `pid` as in the environment, `me` this process's id; the first
+    /// ping is due at `now`.
+    pub fn new(
+        socket: Option<std::ffi::OsString>,
+        usec: Option<&str>,
+        pid: Option<&str>,
+        me: u32,
+        now: Instant,
+    ) -> Result<Option<Watchdog>, String> {
+        let (Some(socket), Some(usec)) = (socket, usec) else {
+            return Ok(None);
+        };
+        if let Some(pid) = pid {
+            let pid: u32 = pid
+                .trim()
+                .parse()
+                .map_err(|_| format!("WATCHDOG_PID {pid:?} is not a process id"))?;
+            if pid != me {
+                return Ok(None);
+            }
+        }
+        let usec: u64 = usec
+            .trim()
+            .parse()
+            .map_err(|_| format!("WATCHDOG_USEC {usec:?} is not a number of microseconds"))?;
+        if usec == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Watchdog {
+            socket,
+            interval: Duration::from_micros(usec / 2),
+            next: now,
+            last: Vec::new(),
+            stalled: false,
+        }))
+    }
+
+    /// How often a ping is sent (`WATCHDOG_USEC / 2`).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Call it often (the control loop does, every 50 ms) with every worker's heartbeat;
+    /// when a ping is due and every heartbeat advanced, sends `WATCHDOG=1`. Returns whether it
+    /// did. The first call compares with 0: a worker that has polled once has advanced.
+    pub fn tick(&mut self, now: Instant, beats: &[u64]) -> std::io::Result<bool> {
+        if now < self.next {
+            return Ok(false);
+        }
+        self.next = now + self.interval;
+        let alive = !beats.is_empty()
+            && beats
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b > self.last.get(i).copied().unwrap_or(0));
+        self.last.clear();
+        self.last.extend_from_slice(beats);
+        if !alive {
+            if !self.stalled {
+                tracing::error!(
+                    "a worker made no progress for {} ms: not telling systemd WATCHDOG=1",
+                    self.interval.as_millis()
+                );
+            }
+            self.stalled = true;
+            return Ok(false);
+        }
+        if self.stalled {
+            tracing::info!("every worker makes progress again: WATCHDOG=1 resumed");
+            self.stalled = false;
+        }
+        notify_to(&self.socket, "WATCHDOG=1")?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +528,59 @@ mod tests {
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
         assert!(!sd_notify("READY=1").unwrap(), "sent without NOTIFY_SOCKET");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn watchdog_pings_only_while_every_worker_advances() {
+        use std::os::unix::net::UnixDatagram;
+        let dir = std::env::temp_dir().join(format!("fwd-watchdog-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let sock = Some(path.clone().into_os_string());
+        let t0 = Instant::now();
+        // not ours, not set, malformed
+        assert!(
+            Watchdog::new(sock.clone(), Some("2000000"), Some("1"), 2, t0)
+                .unwrap()
+                .is_none()
+        );
+        assert!(Watchdog::new(None, Some("2000000"), None, 2, t0)
+            .unwrap()
+            .is_none());
+        assert!(Watchdog::new(sock.clone(), None, None, 2, t0)
+            .unwrap()
+            .is_none());
+        assert!(Watchdog::new(sock.clone(), Some("10s"), None, 2, t0).is_err());
+        let mut w = Watchdog::new(sock.clone(), Some("2000000"), Some("2"), 2, t0)
+            .unwrap()
+            .expect("WATCHDOG_PID is ours");
+        assert_eq!(w.interval(), Duration::from_secs(1));
+        let recv = || {
+            let mut buf = [0u8; 64];
+            rx.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+        };
+        // due at once: both workers have polled
+        assert!(w.tick(t0, &[5, 7]).unwrap());
+        assert_eq!(recv().as_deref(), Some(&b"WATCHDOG=1"[..]));
+        // not due yet, however much they advance
+        assert!(!w.tick(t0 + Duration::from_millis(500), &[50, 70]).unwrap());
+        assert_eq!(recv(), None);
+        // due, but worker 1 is stuck at 7
+        assert!(!w.tick(t0 + Duration::from_secs(1), &[9, 7]).unwrap());
+        assert_eq!(recv(), None);
+        // both advance again: pings resume
+        assert!(w.tick(t0 + Duration::from_secs(2), &[10, 8]).unwrap());
+        assert_eq!(recv().as_deref(), Some(&b"WATCHDOG=1"[..]));
+        // a worker that never polled
+        let mut w = Watchdog::new(sock, Some("2000000"), None, 2, t0)
+            .unwrap()
+            .unwrap();
+        assert!(!w.tick(t0, &[3, 0]).unwrap());
+        assert_eq!(recv(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
