@@ -3,6 +3,7 @@
 //! swaps the compiled ruleset with conntrack intact, and the control thread's commands
 //! (`conntrack -L/-C/-D/-F`, `rules list`), metrics and LOG/NFLOG draining.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use dataplane::log::LogEvent;
 use dataplane::{CompileConfig, Compiled, PortInfo, Worker};
 
 use crate::config::Config;
+use crate::output::Flow;
 
 static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
@@ -251,74 +253,146 @@ impl Firewall {
         }
     }
 
-    /// `fwd conntrack ...` over the control socket: `-L`/`-C`/`-D`/`-F` with `-p P`, `-s A`,
-    /// `-d A` filters.
+    /// `fwd conntrack ...` over the control socket: `-L`/`-C`/`-D`/`-F` with conntrack(8)'s
+    /// filters in any order (see [`parse_conntrack`]); `-L` also `-o json` and `-o xml`.
     pub fn conntrack(&self, args: &[&str]) -> String {
-        let mut filter = conntrack::Filter::default();
-        let mut op = None;
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match *a {
-                "-L" | "--dump" | "-C" | "--count" | "-D" | "--delete" | "-F" | "--flush" => {
-                    op = Some(*a)
-                }
-                "-p" | "--proto" => {
-                    let Some(v) = it.next() else {
-                        return "error: -p needs a protocol\n".into();
-                    };
-                    filter.proto = Some(match *v {
-                        "tcp" => 6,
-                        "udp" => 17,
-                        "icmp" => 1,
-                        "icmpv6" | "ipv6-icmp" => 58,
-                        n => match n.parse() {
-                            Ok(n) => n,
-                            Err(_) => return format!("error: unknown protocol {n:?}\n"),
-                        },
-                    });
-                }
-                "-s" | "--src" | "--orig-src" | "-d" | "--dst" | "--orig-dst" => {
-                    let Some(v) = it.next() else {
-                        return format!("error: {a} needs an address\n");
-                    };
-                    let Ok(ip) = v.parse::<IpAddr>() else {
-                        return format!("error: bad address {v:?}\n");
-                    };
-                    if a.contains('s') && !a.contains("dst") {
-                        filter.src = Some(ip);
-                    } else {
-                        filter.dst = Some(ip);
-                    }
-                }
-                other => return format!("error: unknown conntrack option {other:?}\n"),
-            }
-        }
-        let req = match op {
-            Some("-L" | "--dump") | None => Request::List(filter),
-            Some("-C" | "--count") => Request::Count(filter),
-            Some("-D" | "--delete") => Request::Delete(filter),
-            Some(_) => Request::Flush,
+        let cmd = match parse_conntrack(args) {
+            Ok(c) => c,
+            Err(e) => return format!("error: {e}\n"),
         };
-        let mut snaps = Vec::new();
+        let req = match cmd.op {
+            CtOp::Events => {
+                return "error: conntrack -E streams events on a connection of its own (fwd conntrack -E)\n"
+                    .into()
+            }
+            CtOp::List => {
+                let flows = match self.flows(cmd.filter) {
+                    Ok(f) => f,
+                    Err(e) => return format!("error: {e}\n"),
+                };
+                let now = now_ns();
+                return match cmd.format {
+                    CtOutput::Text => {
+                        let snaps: Vec<_> = flows.iter().map(|f| f.snap).collect();
+                        let mut out = String::new();
+                        let _ = conntrack::write_listing(&mut out, &snaps, now);
+                        out
+                    }
+                    CtOutput::Json => crate::output::flows_json(&flows, now),
+                    CtOutput::Xml => crate::output::flows_xml(&flows, now),
+                };
+            }
+            CtOp::Count => Request::Count(cmd.filter),
+            CtOp::Delete => Request::Delete(cmd.filter),
+            CtOp::Flush => Request::Flush,
+        };
         let mut n = 0usize;
         for r in self.ask_all(req) {
             match r {
-                Ok(Response::List(l)) => snaps.extend(l),
                 Ok(Response::Count(c) | Response::Deleted(c)) => n += c,
                 Ok(_) => return "error: unexpected answer from a worker\n".into(),
                 Err(e) => return format!("error: {e}\n"),
             }
         }
         match req {
-            Request::List(_) => {
-                let mut out = String::new();
-                let _ = conntrack::write_listing(&mut out, &snaps, now_ns());
-                out
-            }
             Request::Count(_) => format!("{n}\n"),
             _ => {
                 format!("conntrack v1.4.7 (conntrack-tools): {n} flow entries have been deleted.\n")
             }
+        }
+    }
+
+    /// Every worker's entries that match `filter`, each with an id unique among the shards
+    /// (its slot times the number of workers, plus the worker).
+    pub fn flows(&self, filter: conntrack::Filter) -> Result<Vec<Flow>, String> {
+        let n = self.workers.len() as u64;
+        let mut out = Vec::new();
+        for (w, r) in self.ask_all(Request::List(filter)).into_iter().enumerate() {
+            match r? {
+                Response::List(l) => out.extend(l.into_iter().map(|snap| Flow {
+                    id: u64::from(snap.id.0) * n + w as u64,
+                    snap,
+                })),
+                _ => return Err("unexpected answer from a worker".into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `conntrack -E`: writes NEW/UPDATE/DESTROY lines to `out` until `keep_going` says stop
+    /// or a write fails. The workers have no event hook, so this diffs listings taken on the
+    /// control side every [`EVENT_INTERVAL`] (the workers walk their tables a chunk per poll
+    /// round, as for `-L`): the data path never waits for a reader, and nothing is lost, but
+    /// the changes within one interval are one event (a handshake done in 1 ms is one NEW
+    /// in ESTABLISHED, not NEW SYN_SENT and two UPDATEs as from the kernel).
+    pub fn stream_events(
+        &self,
+        cmd: &CtCommand,
+        out: &mut dyn std::io::Write,
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> std::io::Result<()> {
+        use crate::output::{event_line, event_timeout, EventKind};
+        let to_io = |e: String| std::io::Error::other(e);
+        let mut seen: HashMap<u64, conntrack::Snapshot> = self
+            .flows(cmd.filter)
+            .map_err(to_io)?
+            .into_iter()
+            .map(|f| (f.id, f.snap))
+            .collect();
+        let mut lines = String::new();
+        let emit = |lines: &mut String, kind: EventKind, s: &conntrack::Snapshot, now: u64| {
+            if cmd.events & kind.bit() != 0 {
+                lines.push_str(&event_line(kind, s, event_timeout(kind, s, now)));
+                lines.push('\n');
+            }
+        };
+        let mut interval = EVENT_INTERVAL;
+        loop {
+            let until = Instant::now() + interval;
+            while Instant::now() < until {
+                if !keep_going() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20).min(interval));
+            }
+            let started = Instant::now();
+            let flows = self.flows(cmd.filter).map_err(to_io)?;
+            let now = now_ns();
+            let mut next = HashMap::with_capacity(flows.len());
+            for f in flows {
+                match seen.remove(&f.id) {
+                    Some(old) if old.orig == f.snap.orig && old.proto == f.snap.proto => {
+                        let changed = old.tcp_state != f.snap.tcp_state
+                            || old.seen_reply != f.snap.seen_reply
+                            || old.assured != f.snap.assured
+                            || old.mark != f.snap.mark
+                            || old.reply != f.snap.reply;
+                        if changed {
+                            emit(&mut lines, EventKind::Update, &f.snap, now);
+                        }
+                    }
+                    Some(old) => {
+                        // the slot now holds another connection
+                        emit(&mut lines, EventKind::Destroy, &old, now);
+                        emit(&mut lines, EventKind::New, &f.snap, now);
+                    }
+                    None => emit(&mut lines, EventKind::New, &f.snap, now),
+                }
+                next.insert(f.id, f.snap);
+            }
+            let mut gone: Vec<_> = seen.drain().collect();
+            gone.sort_by_key(|(id, _)| *id);
+            for (_, old) in gone {
+                emit(&mut lines, EventKind::Destroy, &old, now);
+            }
+            seen = next;
+            if !lines.is_empty() {
+                out.write_all(lines.as_bytes())?;
+                out.flush()?;
+                lines.clear();
+            }
+            // a large table: walk it at most half of the time
+            interval = EVENT_INTERVAL.max(started.elapsed() * 2);
         }
     }
 
@@ -339,20 +413,44 @@ impl Firewall {
             .collect()
     }
 
-    /// `fwd rules list [-v] [ipv4|ipv6] [TABLE]`: `iptables -L -n -v` with the live counters.
+    /// `fwd rules list [-v] [ipv4|ipv6] [TABLE...] [-o json]`: `iptables -L -n -v` with the
+    /// live counters, or JSON (see [`Firewall::rules_json`]).
     pub fn rules_list(&self, args: &[&str]) -> String {
-        let v6 = args.contains(&"ipv6");
+        let mut v6 = false;
+        let mut json = false;
+        let mut tables: Vec<&str> = Vec::new();
+        let mut it = args.iter();
+        while let Some(&a) = it.next() {
+            match a {
+                "ipv4" => v6 = false,
+                "ipv6" => v6 = true,
+                "-v" => {}
+                "-t" => match it.next() {
+                    Some(&t) if rules::TableName::from_name(t).is_some() => tables.push(t),
+                    t => return format!("error: rules list: -t needs filter, nat or raw, not {t:?}\n"),
+                },
+                "-o" => match it.next() {
+                    Some(&"json") => json = true,
+                    Some(&"text") => json = false,
+                    f => return format!("error: rules list: -o needs text or json, not {f:?}\n"),
+                },
+                t if rules::TableName::from_name(t).is_some() => tables.push(t),
+                other => {
+                    return format!(
+                        "error: rules list: unknown argument {other:?} (ipv4, ipv6, a table, -o json)\n"
+                    )
+                }
+            }
+        }
+        if tables.is_empty() {
+            tables = vec!["filter", "nat", "raw"];
+        }
         let rs = self.rules.load();
-        let tables: Vec<&str> = args
-            .iter()
-            .copied()
-            .filter(|a| ["filter", "nat", "raw"].contains(a))
-            .collect();
-        let tables = if tables.is_empty() {
-            vec!["filter", "nat", "raw"]
-        } else {
-            tables
-        };
+        if json {
+            let mut out = rules_json(&rs, v6, &tables).to_string();
+            out.push('\n');
+            return out;
+        }
         let mut out = String::new();
         for t in tables {
             let l = rs.list(v6, t);
@@ -362,6 +460,49 @@ impl Firewall {
             }
         }
         out
+    }
+
+    /// The data plane's totals for `fwd stats -o json` (the numbers of its /metrics part).
+    pub fn dataplane_json(&self) -> serde_json::Value {
+        let mut stats = Vec::new();
+        let mut entries = 0u64;
+        for r in self.ask_all(Request::Stats) {
+            if let Ok(Response::Stats {
+                stats: s,
+                entries: e,
+                ..
+            }) = r
+            {
+                stats.push(*s);
+                entries += u64::from(e);
+            }
+        }
+        let t = dataplane::metrics::sum_stats(&stats);
+        let drops: serde_json::Map<String, serde_json::Value> = dataplane::DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), t.drops[r.index()].into()))
+            .collect();
+        let bridge: serde_json::Map<String, serde_json::Value> = dataplane::BridgeClass::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), t.bridge[c.index()].into()))
+            .collect();
+        serde_json::json!({
+            "workers_answering": stats.len(),
+            "forwarded": t.forwarded,
+            "replies": t.replies,
+            "log_events": t.log_events,
+            "log_overflow": t.log_overflow,
+            "drops_by_reason": drops,
+            "bridge_frames": bridge,
+            "conntrack": {
+                "entries": entries,
+                "new": t.conntrack.new,
+                "expired": t.conntrack.expired,
+                "early_drops": t.conntrack.early_drop,
+                "chain_early_drops": t.conntrack.chain_early_drop,
+                "invalid": t.conntrack.invalid,
+            },
+        })
     }
 
     /// The data plane's Prometheus text (asks every worker for its counters).
@@ -394,6 +535,233 @@ impl Firewall {
         render_steer(&mut out, &steer);
         out
     }
+}
+
+/// How often `conntrack -E` compares the table with the last listing (at least; a listing
+/// that takes long stretches it to twice its time).
+pub const EVENT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What a `conntrack` request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtOp {
+    List,
+    Count,
+    Delete,
+    Flush,
+    Events,
+}
+
+/// `-o` of `conntrack -L`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtOutput {
+    Text,
+    Json,
+    Xml,
+}
+
+/// A parsed `conntrack` request line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtCommand {
+    pub op: CtOp,
+    pub filter: conntrack::Filter,
+    pub format: CtOutput,
+    /// `-e`: the [`crate::output::EventKind`] bits to print (all by default).
+    pub events: u8,
+}
+
+const TCP_STATES: [conntrack::TcpState; 10] = {
+    use conntrack::TcpState::*;
+    [
+        None,
+        SynSent,
+        SynRecv,
+        Established,
+        FinWait,
+        CloseWait,
+        LastAck,
+        TimeWait,
+        Close,
+        SynSent2,
+    ]
+};
+
+/// conntrack(8)'s options, in any order: one of `-L -C -D -F -E` (default `-L`), the filters
+/// `-p -f -s -d -r -q --sport --dport --state -m`, `-e` (event mask) and `-o` (text, json,
+/// xml). Long names as conntrack(8) spells them are accepted too.
+pub fn parse_conntrack(args: &[&str]) -> Result<CtCommand, String> {
+    let mut cmd = CtCommand {
+        op: CtOp::List,
+        filter: conntrack::Filter::default(),
+        format: CtOutput::Text,
+        events: 7,
+    };
+    let mut op: Option<&str> = None;
+    let mut format_set = false;
+    let mut it = args.iter();
+    while let Some(&a) = it.next() {
+        let this_op = match a {
+            "-L" | "--dump" => Some(CtOp::List),
+            "-C" | "--count" => Some(CtOp::Count),
+            "-D" | "--delete" => Some(CtOp::Delete),
+            "-F" | "--flush" => Some(CtOp::Flush),
+            "-E" | "--event" => Some(CtOp::Events),
+            _ => None,
+        };
+        if let Some(o) = this_op {
+            if let Some(prev) = op.filter(|p| *p != a) {
+                return Err(format!("{prev} and {a} cannot be combined"));
+            }
+            op = Some(a);
+            cmd.op = o;
+            continue;
+        }
+        let Some(&v) = it.next() else {
+            return Err(match a {
+                a if a.starts_with('-') => format!("{a} needs a value"),
+                a => format!("unknown conntrack option {a:?}"),
+            });
+        };
+        let addr = || {
+            v.parse::<IpAddr>()
+                .map_err(|_| format!("{a}: bad address {v:?}"))
+        };
+        let port = || v.parse::<u16>().map_err(|_| format!("{a}: bad port {v:?}"));
+        let f = &mut cmd.filter;
+        match a {
+            "-p" | "--proto" => {
+                f.proto = Some(match v {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    "icmp" => 1,
+                    "icmpv6" | "ipv6-icmp" => 58,
+                    "udplite" => 136,
+                    "sctp" => 132,
+                    "gre" => 47,
+                    "dccp" => 33,
+                    n => n
+                        .parse()
+                        .map_err(|_| format!("-p: unknown protocol {n:?}"))?,
+                })
+            }
+            "-f" | "--family" => {
+                f.family = Some(match v {
+                    "ipv4" => conntrack::Family::V4,
+                    "ipv6" => conntrack::Family::V6,
+                    _ => return Err(format!("-f: family ipv4 or ipv6, not {v:?}")),
+                })
+            }
+            "-s" | "--src" | "--orig-src" => f.src = Some(addr()?),
+            "-d" | "--dst" | "--orig-dst" => f.dst = Some(addr()?),
+            "-r" | "--reply-src" => f.reply_src = Some(addr()?),
+            "-q" | "--reply-dst" => f.reply_dst = Some(addr()?),
+            "--sport" | "--orig-port-src" => f.sport = Some(port()?),
+            "--dport" | "--orig-port-dst" => f.dport = Some(port()?),
+            "--state" => {
+                f.tcp_state = Some(
+                    TCP_STATES
+                        .into_iter()
+                        .find(|s| s.name().eq_ignore_ascii_case(v))
+                        .ok_or_else(|| format!("--state: unknown TCP state {v:?}"))?,
+                )
+            }
+            "-m" | "--mark" => f.mark = Some(v.parse().map_err(|_| format!("-m: bad mark {v:?}"))?),
+            "-e" | "--event-mask" => {
+                let mut bits = 0;
+                for e in v.split(',') {
+                    bits |= match e.to_ascii_uppercase().as_str() {
+                        "NEW" => 1,
+                        "UPDATE" => 2,
+                        "DESTROY" => 4,
+                        "ALL" => 7,
+                        _ => {
+                            return Err(format!(
+                                "-e: unknown event {e:?} (NEW, UPDATE, DESTROY, ALL)"
+                            ))
+                        }
+                    };
+                }
+                cmd.events = bits;
+            }
+            "-o" | "--output" => {
+                format_set = true;
+                for o in v.split(',') {
+                    cmd.format = match o {
+                        "xml" => CtOutput::Xml,
+                        "json" => CtOutput::Json,
+                        "text" => CtOutput::Text,
+                        _ => return Err(format!("-o: fwd prints text, json or xml, not {o:?}")),
+                    };
+                }
+            }
+            _ => return Err(format!("unknown conntrack option {a:?}")),
+        }
+    }
+    if format_set && cmd.op != CtOp::List && cmd.format != CtOutput::Text {
+        return Err("-o json and -o xml are for -L".into());
+    }
+    Ok(cmd)
+}
+
+/// `fwd rules list -o json`: the tables asked for (in the order of the rules file), each chain
+/// with its policy and the policy's counters (built-in chains; `null` for user chains) and its
+/// rules, each in iptables-save form with its packets and bytes.
+pub fn rules_json(rs: &Compiled, v6: bool, tables: &[&str]) -> serde_json::Value {
+    use serde_json::json;
+    let fam = rs.family(v6);
+    let mut out = Vec::new();
+    if let Some(src) = &fam.source {
+        for t in &src.tables {
+            if !tables.contains(&t.name.as_str()) {
+                continue;
+            }
+            let chains: Vec<_> = t
+                .chains
+                .iter()
+                .map(|c| {
+                    let compiled = fam
+                        .chain_id(t.name, &c.name)
+                        .map(|id| &fam.chains[id as usize]);
+                    let policy = c.policy.map(|p| p.as_str());
+                    let (pp, pb) = match (policy, compiled) {
+                        (Some(_), Some(cc)) => {
+                            let (p, b) = rs.counter_sum(cc.policy_counter);
+                            (json!(p), json!(b))
+                        }
+                        _ => (json!(null), json!(null)),
+                    };
+                    let rules: Vec<_> = c
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let (p, b) = compiled
+                                .and_then(|cc| cc.rules.get(i))
+                                .map(|cr| rs.counter_sum(cr.counter))
+                                .unwrap_or((0, 0));
+                            json!({
+                                "num": i + 1,
+                                "rule": format!("-A {}{}", c.name, rules::rule_spec(r)),
+                                "packets": p,
+                                "bytes": b,
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "name": c.name,
+                        "policy": policy,
+                        "packets": pp,
+                        "bytes": pb,
+                        "rules": rules,
+                    })
+                })
+                .collect();
+            out.push(json!({ "name": t.name.as_str(), "chains": chains }));
+        }
+    }
+    json!({
+        "family": if v6 { "ipv6" } else { "ipv4" },
+        "tables": out,
+    })
 }
 
 /// Steering counters per worker, as Prometheus text.
@@ -437,5 +805,124 @@ fn render_steer(out: &mut String, steer: &[dataplane::steer::SteerStats]) {
         for (i, s) in steer.iter().enumerate() {
             let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", f(s));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    fn parse(line: &str) -> Result<CtCommand, String> {
+        parse_conntrack(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn conntrack_options_parse_in_any_order() {
+        let a = parse("-L -p icmp -s 198.18.0.1").unwrap();
+        let b = parse("-s 198.18.0.1 -p icmp -L").unwrap();
+        let c = parse("--orig-src 198.18.0.1 --proto 1").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.op, CtOp::List);
+        assert_eq!(a.filter.proto, Some(1));
+        assert_eq!(a.filter.src, Some("198.18.0.1".parse().unwrap()));
+        assert_eq!(a.filter.dst, None);
+        let d = parse(
+            "-d 2001:2::2 -r 2001:2::2 -q 2001:2::1 --sport 1 --dport 22 --state established \
+             -m 3 -f ipv6 -o xml",
+        )
+        .unwrap();
+        let f = d.filter;
+        assert_eq!(f.dst, Some("2001:2::2".parse().unwrap()));
+        assert_eq!(f.reply_src, Some("2001:2::2".parse().unwrap()));
+        assert_eq!(f.reply_dst, Some("2001:2::1".parse().unwrap()));
+        assert_eq!((f.sport, f.dport), (Some(1), Some(22)));
+        assert_eq!(f.tcp_state, Some(conntrack::TcpState::Established));
+        assert_eq!(f.mark, Some(3));
+        assert_eq!(f.family, Some(conntrack::Family::V6));
+        assert_eq!(d.format, CtOutput::Xml);
+        let e = parse("-E -e new,DESTROY -p tcp").unwrap();
+        assert_eq!((e.op, e.events), (CtOp::Events, 5));
+        assert_eq!(parse("-C").unwrap().op, CtOp::Count);
+        assert_eq!(parse("").unwrap().op, CtOp::List);
+        for (bad, says) in [
+            ("-L -D", "cannot be combined"),
+            ("-L -p", "-p needs a value"),
+            ("-p nonsense", "unknown protocol"),
+            ("-s 1.2.3", "bad address"),
+            ("--dport 70000", "bad port"),
+            ("--state SLEEPY", "unknown TCP state"),
+            ("-o yaml", "text, json or xml"),
+            ("-C -o json", "for -L"),
+            ("-e NEW,LATER", "unknown event"),
+            ("--frobnicate 1", "unknown conntrack option"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn rules_json_has_chains_policies_rules_and_counters() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                    :web - [0:0]\n-A FORWARD -p tcp -m tcp --dport 80 -j web\n\
+                    -A FORWARD -s 198.18.0.0/15 -j ACCEPT\n-A web -j ACCEPT\nCOMMIT\n";
+        let rs = rules::parse_restore("t.v4", text, rules::Family::Ipv4).unwrap();
+        let cc = CompileConfig {
+            ports: [
+                PortInfo {
+                    name: "fw-c".into(),
+                    ipv4: None,
+                    ipv6: None,
+                },
+                PortInfo {
+                    name: "fw-s".into(),
+                    ipv4: None,
+                    ipv6: None,
+                },
+            ],
+            workers: 1,
+        };
+        let compiled = dataplane::compile(Some(&rs), None, &cc).unwrap();
+        let fam = compiled.family(false);
+        let fwd = &fam.chains[fam.chain_id(rules::TableName::Filter, "FORWARD").unwrap() as usize];
+        compiled.counters[0].packets[fwd.rules[1].counter as usize].store(4, Ordering::Relaxed);
+        compiled.counters[0].bytes[fwd.rules[1].counter as usize].store(336, Ordering::Relaxed);
+        compiled.counters[0].packets[fwd.policy_counter as usize].store(2, Ordering::Relaxed);
+        let v = rules_json(&compiled, false, &["filter", "nat", "raw"]);
+        assert_eq!(v["family"], "ipv4");
+        assert_eq!(v["tables"].as_array().unwrap().len(), 1, "{v}");
+        let t = &v["tables"][0];
+        assert_eq!(t["name"], "filter");
+        let chains = t["chains"].as_array().unwrap();
+        let names: Vec<_> = chains.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["INPUT", "FORWARD", "OUTPUT", "web"]);
+        let f = &chains[1];
+        assert_eq!(f["policy"], "DROP");
+        assert_eq!(f["packets"], 2);
+        assert_eq!(
+            f["rules"][0]["rule"],
+            "-A FORWARD -p tcp -m tcp --dport 80 -j web"
+        );
+        assert_eq!(
+            f["rules"][1]["rule"],
+            "-A FORWARD -s 198.18.0.0/15 -j ACCEPT"
+        );
+        assert_eq!(f["rules"][1]["num"], 2);
+        assert_eq!(f["rules"][1]["packets"], 4);
+        assert_eq!(f["rules"][1]["bytes"], 336);
+        assert_eq!(f["rules"][0]["packets"], 0);
+        assert!(chains[3]["policy"].is_null() && chains[3]["packets"].is_null());
+        assert_eq!(chains[3]["rules"][0]["rule"], "-A web -j ACCEPT");
+        // a table not asked for, a family without rules
+        assert_eq!(
+            rules_json(&compiled, false, &["nat"])["tables"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            rules_json(&compiled, true, &["filter"])["tables"],
+            serde_json::json!([])
+        );
     }
 }

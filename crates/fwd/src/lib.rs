@@ -10,5 +10,6 @@ pub mod control;
 pub mod firewall;
 pub mod http;
 pub mod link;
+pub mod output;
 pub mod stats;
 pub mod worker;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fwd::appliance::run;
-use fwd::cli::{Cli, Command, RulesCmd};
+use fwd::cli::{Cli, Command, Format, RulesCmd};
 use fwd::config::{Config, Host, DEFAULT_CONTROL_SOCKET};
 use fwd::control;
 
@@ -35,13 +35,47 @@ fn socket_of(socket: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, 
 fn ask(socket: &Path, cmd: &str) -> ExitCode {
     match control::request(socket, cmd) {
         Ok(answer) if answer.starts_with("error:") => {
-            eprint!("fwd: {answer}");
+            eprint!("fwd: {}", with_newline(answer));
             ExitCode::from(1)
         }
         Ok(answer) => {
-            print!("{answer}");
+            print!("{}", with_newline(answer));
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("fwd: error: cannot reach fwd at {}: {e}", socket.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A non-empty answer ends with a newline, so that a shell prompt starts on a line of its own.
+fn with_newline(mut answer: String) -> String {
+    if !answer.is_empty() && !answer.ends_with('\n') {
+        answer.push('\n');
+    }
+    answer
+}
+
+/// `fwd conntrack -E`: prints the event lines as they come until fwd or the user stops.
+fn stream(socket: &Path, cmd: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut first = true;
+    let mut failed = false;
+    let r = control::request_stream(socket, cmd, &mut |line: &str| {
+        if first && line.starts_with("error:") {
+            eprintln!("fwd: {line}");
+            failed = true;
+            return false;
+        }
+        first = false;
+        let mut out = std::io::stdout().lock();
+        // a closed pipe (`| head`) ends the stream
+        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    });
+    match r {
+        Ok(()) if failed => ExitCode::from(1),
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fwd: error: cannot reach fwd at {}: {e}", socket.display());
             ExitCode::from(1)
@@ -122,8 +156,9 @@ fn main() -> ExitCode {
             Ok(s) => ask(&s, "reload"),
             Err(code) => code,
         },
-        Command::Conntrack { socket, args } => match socket_of(socket, cli.config.as_deref()) {
-            Ok(s) => ask(&s, &format!("conntrack {}", args.join(" "))),
+        Command::Conntrack(ct) => match socket_of(ct.socket.clone(), cli.config.as_deref()) {
+            Ok(s) if ct.event => stream(&s, &ct.request()),
+            Ok(s) => ask(&s, &ct.request()),
             Err(code) => code,
         },
         Command::Rules { cmd } => match cmd {
@@ -132,11 +167,18 @@ fn main() -> ExitCode {
                 family,
                 table,
                 socket,
+                output,
             } => match socket_of(socket, cli.config.as_deref()) {
-                Ok(s) => ask(
-                    &s,
-                    &format!("rules list {family} {}", table.unwrap_or_default()),
-                ),
+                Ok(s) => {
+                    let mut cmd = format!("rules list {family}");
+                    if let Some(t) = table {
+                        cmd = format!("{cmd} {t}");
+                    }
+                    if output == Format::Json {
+                        cmd.push_str(" -o json");
+                    }
+                    ask(&s, &cmd)
+                }
                 Err(code) => code,
             },
             RulesCmd::Print {
@@ -172,38 +214,21 @@ fn main() -> ExitCode {
                 }
             }
         },
-        Command::Stats { socket, prometheus } => {
-            let socket = match (socket, cli.config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => match Config::load_unchecked(&c) {
-                    Ok(cfg) => cfg.control.socket,
-                    Err(e) => {
-                        eprintln!("fwd: error: {e}");
-                        return ExitCode::from(1);
-                    }
+        Command::Stats {
+            socket,
+            prometheus,
+            output,
+        } => match socket_of(socket, cli.config.as_deref()) {
+            Ok(s) => ask(
+                &s,
+                match (prometheus, output) {
+                    (true, _) => "stats prometheus",
+                    (false, Format::Json) => "stats json",
+                    (false, Format::Text) => "stats",
                 },
-                (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
-            };
-            let cmd = if prometheus {
-                "stats prometheus"
-            } else {
-                "stats"
-            };
-            match control::request(&socket, cmd) {
-                Ok(answer) if answer.starts_with("error:") => {
-                    eprint!("fwd: {answer}");
-                    ExitCode::from(1)
-                }
-                Ok(answer) => {
-                    print!("{answer}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("fwd: error: cannot reach fwd at {}: {e}", socket.display());
-                    ExitCode::from(1)
-                }
-            }
-        }
+            ),
+            Err(code) => code,
+        },
     }
 }
 
