@@ -220,6 +220,11 @@ impl Bed {
 
     /// fwd with a stateful ruleset, running in the fw namespace, answering its socket.
     fn start_fwd(&mut self) {
+        self.start_fwd_with(&[]);
+    }
+
+    /// [`Bed::start_fwd`] with these environment variables.
+    fn start_fwd_with(&mut self, env: &[(&str, &std::ffi::OsStr)]) {
         std::fs::write(
             self.dir.join("v4.rules"),
             "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -243,6 +248,7 @@ impl Bed {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("fw"), FWD, "--config"])
             .arg(&cfg)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -497,11 +503,34 @@ fn json_and_xml_outputs_parse_and_the_xml_is_the_kernels() {
     );
 }
 
+/// Also: with systemd's watchdog variables set, fwd sends READY=1, then WATCHDOG=1 every
+/// WATCHDOG_USEC / 2 while it runs.
 #[test]
 fn conntrack_events_are_the_kernels_lines() {
+    use std::os::unix::net::UnixDatagram;
     let _g = serial();
     let mut bed = Bed::up("e");
-    bed.start_fwd();
+    let notify = bed.dir.join("notify.sock");
+    let sd = UnixDatagram::bind(&notify).unwrap();
+    sd.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (ntx, nrx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            if let Ok(n) = sd.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if ntx.send((Instant::now(), msg)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    bed.start_fwd_with(&[
+        ("NOTIFY_SOCKET", notify.as_os_str()),
+        ("WATCHDOG_USEC", std::ffi::OsStr::new("400000")),
+    ]);
     let sock = bed.socket();
     let (c, s) = (bed.ns("client"), bed.ns("server"));
     // fwd conntrack -E, its lines collected as they come
@@ -617,4 +646,34 @@ fn conntrack_events_are_the_kernels_lines() {
         String::from_utf8_lossy(&bad.stderr).contains("unknown TCP state"),
         "{bad:?}"
     );
+
+    // READY=1 first, then WATCHDOG=1 every 200 ms (WATCHDOG_USEC / 2), not faster
+    let msgs: Vec<(Instant, String)> = nrx.try_iter().collect();
+    assert_eq!(
+        msgs.first().map(|m| m.1.as_str()),
+        Some("READY=1"),
+        "{msgs:?}"
+    );
+    let pings: Vec<Instant> = msgs
+        .iter()
+        .filter(|m| m.1 == "WATCHDOG=1")
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        pings.len() + 1,
+        msgs.len(),
+        "only READY=1 and WATCHDOG=1: {msgs:?}"
+    );
+    assert!(
+        pings.len() >= 10,
+        "{} pings in the test's seconds",
+        pings.len()
+    );
+    for w in pings.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            (Duration::from_millis(150)..Duration::from_millis(600)).contains(&gap),
+            "WATCHDOG=1 {gap:?} after the last one"
+        );
+    }
 }
