@@ -353,6 +353,18 @@ fn json_and_xml_outputs_parse_and_the_xml_is_the_kernels() {
     bed.hold(&s, "tcp-server");
     bed.hold(&c, "tcp-client");
 
+    // the client's last ACK may still be on its way through fwd
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !bed
+        .fwd(&["conntrack", "-L", "--dport", "5001", "--socket", sock])
+        .contains(" ESTABLISHED ")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the TCP flow never got ESTABLISHED"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // options after -L, fwd's own among them (issue 9 item 9)
     let text = bed.fwd(&["conntrack", "-L", "-p", "tcp", "--socket", sock]);
     let line = text
@@ -672,7 +684,7 @@ fn conntrack_events_are_the_kernels_lines() {
     for w in pings.windows(2) {
         let gap = w[1] - w[0];
         assert!(
-            (Duration::from_millis(150)..Duration::from_millis(600)).contains(&gap),
+            (Duration::from_millis(150)..Duration::from_millis(1000)).contains(&gap),
             "WATCHDOG=1 {gap:?} after the last one"
         );
     }
