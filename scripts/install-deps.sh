@@ -12,6 +12,8 @@ pkgs=(
   procps diffutils   # kill and sysctl (called as programs by the tests), cmp
   # the oracles: iptables-legacy for the rules differential test, conntrack for the listing format
   iptables conntrack
+  # crates/sync's interop tests: the real conntrackd on the other end of the sync link
+  conntrackd
   # configs/fwd.service: systemd-analyze verify (no running systemd needed), setpriv
   systemd util-linux
   # the Debian package (scripts/package.sh, test-package.sh): dpkg-shlibdeps, man to read the pages
