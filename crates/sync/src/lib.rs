@@ -14,6 +14,7 @@
 
 pub mod engine;
 pub mod entry;
+pub mod fuzzing;
 pub mod list;
 pub mod wire;
 
