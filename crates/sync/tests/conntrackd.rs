@@ -149,16 +149,7 @@ General {{
 "
         );
         std::fs::write(dir.join("conntrackd.conf"), conf).expect("write conf");
-        // conntrackd in the foreground, so this test owns its process and stops it by pid
-        tb.conntrackd = Some(
-            Command::new("ip")
-                .args(["netns", "exec", &format!("{p}b"), "conntrackd", "-C"])
-                .arg(dir.join("conntrackd.conf"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start conntrackd"),
-        );
+        tb.start_conntrackd();
         let peer_mode = if mode == "FTFW" { "ftfw" } else { "notrack" };
         let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{p}a")])
@@ -185,6 +176,36 @@ General {{
             tb.ctd_try(&["-s"]).is_some()
         });
         tb
+    }
+
+    /// conntrackd in the foreground (`ip netns exec` execs it), so this test owns its process
+    /// and stops it by pid.
+    fn start_conntrackd(&mut self) {
+        self.conntrackd = Some(
+            Command::new("ip")
+                .args(["netns", "exec", &format!("{}b", self.p), "conntrackd", "-C"])
+                .arg(self.dir.join("conntrackd.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start conntrackd"),
+        );
+    }
+
+    fn stop_conntrackd(&mut self) {
+        if let Some(mut c) = self.conntrackd.take() {
+            // SIGTERM by pid lets conntrackd remove its lock file and socket
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn peer(&mut self) -> &mut Peer {
@@ -246,19 +267,7 @@ impl Drop for Testbed {
             let _ = peer.child.kill();
             let _ = peer.child.wait();
         }
-        if let Some(mut c) = self.conntrackd.take() {
-            // SIGTERM by pid lets conntrackd remove its lock file and socket
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_conntrackd();
         for n in ["a", "b"] {
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("{}{n}", self.p)])
@@ -619,5 +628,132 @@ fn notrack_mode_both_ways() {
     assert_eq!(
         tb.peer().external()[0].orig,
         tcp("198.18.0.1", "198.18.1.2", 40000, 80)
+    );
+}
+
+/// B's conntrackd restarts (a standby rebooted): its hello restarts A's receive counter, new
+/// kernel entries keep arriving, and its resync request gets A's table back.
+#[test]
+fn a_restarted_conntrackd_resyncs() {
+    let mut tb = Testbed::new("s", "FTFW");
+    for e in &entries_of_a() {
+        tb.peer().add(e);
+    }
+    wait_until(Duration::from_secs(20), "4 entries in B", || {
+        tb.external_of_b().len() == 4
+    });
+    tb.stop_conntrackd();
+    tb.start_conntrackd();
+    wait_until(Duration::from_secs(20), "conntrackd restarts", || {
+        tb.ctd_try(&["-s"]).is_some()
+    });
+    assert!(
+        tb.external_of_b().is_empty(),
+        "a fresh conntrackd has an empty cache"
+    );
+    tb.in_b("conntrack -I -p udp -s 198.18.0.7 -d 198.18.1.2 --sport 7000 --dport 53 -t 300");
+    wait_until(Duration::from_secs(20), "B's new entry in A", || {
+        tb.peer()
+            .external()
+            .iter()
+            .any(|e| e.orig.src == ip("198.18.0.7"))
+    });
+    tb.ctd(&["-n"]);
+    wait_until(Duration::from_secs(20), "A's table back in B", || {
+        tb.external_of_b().len() == 4
+    });
+    assert_eq!(tb.malformed_of_b(), 0);
+    assert_eq!(
+        tb.peer().stat("before"),
+        0,
+        "the restart was not taken for a replay"
+    );
+}
+
+/// Two engines (two fwd boxes) over the same lossy link as conntrackd gets.
+#[test]
+fn two_engines_over_a_lossy_link() {
+    const N: usize = 200;
+    let p = format!("hsyt{}", std::process::id());
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            for n in ["a", "b"] {
+                let _ = Command::new("ip")
+                    .args(["netns", "del", &format!("{}{n}", self.0)])
+                    .status();
+            }
+        }
+    }
+    let _ns = Ns(p.clone());
+    sh(&format!(
+        "set -e
+         ip netns add {p}a; ip netns add {p}b
+         ip link add {p}sa type veth peer name {p}sb
+         ip link set {p}sa netns {p}a; ip link set {p}sb netns {p}b
+         ip -n {p}a addr add {ADDR_A}/24 dev {p}sa
+         ip -n {p}b addr add {ADDR_B}/24 dev {p}sb
+         for n in a b; do ip -n {p}$n link set lo up; ip -n {p}$n link set {p}s$n up; done"
+    ));
+    for side in ["a", "b"] {
+        lossy_egress(&format!("{p}{side}"), &format!("{p}s{side}"));
+    }
+    let spawn = |ns: &str, me: &str, other: &str| {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(env!("CARGO_BIN_EXE_sync-peer"))
+            .args(["--mode", "ftfw"])
+            .args(["--bind", &format!("{me}:{PORT}")])
+            .args(["--peer", &format!("{other}:{PORT}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start sync-peer");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready");
+        Peer {
+            child,
+            stdin,
+            stdout,
+        }
+    };
+    struct Both(Peer, Peer);
+    impl Drop for Both {
+        fn drop(&mut self) {
+            for c in [&mut self.0.child, &mut self.1.child] {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut both = Both(
+        spawn(&format!("{p}a"), ADDR_A, ADDR_B),
+        spawn(&format!("{p}b"), ADDR_B, ADDR_A),
+    );
+    for i in 0..N {
+        let mut e = Entry::new(tcp("198.18.6.1", "198.18.7.1", 10000 + i as u16, 443));
+        e.tcp_state = Some(3);
+        e.timeout = Some(600);
+        both.0.add(&e);
+        let mut e = Entry::new(tcp("198.18.8.1", "198.18.9.1", 10000 + i as u16, 443));
+        e.snat = Some(ip("198.18.9.200"));
+        e.spat = Some(i as u16);
+        both.1.add(&e);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    wait_until(Duration::from_secs(60), "both tables on both boxes", || {
+        both.0.external().len() == N && both.1.external().len() == N
+    });
+    let internal_a: BTreeSet<String> = both.0.cmd("internal").into_iter().collect();
+    let listed_b: BTreeSet<String> = both.1.cmd("list").iter().map(|l| strip_since(l)).collect();
+    assert_eq!(listed_b, internal_a);
+    let lost = both.0.stat("lost") + both.1.stat("lost");
+    assert!(lost > 0, "the link lost nothing");
+    assert_eq!(
+        both.0.stat("malformed bad_header") + both.1.stat("malformed bad_header"),
+        0
     );
 }
