@@ -8,6 +8,7 @@
 //! - [`engine`]: the FTFW and NOTRACK modes as a sans-I/O state machine with the internal and
 //!   external caches.
 //! - [`list`]: entries as `conntrackd -e` lists them.
+//! - [`runner`]: the sync thread, an engine on a UDP socket fed by bounded lock-free queues.
 //!
 //! The protocol has no authentication: run it on a dedicated link (docs/SYNC.md).
 #![deny(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod entry;
 pub mod fuzzing;
 pub mod list;
+pub mod runner;
 pub mod wire;
 
 pub use engine::{Config, Engine, Event, Mode, Stats};
