@@ -121,8 +121,13 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
     // Bound before the workers start so that a clash leaves nothing running.
     let metrics_listener = TcpListener::bind(cfg.stats.listen)
         .map_err(|e| anyhow::anyhow!("stats.listen {}: {e}", cfg.stats.listen))?;
-    let control_server = ControlServer::bind(&cfg.control.socket)
+    let group = cfg.control.group.as_ref().map(|g| g.get_ref().as_str());
+    let control_server = ControlServer::bind_with(&cfg.control.socket, group)
         .map_err(|e| anyhow::anyhow!("control.socket {}: {e}", cfg.control.socket.display()))?;
+    let conn_counters = control_server.counters();
+    if let Some(warning) = http::exposure_warning(cfg.stats.listen) {
+        tracing::warn!("{warning}");
+    }
 
     let shared: Vec<Arc<WorkerShared>> = cores
         .iter()
@@ -178,7 +183,7 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
         let (ctx, st) = (ctx.clone(), stop.clone());
         std::thread::Builder::new()
             .name("fwd-metrics".into())
-            .spawn(move || http::serve(metrics_listener, &ctx, &st))?
+            .spawn(move || http::serve(metrics_listener, ctx, conn_counters, &st))?
     };
     // Ready: every socket was bound and its fill ring filled before the workers started; now
     // every worker polls. Requests before this answer "starting".

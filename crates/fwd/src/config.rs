@@ -198,6 +198,9 @@ pub struct Control {
     /// Path of the Unix control socket.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// A group whose members may use the socket too (mode 0660, this group); unset: mode 0600,
+    /// root and fwd's own user only.
+    pub group: Option<Spanned<String>>,
 }
 
 /// Where `fwd stats` looks when no config is given.
@@ -211,6 +214,7 @@ impl Default for Control {
     fn default() -> Self {
         Control {
             socket: default_socket(),
+            group: None,
         }
     }
 }
@@ -546,6 +550,15 @@ impl Config {
                 self.log.level
             )));
         }
+        if let Some(group) = &self.control.group {
+            let name = group.get_ref();
+            if !matches!(nix::unistd::Group::from_name(name), Ok(Some(_))) {
+                return err(
+                    group.span(),
+                    format!("control.group: no group {name:?} on this machine"),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -633,6 +646,19 @@ level = "debug"
         assert_eq!(c.conntrack.timeouts["tcp_established"], 432000);
         assert_eq!(c.control.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.rules.unwrap().ipv4, Some(PathBuf::from("rules.v4")));
+    }
+
+    #[test]
+    fn control_group_must_exist() {
+        let base = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n[control]\n";
+        assert!(parse(base).unwrap().control.group.is_none());
+        let c = parse(&format!("{base}group = \"root\"\n")).unwrap();
+        assert_eq!(c.control.group.unwrap().get_ref(), "root");
+        let e = parse(&format!("{base}group = \"fwd-no-such-group\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:9: "), "{e}");
+        assert!(e.contains("no group \"fwd-no-such-group\""), "{e}");
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The Unix control socket: one request line in, a text answer out, connection closed.
+//! Connections are served concurrently (a thread each, capped), with a time limit for the
+//! request line and for the client to read the answer, and only for callers whose uid
+//! (SO_PEERCRED) is allowed.
 //! Commands are dispatched by [`dispatch`]; new ones (`conntrack -L`, `reload`, `rules list`)
 //! add an arm there.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::stats::{render_prometheus, render_summary, WorkerShared};
 
@@ -65,15 +68,142 @@ pub fn dispatch(ctx: &ControlContext, line: &str) -> String {
     }
 }
 
+/// Control connections served at once; one more is answered "busy" and counted.
+pub const MAX_CONTROL_CONNECTIONS: usize = 32;
+/// The time a client has to send its request line, and that each write of the answer may wait
+/// for the client to read: a client that stalls holds a connection at most this long.
+pub const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest request line read; the rest is ignored.
+const MAX_REQUEST_LINE: usize = 4096;
+
+/// Connections the control socket and `/metrics` refused or cut short, by reason; rendered into
+/// `/metrics`. Written by the serving threads only, never by the workers.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    /// Control connections refused because [`MAX_CONTROL_CONNECTIONS`] were being served.
+    pub control_cap: AtomicU64,
+    /// Control connections closed because the request line or the answer's reader was too slow.
+    pub control_timeout: AtomicU64,
+    /// Control connections refused because the caller's uid (SO_PEERCRED) is not allowed.
+    pub control_peer: AtomicU64,
+    /// HTTP connections closed at the connection cap (refused, or an idle one evicted for them).
+    pub http_cap: AtomicU64,
+    /// HTTP connections closed at the request-head timeout or the per-connection deadline.
+    pub http_timeout: AtomicU64,
+    /// HTTP connections open now.
+    pub http_open: AtomicU64,
+}
+
+impl ConnCounters {
+    /// The counters in the Prometheus text format.
+    pub fn render_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP fwd_control_connections_refused_total Control socket connections refused or closed early: cap (too many at once), timeout (request line or answer too slow), peer (caller's uid not allowed).");
+        let _ = writeln!(out, "# TYPE fwd_control_connections_refused_total counter");
+        for (reason, c) in [
+            ("cap", &self.control_cap),
+            ("timeout", &self.control_timeout),
+            ("peer", &self.control_peer),
+        ] {
+            let _ = writeln!(
+                out,
+                "fwd_control_connections_refused_total{{reason=\"{reason}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(out, "# HELP fwd_http_connections_refused_total /metrics connections refused or closed early: cap (connection cap reached: refused, or an idle one evicted), timeout (request head or connection deadline passed).");
+        let _ = writeln!(out, "# TYPE fwd_http_connections_refused_total counter");
+        for (reason, c) in [("cap", &self.http_cap), ("timeout", &self.http_timeout)] {
+            let _ = writeln!(
+                out,
+                "fwd_http_connections_refused_total{{reason=\"{reason}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fwd_http_connections_open /metrics connections open now."
+        );
+        let _ = writeln!(out, "# TYPE fwd_http_connections_open gauge");
+        let _ = writeln!(out, "fwd_http_connections_open {}", get(&self.http_open));
+        out
+    }
+}
+
+/// Who may use the control socket: uid 0, fwd's own uid and, with `[control] group`, the
+/// group's members. Checked with SO_PEERCRED on every connection, so a socket file that is
+/// reachable anyway (a wider mode set by hand, the moment between bind and chmod) gives nothing.
+#[derive(Debug, Clone)]
+struct Access {
+    own_uid: u32,
+    /// The group's gid and its listed members.
+    group: Option<(u32, Vec<String>)>,
+}
+
+impl Access {
+    fn new(group: Option<&str>) -> std::io::Result<Access> {
+        let group = match group {
+            None => None,
+            Some(name) => {
+                let g = nix::unistd::Group::from_name(name)
+                    .map_err(std::io::Error::from)?
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("no group {name:?} on this machine"),
+                        )
+                    })?;
+                Some((g.gid.as_raw(), g.mem))
+            }
+        };
+        Ok(Access {
+            own_uid: nix::unistd::geteuid().as_raw(),
+            group,
+        })
+    }
+
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        if uid == 0 || uid == self.own_uid {
+            return true;
+        }
+        let Some((group, members)) = &self.group else {
+            return false;
+        };
+        if gid == *group {
+            return true;
+        }
+        // SO_PEERCRED carries the primary gid only: supplementary members are listed by name.
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => u.gid.as_raw() == *group || members.contains(&u.name),
+            _ => false,
+        }
+    }
+}
+
 /// The listening control socket; the file is removed when this is dropped.
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    access: Access,
+    counters: Arc<ConnCounters>,
+    max_connections: usize,
+    timeout: Duration,
 }
 
 impl ControlServer {
-    /// Binds `path`, replacing a stale socket file (one nobody answers on).
+    /// Binds `path` with mode 0600, replacing a stale socket file (one nobody answers on).
     pub fn bind(path: &Path) -> std::io::Result<ControlServer> {
+        Self::bind_with(path, None)
+    }
+
+    /// Binds `path`, replacing a stale socket file (one nobody answers on). The mode is set
+    /// after the bind whatever the umask: 0600, or 0660 owned by `group` when one is given
+    /// (its members may then use the socket too).
+    pub fn bind_with(path: &Path, group: Option<&str>) -> std::io::Result<ControlServer> {
+        // Resolved first: an unknown group leaves no socket behind.
+        let access = Access::new(group)?;
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
@@ -84,28 +214,110 @@ impl ControlServer {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
-        listener.set_nonblocking(true)?;
-        Ok(ControlServer {
+        let server = ControlServer {
             listener,
             path: path.to_owned(),
-        })
+            access,
+            counters: Arc::default(),
+            max_connections: MAX_CONTROL_CONNECTIONS,
+            timeout: CONTROL_REQUEST_TIMEOUT,
+        };
+        // On an error from here on, dropping `server` removes the file again.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match &server.access.group {
+            Some((gid, _)) => {
+                std::os::unix::fs::chown(path, None, Some(*gid))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        server.listener.set_nonblocking(true)?;
+        Ok(server)
     }
 
-    /// Serves requests until `stop` is set.
+    /// The same server with another connection cap and request time limit (tests).
+    pub fn with_limits(mut self, max_connections: usize, timeout: Duration) -> ControlServer {
+        self.max_connections = max_connections;
+        self.timeout = timeout;
+        self
+    }
+
+    /// The refusal and timeout counters, shared with the `/metrics` server that renders them.
+    pub fn counters(&self) -> Arc<ConnCounters> {
+        self.counters.clone()
+    }
+
+    /// Serves requests until `stop` is set: each connection on a thread of its own, at most
+    /// [`MAX_CONTROL_CONNECTIONS`] at once, so a client that sends nothing (or reads nothing)
+    /// holds only its own connection, and that for at most [`CONTROL_REQUEST_TIMEOUT`].
     pub fn serve(&self, ctx: &ControlContext, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = handle(ctx, stream);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    tracing::warn!("control socket accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
+        let active = AtomicUsize::new(0);
+        let mut last_warning: Option<Instant> = None;
+        std::thread::scope(|scope| {
+            while !stop.load(Ordering::Relaxed) {
+                match self.listener.accept() {
+                    Ok((stream, _)) => self.admit(scope, ctx, stream, &active, &mut last_warning),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => {
+                        tracing::warn!("control socket accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                 }
             }
+        });
+    }
+
+    /// Checks the caller and the cap, then serves the connection on a scoped thread.
+    fn admit<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        ctx: &'env ControlContext,
+        stream: UnixStream,
+        active: &'env AtomicUsize,
+        last_warning: &mut Option<Instant>,
+    ) {
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+        let allowed = cred
+            .as_ref()
+            .is_ok_and(|c| self.access.allows(c.uid(), c.gid()));
+        if !allowed {
+            self.counters.control_peer.fetch_add(1, Ordering::Relaxed);
+            // At most one line a second: a refused caller must not be able to flood the log.
+            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                *last_warning = Some(Instant::now());
+                match &cred {
+                    Ok(c) => tracing::warn!(
+                        uid = c.uid(),
+                        pid = c.pid(),
+                        "control socket: refused a caller whose uid is not allowed"
+                    ),
+                    Err(e) => tracing::warn!("control socket: refused a caller: SO_PEERCRED: {e}"),
+                }
+            }
+            refuse(stream, "error: permission denied\n");
+            return;
+        }
+        if active.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
+            active.fetch_sub(1, Ordering::AcqRel);
+            self.counters.control_cap.fetch_add(1, Ordering::Relaxed);
+            refuse(stream, "error: too many control connections; try again\n");
+            return;
+        }
+        let (counters, timeout) = (&*self.counters, self.timeout);
+        let spawned = std::thread::Builder::new()
+            .name("fwd-control-conn".into())
+            .spawn_scoped(scope, move || {
+                handle(ctx, stream, counters, timeout);
+                active.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            active.fetch_sub(1, Ordering::AcqRel);
+            self.counters.control_cap.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("control socket: no thread for a connection: {e}");
         }
     }
 }
@@ -116,20 +328,100 @@ impl Drop for ControlServer {
     }
 }
 
-fn handle(ctx: &ControlContext, stream: UnixStream) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(stream.try_clone()?)
-        .take(4096)
-        .read_line(&mut line)?;
-    // `conntrack -E` keeps the connection: keep this call when rewriting the handling.
-    if is_event_request(line.trim()) {
-        return serve_events(ctx, stream, line.trim());
+/// Answers `message` without waiting for the client: what it already sent is read first, so
+/// that closing does not turn the answer into a reset.
+fn refuse(mut stream: UnixStream, message: &str) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
     }
-    let answer = dispatch(ctx, line.trim());
-    let mut stream = stream;
-    stream.write_all(answer.as_bytes())
+    drain(&mut stream);
+    let _ = stream.write_all(message.as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    drain(&mut stream);
+}
+
+/// Reads what a non-blocking `stream` has, bounded: a client that keeps sending must not hold
+/// the accept loop.
+fn drain(stream: &mut UnixStream) {
+    let mut sink = [0u8; 1024];
+    for _ in 0..8 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
+}
+
+/// Why a connection ended without its answer written.
+#[derive(Debug)]
+enum ConnError {
+    /// The client did not send its line, or read the answer, in time.
+    TimedOut,
+    Io,
+}
+
+fn classify(e: std::io::Error) -> ConnError {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ConnError::TimedOut,
+        _ => ConnError::Io,
+    }
+}
+
+/// Reads one request line (up to [`MAX_REQUEST_LINE`] bytes), all of it within `timeout`.
+fn read_request_line(stream: &mut UnixStream, timeout: Duration) -> Result<String, ConnError> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; MAX_REQUEST_LINE];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnError::TimedOut);
+        }
+        stream.set_read_timeout(Some(left)).map_err(classify)?;
+        match stream.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(String::from_utf8_lossy(line).into_owned())
+}
+
+/// Writes `answer`; each write may wait `timeout` for the client to read, so a large answer to
+/// a client that reads takes as long as it needs and one that stops reading is cut off.
+fn write_answer(
+    stream: &mut UnixStream,
+    answer: &[u8],
+    timeout: Duration,
+) -> Result<(), ConnError> {
+    stream.set_write_timeout(Some(timeout)).map_err(classify)?;
+    stream.write_all(answer).map_err(classify)
+}
+
+/// Serves one connection: its request line, then the answer.
+fn handle(
+    ctx: &ControlContext,
+    mut stream: UnixStream,
+    counters: &ConnCounters,
+    timeout: Duration,
+) {
+    let result = stream
+        .set_nonblocking(false)
+        .map_err(classify)
+        .and_then(|()| read_request_line(&mut stream, timeout))
+        .and_then(|line| {
+            // `conntrack -E` keeps the connection, on a thread of its own (its own limits).
+            if is_event_request(line.trim()) {
+                let stream = stream.try_clone().map_err(classify)?;
+                return serve_events(ctx, stream, line.trim()).map_err(classify);
+            }
+            let answer = dispatch(ctx, line.trim());
+            write_answer(&mut stream, answer.as_bytes(), timeout)
+        });
+    if let Err(ConnError::TimedOut) = result {
+        counters.control_timeout.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Whether a request line is `conntrack -E` (or `--event`): served by [`serve_events`].
@@ -235,11 +527,17 @@ pub fn request_stream(
 pub fn request(path: &Path, command: &str) -> std::io::Result<String> {
     let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(command.as_bytes())?;
     s.write_all(b"\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => {}
+        // The server answered and closed while our request was still unread (a refusal).
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !out.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    String::from_utf8(out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
@@ -291,6 +589,195 @@ mod tests {
         assert!(dispatch(&c, "stats prometheus").contains("fwd_rx_packets_total{port=\"a\"} 3"));
         assert_eq!(dispatch(&c, "ping"), "pong\n");
         assert!(dispatch(&c, "reboot now").starts_with("error: unknown command \"reboot\""));
+    }
+
+    /// A server on a socket of its own directory, served on a thread until dropped.
+    struct Served {
+        dir: PathBuf,
+        path: PathBuf,
+        counters: Arc<ConnCounters>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Served {
+        fn start(name: &str, tune: impl FnOnce(ControlServer) -> ControlServer) -> Served {
+            let dir = std::env::temp_dir().join(format!("fwd-ctl-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("c.sock");
+            let server = tune(ControlServer::bind(&path).unwrap());
+            let counters = server.counters();
+            let stop = Arc::new(AtomicBool::new(false));
+            let st = stop.clone();
+            let thread = Some(std::thread::spawn(move || server.serve(&ctx(), &st)));
+            Served {
+                dir,
+                path,
+                counters,
+                stop,
+                thread,
+            }
+        }
+        fn count(&self, c: fn(&ConnCounters) -> &AtomicU64) -> u64 {
+            c(&self.counters).load(Ordering::Relaxed)
+        }
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn timed_request(path: &Path, cmd: &str) -> (String, Duration) {
+        let t = Instant::now();
+        let a = request(path, cmd).unwrap();
+        (a, t.elapsed())
+    }
+
+    #[test]
+    fn a_silent_client_does_not_block_others_and_is_cut_at_the_timeout() {
+        let s = Served::start("silent", |c| c.with_limits(4, Duration::from_millis(300)));
+        let mut silent = UnixStream::connect(&s.path).unwrap();
+        let mut slow = UnixStream::connect(&s.path).unwrap();
+        slow.write_all(b"sta").unwrap();
+        for _ in 0..3 {
+            let (a, took) = timed_request(&s.path, "ping");
+            assert_eq!(a, "pong\n");
+            assert!(took < Duration::from_millis(100), "{took:?}");
+        }
+        // Both are closed once their time is up, without an answer.
+        for c in [&mut silent, &mut slow] {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let t = Instant::now();
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).unwrap();
+            assert!(out.is_empty(), "{out:?}");
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while s.count(|c| &c.control_timeout) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(s.count(|c| &c.control_timeout), 2);
+    }
+
+    #[test]
+    fn over_the_cap_a_connection_is_answered_busy_and_counted() {
+        let s = Served::start("cap", |c| c.with_limits(2, Duration::from_secs(5)));
+        let held: Vec<UnixStream> = (0..2)
+            .map(|_| UnixStream::connect(&s.path).unwrap())
+            .collect();
+        // The two are being served (each on its thread, waiting for a line) once the cap shows.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let a = request(&s.path, "ping").unwrap();
+            if a.starts_with("error: too many control connections") {
+                break;
+            }
+            assert_eq!(a, "pong\n");
+            assert!(Instant::now() < deadline, "the cap never applied");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(s.count(|c| &c.control_cap) >= 1);
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while request(&s.path, "ping").unwrap() != "pong\n" {
+            assert!(Instant::now() < deadline, "slots not given back");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_is_cut_at_the_timeout() {
+        let (mut server, client) = UnixStream::pair().unwrap();
+        let big = vec![b'x'; 16 << 20];
+        let t = Instant::now();
+        let r = write_answer(&mut server, &big, Duration::from_millis(200));
+        assert!(matches!(r, Err(ConnError::TimedOut)), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        drop((server, client));
+        // One that reads gets all of it, however long it takes.
+        let (mut server, mut client2) = UnixStream::pair().unwrap();
+        let reader2 = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            client2.read_to_end(&mut out).unwrap();
+            out.len()
+        });
+        write_answer(&mut server, &big, Duration::from_millis(200)).unwrap();
+        drop(server);
+        assert_eq!(reader2.join().unwrap(), big.len());
+    }
+
+    #[test]
+    fn the_socket_is_0600_whatever_the_umask() {
+        // The umask is the process's: set and restored around the bind only.
+        let dir = std::env::temp_dir().join(format!("fwd-ctl-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let server = ControlServer::bind(&path);
+        nix::sys::stat::umask(old);
+        let server = server.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        drop(server);
+        let group = ControlServer::bind_with(&path, Some("nogroup")).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        use std::os::unix::fs::MetadataExt;
+        let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+        assert_eq!(meta.gid(), nogroup.gid.as_raw());
+        drop(group);
+        let e = ControlServer::bind_with(&path, Some("fwd-no-such-group"))
+            .err()
+            .expect("an unknown group is refused");
+        assert!(e.to_string().contains("no group"), "{e}");
+        assert!(!path.exists(), "nothing bound for an unknown group");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn access_allows_root_own_uid_and_the_group_only() {
+        let own = nix::unistd::geteuid().as_raw();
+        let plain = Access::new(None).unwrap();
+        assert!(plain.allows(0, 0));
+        assert!(plain.allows(own, 12345));
+        assert!(!plain.allows(65534, 65534));
+        let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+        let grouped = Access::new(Some("nogroup")).unwrap();
+        assert!(grouped.allows(0, 0));
+        assert!(
+            grouped.allows(65533, nogroup.gid.as_raw()),
+            "by the peer's gid"
+        );
+        // nobody's primary group is nogroup: allowed by the user's entry, whatever gid it has now.
+        assert!(grouped.allows(65534, 1));
+        assert!(!grouped.allows(65533, 65533), "not a member");
+        let members = Access {
+            own_uid: own,
+            group: Some((4242, vec!["nobody".into()])),
+        };
+        assert!(members.allows(65534, 1), "a listed member");
+        assert!(!members.allows(65533, 1));
+    }
+
+    #[test]
+    fn counters_render_as_prometheus() {
+        let c = ConnCounters::default();
+        c.control_peer.fetch_add(2, Ordering::Relaxed);
+        c.http_cap.fetch_add(5, Ordering::Relaxed);
+        let text = c.render_prometheus();
+        assert!(text.contains("fwd_control_connections_refused_total{reason=\"peer\"} 2\n"));
+        assert!(text.contains("fwd_control_connections_refused_total{reason=\"cap\"} 0\n"));
+        assert!(text.contains("fwd_http_connections_refused_total{reason=\"cap\"} 5\n"));
+        assert!(text.contains("# TYPE fwd_http_connections_open gauge\n"));
     }
 
     #[test]
