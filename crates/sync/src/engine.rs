@@ -40,6 +40,9 @@ pub struct Config {
     pub alive_interval: Duration,
     /// Largest datagram payload built (an MTU of 1500 less IPv4 and UDP headers).
     pub max_datagram: usize,
+    /// Most entries the external cache holds (conntrackd's `HashLimit`): a peer cannot make
+    /// it grow without bound; new entries beyond are dropped and counted.
+    pub external_limit: usize,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             resend_queue_size: 131_072,
             alive_interval: Duration::from_secs(1),
             max_datagram: 1472,
+            external_limit: 262_144,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Stats {
     pub resend_overflow: u64,
     /// Resync requests the peer made.
     pub resync_requests: u64,
+    /// New entries dropped because the external cache was full.
+    pub external_full: u64,
 }
 
 impl Stats {
@@ -186,6 +192,8 @@ pub enum Event {
     Old(u32),
     /// A message was refused.
     Malformed(Error),
+    /// A new entry did not fit in the external cache.
+    CacheFull(Key),
 }
 
 impl Engine {
@@ -351,6 +359,12 @@ impl Engine {
         let key = entry.key();
         match m.kind() {
             kind::CT_NEW | kind::CT_UPD => {
+                if !self.external.contains_key(&key)
+                    && self.external.len() >= self.cfg.external_limit
+                {
+                    self.stats.external_full += 1;
+                    return Event::CacheFull(key);
+                }
                 let since = self.external.get(&key).map_or(now, |x| x.since);
                 self.external.insert(
                     key,
@@ -761,7 +775,7 @@ impl Engine {
         let _ = writeln!(
             t,
             "lost: {}\nbefore: {}\nmsgs received: {}\nmsgs sent: {}\nresent: {}\nnacks sent: {}\n\
-             acks sent: {}\nresend overflow: {}\nresync requests: {}\n\
+             acks sent: {}\nresend overflow: {}\nresync requests: {}\nexternal full: {}\n\
              external: {}\ninternal: {}\ntx queue: {}\nresend queue: {}",
             s.lost,
             s.before,
@@ -772,6 +786,7 @@ impl Engine {
             s.acks_sent,
             s.resend_overflow,
             s.resync_requests,
+            s.external_full,
             self.external.len(),
             self.internal().count(),
             self.tx.len(),

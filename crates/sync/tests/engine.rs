@@ -504,3 +504,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_peer_cannot_grow_the_external_cache_beyond_its_limit() {
+    let t0 = Instant::now();
+    let cfg = Config {
+        external_limit: 3,
+        ..Config::default()
+    };
+    let mut a = Engine::new(Config::default(), 1, t0);
+    let mut b = Engine::new(cfg, 100, t0);
+    for i in 0..5 {
+        a.upsert(entry(i));
+    }
+    run(&mut a, &mut b, t0, 2, 0);
+    assert_eq!(b.external().count(), 3);
+    assert!(b.stats().external_full >= 2);
+    // an entry already there is still updated
+    let key = b.external().next().map(|(k, _)| *k).unwrap();
+    let mut changed = a.internal().find(|e| e.key() == key).copied().unwrap();
+    changed.tcp_state = Some(7);
+    a.upsert(changed);
+    run(&mut a, &mut b, t0 + Duration::from_secs(2), 2, 0);
+    assert_eq!(
+        b.external()
+            .find(|(k, _)| **k == key)
+            .unwrap()
+            .1
+            .entry
+            .tcp_state,
+        Some(7)
+    );
+}
