@@ -22,6 +22,8 @@ use testkit::sh;
 const PORT: u16 = 3780;
 const ADDR_A: &str = "198.19.250.1";
 const ADDR_B: &str = "198.19.250.2";
+/// conntrackd's example group.
+const GROUP: &str = "225.0.0.50";
 
 /// Box B's conntrackd, box A's engine and the namespaces; all removed on drop, also when a
 /// test fails.
@@ -90,6 +92,11 @@ impl Testbed {
     /// Namespaces, the sync link, conntrackd in `mode` (`FTFW` or `NOTRACK`) on B, the
     /// engine in the same mode on A.
     fn new(tag: &str, mode: &str) -> Testbed {
+        Testbed::with_transport(tag, mode, false)
+    }
+
+    /// As [`Testbed::new`], over multicast group [`GROUP`] when `multicast`.
+    fn with_transport(tag: &str, mode: &str, multicast: bool) -> Testbed {
         let p = format!("hsy{tag}{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("{p}-ctd"));
         let mut tb = Testbed {
@@ -114,10 +121,21 @@ impl Testbed {
         } else {
             "Mode NOTRACK {\n\t}"
         };
-        let conf = format!(
-            "Sync {{
-	{mode_block}
-	UDP {{
+        let transport = if multicast {
+            format!(
+                "Multicast {{
+		IPv4_address {GROUP}
+		Group {PORT}
+		IPv4_interface {ADDR_B}
+		Interface {p}sb
+		SndSocketBuffer 1249280
+		RcvSocketBuffer 1249280
+		Checksum on
+	}}"
+            )
+        } else {
+            format!(
+                "UDP {{
 		IPv4_address {ADDR_B}
 		IPv4_Destination_Address {ADDR_A}
 		Port {PORT}
@@ -125,7 +143,13 @@ impl Testbed {
 		SndSocketBuffer 1249280
 		RcvSocketBuffer 1249280
 		Checksum on
-	}}
+	}}"
+            )
+        };
+        let conf = format!(
+            "Sync {{
+	{mode_block}
+	{transport}
 }}
 General {{
 	HashSize 8192
@@ -151,12 +175,19 @@ General {{
         std::fs::write(dir.join("conntrackd.conf"), conf).expect("write conf");
         tb.start_conntrackd();
         let peer_mode = if mode == "FTFW" { "ftfw" } else { "notrack" };
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &format!("{p}a")])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &format!("{p}a")])
             .arg(env!("CARGO_BIN_EXE_sync-peer"))
             .args(["--mode", peer_mode])
-            .args(["--bind", &format!("{ADDR_A}:{PORT}")])
-            .args(["--peer", &format!("{ADDR_B}:{PORT}")])
+            .args(["--bind", &format!("{ADDR_A}:{PORT}")]);
+        if multicast {
+            // the group is reached through the sync link
+            sh(&format!("ip -n {p}a route add 224.0.0.0/4 dev {p}sa"));
+            cmd.args(["--group", GROUP]);
+        } else {
+            cmd.args(["--peer", &format!("{ADDR_B}:{PORT}")]);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -756,4 +787,23 @@ fn two_engines_over_a_lossy_link() {
         both.0.stat("malformed bad_header") + both.1.stat("malformed bad_header"),
         0
     );
+}
+
+/// FTFW over multicast, as conntrackd's example configuration runs it.
+#[test]
+fn multicast_transport_both_ways() {
+    let mut tb = Testbed::with_transport("m", "FTFW", true);
+    for e in &entries_of_a() {
+        tb.peer().add(e);
+    }
+    tb.in_b(
+        "conntrack -I -p tcp -s 198.18.0.1 -d 198.18.1.2 --sport 40000 --dport 80 \
+           --state ESTABLISHED -t 600 -u ASSURED,SEEN_REPLY",
+    );
+    wait_until(Duration::from_secs(20), "entries both ways", || {
+        tb.external_of_b().len() == 4 && tb.peer().external().len() == 1
+    });
+    let ours: BTreeSet<String> = tb.peer().cmd("internal").into_iter().collect();
+    assert_eq!(tb.external_of_b(), ours);
+    assert_eq!(tb.malformed_of_b(), 0);
 }

@@ -2,8 +2,12 @@
 //! the interop tests run it inside a network namespace, facing a real conntrackd.
 //!
 //! ```text
-//! sync-peer --mode ftfw|notrack --bind ADDR:PORT --peer ADDR:PORT [--seq N]
+//! sync-peer --mode ftfw|notrack --bind ADDR:PORT (--peer ADDR:PORT | --group GROUP) [--seq N]
 //! ```
+//!
+//! With `--group`, the transport is conntrackd's multicast one: the socket listens on the
+//! port on every address, joins GROUP on the interface of the `--bind` address, sends to
+//! GROUP:PORT and does not hear itself (the route to 224.0.0.0/4 picks the sync link).
 //!
 //! Commands (one a line): `add HEX` / `del HEX` (a state message, as `Entry::emit` builds
 //! it; fed through a bounded queue as a worker would), `resync`, `bulk`, `list` (external cache
@@ -18,7 +22,10 @@ use sync::wire::{self, Writer};
 use sync::{Config, Entry, Mode};
 
 fn usage() -> ! {
-    eprintln!("usage: sync-peer --mode ftfw|notrack --bind ADDR:PORT --peer ADDR:PORT [--seq N]");
+    eprintln!(
+        "usage: sync-peer --mode ftfw|notrack --bind ADDR:PORT \
+         (--peer ADDR:PORT | --group GROUP) [--seq N]"
+    );
     std::process::exit(2)
 }
 
@@ -45,6 +52,7 @@ fn ask<T>(requests: &mpsc::Sender<Request>, make: impl FnOnce(mpsc::Sender<T>) -
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut mode, mut bind, mut peer, mut seq) = (Mode::Ftfw, None, None, None);
+    let mut group: Option<std::net::Ipv4Addr> = None;
     while let Some(a) = args.next() {
         let v = args.next().unwrap_or_else(|| usage());
         match a.as_str() {
@@ -58,16 +66,31 @@ fn main() {
             "--bind" => bind = v.parse::<SocketAddr>().ok(),
             "--peer" => peer = v.parse::<SocketAddr>().ok(),
             "--seq" => seq = v.parse::<u32>().ok(),
+            "--group" => group = Some(v.parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
-    let (Some(bind), Some(peer)) = (bind, peer) else {
-        usage()
-    };
-    let sock = UdpSocket::bind(bind).unwrap_or_else(|e| {
-        eprintln!("sync-peer: bind {bind}: {e}");
+    let Some(bind) = bind else { usage() };
+    let fail = |what: &str, e: std::io::Error| -> ! {
+        eprintln!("sync-peer: {what}: {e}");
         std::process::exit(1)
-    });
+    };
+    let (sock, peer) = match (group, peer, bind) {
+        (Some(g), None, SocketAddr::V4(local)) => {
+            let any = SocketAddr::from(([0, 0, 0, 0], local.port()));
+            let sock = UdpSocket::bind(any).unwrap_or_else(|e| fail("bind", e));
+            sock.join_multicast_v4(&g, local.ip())
+                .unwrap_or_else(|e| fail("join the group", e));
+            sock.set_multicast_loop_v4(false)
+                .unwrap_or_else(|e| fail("multicast loop", e));
+            (sock, SocketAddr::from((g, local.port())))
+        }
+        (None, Some(peer), _) => (
+            UdpSocket::bind(bind).unwrap_or_else(|e| fail("bind", e)),
+            peer,
+        ),
+        _ => usage(),
+    };
     // 1.4.7 starts at the time in seconds, so a restart is not taken for a replay
     let initial = seq.unwrap_or_else(|| {
         std::time::SystemTime::now()
