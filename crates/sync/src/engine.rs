@@ -424,7 +424,13 @@ impl Engine {
         // so losses then are never NACKed. Here only the first hello of a phase restarts the
         // counter; the following ones (same peer, still waiting for our hello back) are
         // tracked, and their gaps NACKed.
-        let restart = hello && !(self.peer_saying_hello && self.last_recv.is_some());
+        let mut restart = hello && !(self.peer_saying_hello && self.last_recv.is_some());
+        // A hello older than what we had cannot be a gap: the peer restarted again (its new
+        // counter starts at the time in seconds, maybe below the old one). Taking it as a
+        // replay would drop everything it sends until its counter caught up.
+        if hello && !restart && self.last_recv.is_some_and(|l| !after(seq, l)) {
+            restart = true;
+        }
         self.peer_saying_hello = hello;
         let class = if restart {
             if let Some(from) = self.ack_from {

@@ -536,3 +536,26 @@ fn a_peer_cannot_grow_the_external_cache_beyond_its_limit() {
         Some(7)
     );
 }
+
+/// A peer that restarts while still saying hello, with a lower counter: its messages are a
+/// restart, not replays to drop.
+#[test]
+fn a_peer_restarting_during_hello_is_not_taken_for_a_replay() {
+    let t0 = Instant::now();
+    let mut a = Engine::new(Config::default(), 1, t0);
+    let mut buf = [0u8; 1472];
+    let mut old = Engine::new(Config::default(), 5000, t0);
+    for i in 0..3 {
+        old.upsert(entry(i));
+    }
+    let n = old.poll_transmit(&mut buf, t0);
+    a.receive(&buf[..n], t0);
+    // the peer restarts before it heard our hello back, its counter now lower
+    let mut new = Engine::new(Config::default(), 4000, t0);
+    new.upsert(entry(9));
+    let n = new.poll_transmit(&mut buf, t0);
+    let ev = a.receive(&buf[..n], t0);
+    assert!(matches!(ev[..], [Event::Updated(_)]), "{ev:?}");
+    assert_eq!(a.stats().before, 0);
+    assert_eq!(a.external().count(), 4);
+}
