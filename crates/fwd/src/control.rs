@@ -73,6 +73,9 @@ pub const MAX_CONTROL_CONNECTIONS: usize = 32;
 /// The time a client has to send its request line, and that each write of the answer may wait
 /// for the client to read: a client that stalls holds a connection at most this long.
 pub const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a connection waiting for its client looks at the stop flag: fwd stops promptly
+/// even while a client holds a connection.
+const STOP_POLL: Duration = Duration::from_millis(100);
 /// The longest request line read; the rest is ignored.
 const MAX_REQUEST_LINE: usize = 4096;
 
@@ -257,7 +260,9 @@ impl ControlServer {
         std::thread::scope(|scope| {
             while !stop.load(Ordering::Relaxed) {
                 match self.listener.accept() {
-                    Ok((stream, _)) => self.admit(scope, ctx, stream, &active, &mut last_warning),
+                    Ok((stream, _)) => {
+                        self.admit(scope, ctx, stream, &active, stop, &mut last_warning)
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5));
                     }
@@ -277,6 +282,7 @@ impl ControlServer {
         ctx: &'env ControlContext,
         stream: UnixStream,
         active: &'env AtomicUsize,
+        stop: &'env AtomicBool,
         last_warning: &mut Option<Instant>,
     ) {
         let cred =
@@ -311,7 +317,7 @@ impl ControlServer {
         let spawned = std::thread::Builder::new()
             .name("fwd-control-conn".into())
             .spawn_scoped(scope, move || {
-                handle(ctx, stream, counters, timeout);
+                handle(ctx, stream, counters, timeout, stop);
                 active.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -360,6 +366,10 @@ enum ConnError {
 }
 
 fn classify(e: std::io::Error) -> ConnError {
+    classify_ref(&e)
+}
+
+fn classify_ref(e: &std::io::Error) -> ConnError {
     match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ConnError::TimedOut,
         _ => ConnError::Io,
@@ -367,7 +377,11 @@ fn classify(e: std::io::Error) -> ConnError {
 }
 
 /// Reads one request line (up to [`MAX_REQUEST_LINE`] bytes), all of it within `timeout`.
-fn read_request_line(stream: &mut UnixStream, timeout: Duration) -> Result<String, ConnError> {
+fn read_request_line(
+    stream: &mut UnixStream,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<String, ConnError> {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; MAX_REQUEST_LINE];
     let mut n = 0;
@@ -376,11 +390,17 @@ fn read_request_line(stream: &mut UnixStream, timeout: Duration) -> Result<Strin
         if left.is_zero() {
             return Err(ConnError::TimedOut);
         }
-        stream.set_read_timeout(Some(left)).map_err(classify)?;
+        if stop.load(Ordering::Relaxed) {
+            return Err(ConnError::Io);
+        }
+        stream
+            .set_read_timeout(Some(left.min(STOP_POLL)))
+            .map_err(classify)?;
         match stream.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(classify_ref(&e), ConnError::TimedOut) => {}
             Err(e) => return Err(classify(e)),
         }
     }
@@ -394,9 +414,29 @@ fn write_answer(
     stream: &mut UnixStream,
     answer: &[u8],
     timeout: Duration,
+    stop: &AtomicBool,
 ) -> Result<(), ConnError> {
-    stream.set_write_timeout(Some(timeout)).map_err(classify)?;
-    stream.write_all(answer).map_err(classify)
+    stream
+        .set_write_timeout(Some(timeout.min(STOP_POLL)))
+        .map_err(classify)?;
+    let (mut written, mut progress) = (0, Instant::now());
+    while written < answer.len() {
+        match stream.write(&answer[written..]) {
+            Ok(0) => return Err(ConnError::Io),
+            Ok(n) => (written, progress) = (written + n, Instant::now()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(classify_ref(&e), ConnError::TimedOut) => {
+                if progress.elapsed() >= timeout {
+                    return Err(ConnError::TimedOut);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return Err(ConnError::Io);
+                }
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Serves one connection: its request line, then the answer.
@@ -405,11 +445,12 @@ fn handle(
     mut stream: UnixStream,
     counters: &ConnCounters,
     timeout: Duration,
+    stop: &AtomicBool,
 ) {
     let result = stream
         .set_nonblocking(false)
         .map_err(classify)
-        .and_then(|()| read_request_line(&mut stream, timeout))
+        .and_then(|()| read_request_line(&mut stream, timeout, stop))
         .and_then(|line| {
             // `conntrack -E` keeps the connection, on a thread of its own (its own limits).
             if is_event_request(line.trim()) {
@@ -417,7 +458,7 @@ fn handle(
                 return serve_events(ctx, stream, line.trim()).map_err(classify);
             }
             let answer = dispatch(ctx, line.trim());
-            write_answer(&mut stream, answer.as_bytes(), timeout)
+            write_answer(&mut stream, answer.as_bytes(), timeout, stop)
         });
     if let Err(ConnError::TimedOut) = result {
         counters.control_timeout.fetch_add(1, Ordering::Relaxed);
@@ -668,6 +709,41 @@ mod tests {
     }
 
     #[test]
+    fn a_held_connection_does_not_delay_the_stop() {
+        let mut s = Served::start("stop", |c| c.with_limits(4, Duration::from_secs(30)));
+        let _silent = UnixStream::connect(&s.path).unwrap();
+        let (mut stalled, client) = UnixStream::pair().unwrap();
+        client.set_nonblocking(true).unwrap();
+        // Wait until the silent one is being served (a request behind it is answered).
+        assert_eq!(request(&s.path, "ping").unwrap(), "pong\n");
+        let writer = std::thread::spawn(move || {
+            let stop = AtomicBool::new(false);
+            let big = vec![b'x'; 16 << 20];
+            let t = Instant::now();
+            let stopper = std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    stop.store(true, Ordering::Relaxed);
+                });
+                write_answer(&mut stalled, &big, Duration::from_secs(30), &stop)
+            });
+            (stopper, t.elapsed())
+        });
+        let t = Instant::now();
+        s.stop.store(true, Ordering::Relaxed);
+        s.thread.take().unwrap().join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        let (r, took) = writer.join().unwrap();
+        assert!(matches!(r, Err(ConnError::Io)), "{r:?}");
+        assert!(took < Duration::from_millis(700), "{took:?}");
+        drop(client);
+    }
+
+    #[test]
     fn over_the_cap_a_connection_is_answered_busy_and_counted() {
         let s = Served::start("cap", |c| c.with_limits(2, Duration::from_secs(5)));
         let held: Vec<UnixStream> = (0..2)
@@ -698,7 +774,12 @@ mod tests {
         let (mut server, client) = UnixStream::pair().unwrap();
         let big = vec![b'x'; 16 << 20];
         let t = Instant::now();
-        let r = write_answer(&mut server, &big, Duration::from_millis(200));
+        let r = write_answer(
+            &mut server,
+            &big,
+            Duration::from_millis(200),
+            &AtomicBool::new(false),
+        );
         assert!(matches!(r, Err(ConnError::TimedOut)), "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         drop((server, client));
@@ -709,7 +790,13 @@ mod tests {
             client2.read_to_end(&mut out).unwrap();
             out.len()
         });
-        write_answer(&mut server, &big, Duration::from_millis(200)).unwrap();
+        write_answer(
+            &mut server,
+            &big,
+            Duration::from_millis(200),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         drop(server);
         assert_eq!(reader2.join().unwrap(), big.len());
     }

@@ -491,7 +491,7 @@ fn metrics_and_stats_answer_at_once_under_slowloris_idle_and_silent_control_clie
     };
     let (stop, attacker) = start_attack(&tb, plan);
     let started = Instant::now();
-    let (http, control) = measure(&tb, 10, &|| false);
+    let (http, control) = measure(&tb, 10, &|| true);
     let attacked_for = started.elapsed();
     let (m, _) = fwd.metrics();
     stop.store(true, Ordering::SeqCst);
