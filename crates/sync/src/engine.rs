@@ -245,6 +245,11 @@ impl Engine {
             .map(|i| &i.entry)
     }
 
+    /// Entries kept for the peer, deletions not yet acknowledged included.
+    pub fn tracked(&self) -> usize {
+        self.internal.len()
+    }
+
     /// Announces a new or changed local entry.
     pub fn upsert(&mut self, entry: Entry) {
         let key = entry.key();
@@ -736,6 +741,10 @@ impl Engine {
             if let Some(Resend::Object { key, .. }) = self.resend.pop_front() {
                 if let Some(o) = self.internal.get_mut(&key) {
                     o.queued = false;
+                    // a deletion nobody will acknowledge now: forget the entry
+                    if o.state == ObjState::Dead {
+                        self.internal.remove(&key);
+                    }
                 }
             }
             self.stats.resend_overflow += 1;

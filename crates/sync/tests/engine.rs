@@ -559,3 +559,29 @@ fn a_peer_restarting_during_hello_is_not_taken_for_a_replay() {
     assert_eq!(a.stats().before, 0);
     assert_eq!(a.external().count(), 4);
 }
+
+/// A full resend queue forgets its oldest message (counted); a deletion forgotten that way
+/// leaves nothing behind.
+#[test]
+fn a_full_resend_queue_forgets_the_oldest() {
+    let t0 = Instant::now();
+    let cfg = Config {
+        resend_queue_size: 4,
+        ..Config::default()
+    };
+    let mut a = Engine::new(cfg, 1, t0);
+    let mut buf = [0u8; 1472];
+    for i in 0..3 {
+        a.upsert(entry(i));
+    }
+    a.remove(&entry(0).key());
+    while a.poll_transmit(&mut buf, t0) > 0 {}
+    for i in 3..9 {
+        a.upsert(entry(i));
+    }
+    while a.poll_transmit(&mut buf, t0) > 0 {}
+    assert_eq!(a.queue_lens(), (0, 4));
+    assert!(a.stats().resend_overflow >= 5);
+    assert_eq!(a.internal().count(), 8);
+    assert_eq!(a.tracked(), 8, "the forgotten deletion is not kept");
+}
