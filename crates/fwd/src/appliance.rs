@@ -17,8 +17,11 @@ use crate::link::{LinkStatus, SharedAttachments, Supervisor};
 use crate::stats::{self, WorkerShared};
 use crate::worker::{Reopen, Worker};
 
+/// tracing through [`crate::logging::NonBlocking`]: a full pipe or a stalled disk drops lines
+/// (counted) instead of stopping the thread that logs.
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)?;
+    use crate::logging::{NonBlocking, QUEUE_LINES};
+    let filter = tracing_subscriber::EnvFilter::try_new(cfg.log.level.get_ref())?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match &cfg.log.file {
         Some(f) => {
@@ -29,23 +32,36 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("log.file {}: {e}", f.display()))?;
             builder
                 .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
+                .with_writer(NonBlocking::spawn(Box::new(file), QUEUE_LINES)?)
                 .init();
         }
         None => {
             use std::io::IsTerminal;
             builder
                 .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
+                .with_writer(NonBlocking::spawn(
+                    crate::logging::stderr_sink()?,
+                    QUEUE_LINES,
+                )?)
                 .init()
         }
     }
     Ok(())
 }
 
-/// Runs until SIGINT or SIGTERM; an error means nothing was left running or attached.
+/// Runs until SIGINT or SIGTERM; an error means nothing was left running or attached. The log
+/// is flushed before returning, but never waited on for long: a stop must not hang on stderr.
 pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     init_logging(&cfg)?;
+    let r = run_logging(cfg, config_path);
+    if let Err(e) = &r {
+        tracing::error!("{e:#}");
+    }
+    crate::logging::flush(Duration::from_millis(300));
+    r
+}
+
+fn run_logging(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -134,7 +150,7 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
         .map(|&c| Arc::new(WorkerShared::new(c)))
         .collect();
     let burst = *cfg.workers.burst.get_ref();
-    let idle = Duration::from_micros(cfg.workers.idle_sleep_us);
+    let idle = Duration::from_micros(*cfg.workers.idle_sleep_us.get_ref());
     let mut handles = Vec::new();
     for (i, wp) in worker_ports.into_iter().enumerate() {
         let core = cores[i];
@@ -220,7 +236,7 @@ pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Result
     }
     let mut beats = Vec::with_capacity(shared.len());
 
-    let interval = Duration::from_secs(cfg.stats.log_interval_s);
+    let interval = Duration::from_secs(*cfg.stats.log_interval_s.get_ref());
     let mut next_log = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));

@@ -110,9 +110,10 @@ pub struct Workers {
     /// Frames per receive burst (1..=64).
     #[serde(default = "default_burst")]
     pub burst: Spanned<usize>,
-    /// After a run of empty poll rounds a worker sleeps this long; 0 = never sleep.
+    /// After a run of empty poll rounds a worker sleeps this long; 0 = never sleep
+    /// (0..=1000000).
     #[serde(default = "default_idle_sleep")]
-    pub idle_sleep_us: u64,
+    pub idle_sleep_us: Spanned<u64>,
     /// Preferred busy polling on the AF_XDP sockets (the worker runs the NAPI poll).
     #[serde(default)]
     pub busy_poll: bool,
@@ -129,8 +130,8 @@ fn default_ring_size() -> Spanned<u32> {
 fn default_burst() -> Spanned<usize> {
     Spanned::new(0..0, 32)
 }
-fn default_idle_sleep() -> u64 {
-    20
+fn default_idle_sleep() -> Spanned<u64> {
+    Spanned::new(0..0, 20)
 }
 
 /// `[stats]`.
@@ -140,16 +141,16 @@ pub struct Stats {
     /// Address of the Prometheus endpoint (`/metrics`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Seconds between stats log lines (0: none).
+    /// Seconds between stats log lines (0: none; at most 86400).
     #[serde(default = "default_interval")]
-    pub log_interval_s: u64,
+    pub log_interval_s: Spanned<u64>,
 }
 
 fn default_listen() -> SocketAddr {
     "127.0.0.1:9900".parse().expect("valid address")
 }
-fn default_interval() -> u64 {
-    10
+fn default_interval() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
 }
 
 impl Default for Stats {
@@ -177,11 +178,11 @@ pub struct Rules {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Conntrack {
-    /// Table capacity.
-    pub max: Option<u64>,
+    /// Table capacity (1..=2^31-1, and its memory at most half of MemAvailable).
+    pub max: Option<Spanned<u64>>,
     /// Timeouts in seconds by name (e.g. `tcp_established = 432000`).
     #[serde(default)]
-    pub timeouts: BTreeMap<String, u32>,
+    pub timeouts: BTreeMap<String, Spanned<u32>>,
     /// Key of the flow hash, 32 hex digits. Unset (the default): `fwd run` draws a random key
     /// from the OS at every start; `fwd replay` uses a fixed one, so it stays deterministic.
     /// Set it only for tests: whoever knows the key can choose flows that share a bucket.
@@ -225,13 +226,30 @@ impl Default for Control {
 pub struct Log {
     /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter directive).
     #[serde(default = "default_level")]
-    pub level: String,
+    pub level: Spanned<String>,
     /// Append logs to this file instead of stderr.
     pub file: Option<PathBuf>,
+    /// LOG rules' lines: at most `burst` in a row, then one every `interval_ms / burst`
+    /// (a token bucket, as the kernel's net_ratelimit with net.core.message_burst = 10 and
+    /// message_cost = 5 s). Lines over it are counted, not written (1..=1000000).
+    #[serde(default = "default_burst_lines")]
+    pub burst: Spanned<u32>,
+    /// The bucket's refill period in milliseconds: `burst` lines per `interval_ms`; 0 turns the
+    /// limit off, as message_cost = 0 does (0..=86400000).
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: Spanned<u64>,
 }
 
-fn default_level() -> String {
-    "info".into()
+fn default_level() -> Spanned<String> {
+    Spanned::new(0..0, "info".into())
+}
+
+fn default_burst_lines() -> Spanned<u32> {
+    Spanned::new(0..0, 10)
+}
+
+fn default_interval_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 5000)
 }
 
 impl Default for Log {
@@ -239,6 +257,8 @@ impl Default for Log {
         Log {
             level: default_level(),
             file: None,
+            burst: default_burst_lines(),
+            interval_ms: default_interval_ms(),
         }
     }
 }
@@ -350,6 +370,41 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// At most this many characters of the offending text are quoted in an error.
+pub const QUOTE_MAX: usize = 80;
+
+/// `s` for an error message: its first [`QUOTE_MAX`] characters, then `...` and how long it
+/// was, so that a 1 MB junk line gives a one-line error.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_MAX) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}... ({} bytes)", &s[..end], s.len()),
+    }
+}
+
+/// The parser's `msg` (which quotes the input verbatim) with every whitespace-free run longer
+/// than [`QUOTE_MAX`] clipped, and at most `4 * QUOTE_MAX` characters in all. Our own messages
+/// quote through [`clip`] instead.
+fn clip_message(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(8 * QUOTE_MAX));
+    for (i, word) in msg.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&clip(word));
+        if out.chars().count() > 4 * QUOTE_MAX {
+            let end = out
+                .char_indices()
+                .nth(4 * QUOTE_MAX)
+                .map_or(out.len(), |(e, _)| e);
+            out.truncate(end);
+            out.push_str(" ...");
+            break;
+        }
+    }
+    out
+}
+
 fn at(file: &Path, text: &str, span: Option<Range<usize>>, msg: &str) -> ConfigError {
     match span {
         Some(s) if !(s.start == 0 && s.end == 0) => {
@@ -357,6 +412,51 @@ fn at(file: &Path, text: &str, span: Option<Range<usize>>, msg: &str) -> ConfigE
             ConfigError(format!("{}:{l}:{c}: {msg}", file.display()))
         }
         _ => ConfigError(format!("{}: {msg}", file.display())),
+    }
+}
+
+/// The names `[conntrack.timeouts]` takes.
+pub const TIMEOUT_NAMES: [&str; 14] = [
+    "tcp_syn_sent",
+    "tcp_syn_recv",
+    "tcp_established",
+    "tcp_fin_wait",
+    "tcp_close_wait",
+    "tcp_last_ack",
+    "tcp_time_wait",
+    "tcp_close",
+    "tcp_unacknowledged",
+    "udp",
+    "udp_stream",
+    "icmp",
+    "icmpv6",
+    "generic",
+];
+
+/// The largest `conntrack.max` the table takes (its entry indices are 31 bits).
+pub const CONNTRACK_MAX: u64 = (1 << 31) - 1;
+
+/// Bytes the conntrack tables of `shards` workers take for `max` entries in all: each shard
+/// holds `ceil(max / shards)` entries of [`conntrack::ENTRY_SIZE`] bytes and a power-of-two
+/// index of 4-byte buckets (plus its timer wheel, small).
+pub fn conntrack_bytes(max: u64, shards: usize) -> u64 {
+    let shards = shards.max(1) as u64;
+    let per = max.div_ceil(shards).max(1);
+    let buckets = per.checked_next_power_of_two().unwrap_or(u64::MAX / 8);
+    shards.saturating_mul(
+        per.saturating_mul(conntrack::ENTRY_SIZE as u64)
+            .saturating_add(buckets.saturating_mul(4))
+            .saturating_add(1024 * 8),
+    )
+}
+
+fn human_bytes(b: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    if b as f64 >= GIB {
+        format!("{:.1} GiB", b as f64 / GIB)
+    } else {
+        format!("{:.1} MiB", b as f64 / MIB)
     }
 }
 
@@ -371,6 +471,22 @@ pub trait Environment {
     /// The interface's MTU, if known.
     fn mtu(&self, _name: &str) -> Option<u32> {
         None
+    }
+    /// Bytes of memory available for new allocations (`MemAvailable`), if known.
+    fn mem_available(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo` text, in bytes.
+pub fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut it = line.split_whitespace().skip(1);
+    let n: u64 = it.next()?.parse().ok()?;
+    match it.next() {
+        Some("kB") => n.checked_mul(1024),
+        None => Some(n),
+        Some(_) => None,
     }
 }
 
@@ -400,6 +516,23 @@ impl Environment for Host {
         let link = ports::xdp::netlink::link_by_name(name).ok()??;
         Some(link.mtu)
     }
+    fn mem_available(&self) -> Option<u64> {
+        parse_mem_available(&std::fs::read_to_string("/proc/meminfo").ok()?)
+    }
+}
+
+/// The largest `max` whose tables fit in `budget` bytes (a bisection over [`conntrack_bytes`]).
+fn max_entries_within(budget: u64, shards: usize) -> u64 {
+    let (mut lo, mut hi) = (0u64, CONNTRACK_MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if conntrack_bytes(mid, shards) <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
 }
 
 impl Config {
@@ -416,7 +549,7 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| {
-            let msg = e.message().trim().replace('\n', " ");
+            let msg = clip_message(&e.message().trim().replace('\n', " "));
             at(path, &text, e.span(), &msg)
         })
     }
@@ -424,7 +557,7 @@ impl Config {
     /// Parses and validates `text` (from `path`, for messages).
     pub fn parse(path: &Path, text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().replace('\n', " ");
+            let msg = clip_message(&e.message().trim().replace('\n', " "));
             at(path, text, e.span(), &msg)
         })?;
         cfg.validate(path, text, env)?;
@@ -435,6 +568,7 @@ impl Config {
         let err = |span: Range<usize>, msg: String| Err(at(path, text, Some(span), &msg));
         for (name, p) in [("a", &self.ports.a), ("b", &self.ports.b)] {
             let iface = p.interface.get_ref();
+            let qi = clip(iface);
             if iface.is_empty() {
                 return err(
                     p.interface.span(),
@@ -445,7 +579,7 @@ impl Config {
                 return err(
                     p.interface.span(),
                     format!(
-                        "ports.{name}.interface: no interface {iface:?} in this network namespace"
+                        "ports.{name}.interface: no interface {qi:?} in this network namespace"
                     ),
                 );
             }
@@ -462,9 +596,9 @@ impl Config {
                 return err(
                     p.interface.span(),
                     format!(
-                        "ports.{name}.interface: {iface:?} has MTU {mtu}, but fwd supports at most \
+                        "ports.{name}.interface: {qi:?} has MTU {mtu}, but fwd supports at most \
                          {max} (one {}-byte buffer per frame, no multi-buffer AF_XDP): lower it, \
-                         e.g. ip link set dev {iface} mtu 1500",
+                         e.g. ip link set dev {qi} mtu 1500",
                         ports::xdp::RingSizes::default().frame_size
                     ),
                 );
@@ -473,7 +607,7 @@ impl Config {
                 if q > have {
                     return err(
                         p.queues.span(),
-                        format!("ports.{name}.queues = {q} but interface {iface:?} has {have} receive queue(s)"),
+                        format!("ports.{name}.queues = {q} but interface {qi:?} has {have} receive queue(s)"),
                     );
                 }
             }
@@ -543,23 +677,129 @@ impl Config {
                 format!("workers.ring_size must be a power of two in 64..=16384, got {ring}"),
             );
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(ConfigError(format!(
-                "{}: log.level {:?} is not a level or filter",
-                path.display(),
-                self.log.level
-            )));
+        if tracing_subscriber::EnvFilter::try_new(self.log.level.get_ref()).is_err() {
+            return err(
+                self.log.level.span(),
+                format!(
+                    "log.level {:?} is not a level or filter (error, warn, info, debug, trace)",
+                    clip(self.log.level.get_ref())
+                ),
+            );
         }
         if let Some(group) = &self.control.group {
             let name = group.get_ref();
             if !matches!(nix::unistd::Group::from_name(name), Ok(Some(_))) {
                 return err(
                     group.span(),
-                    format!("control.group: no group {name:?} on this machine"),
+                    format!("control.group: no group {:?} on this machine", clip(name)),
                 );
             }
         }
-        Ok(())
+        self.validate_numbers(path, text, env)
+    }
+
+    /// The numeric keys the checks above do not cover: each within its range, the error naming
+    /// the key, where it is and the range.
+    fn validate_numbers(
+        &self,
+        path: &Path,
+        text: &str,
+        env: &dyn Environment,
+    ) -> Result<(), ConfigError> {
+        fn range<T: PartialOrd + fmt::Display + Copy>(
+            key: &str,
+            v: &Spanned<T>,
+            lo: T,
+            hi: T,
+            unit: &str,
+        ) -> Result<(), (Range<usize>, String)> {
+            let x = *v.get_ref();
+            if x < lo || x > hi {
+                return Err((
+                    v.span(),
+                    format!("{key} = {x}: expected {lo} to {hi}{unit}"),
+                ));
+            }
+            Ok(())
+        }
+        let check = || -> Result<(), (Range<usize>, String)> {
+            range(
+                "workers.idle_sleep_us",
+                &self.workers.idle_sleep_us,
+                0,
+                1_000_000,
+                " microseconds",
+            )?;
+            range(
+                "stats.log_interval_s",
+                &self.stats.log_interval_s,
+                0,
+                86_400,
+                " seconds (0: no stats lines)",
+            )?;
+            range("log.burst", &self.log.burst, 1, 1_000_000, " lines")?;
+            range(
+                "log.interval_ms",
+                &self.log.interval_ms,
+                0,
+                86_400_000,
+                " milliseconds (0: no LOG rate limit)",
+            )?;
+            for (name, v) in &self.conntrack.timeouts {
+                if !TIMEOUT_NAMES.contains(&name.as_str()) {
+                    return Err((
+                        v.span(),
+                        format!(
+                            "conntrack.timeouts: unknown timeout {:?} (known: {})",
+                            clip(name),
+                            TIMEOUT_NAMES.join(", ")
+                        ),
+                    ));
+                }
+                range(
+                    &format!("conntrack.timeouts.{name}"),
+                    v,
+                    1,
+                    conntrack::MAX_TIMEOUT_SECS,
+                    " seconds",
+                )?;
+            }
+            if let Some(max) = &self.conntrack.max {
+                let shards = self.workers.cores.get_ref().len();
+                let x = *max.get_ref();
+                // Bounded by the table's 31-bit indices and by memory: more than half of what
+                // is available would leave the box swapping or killed at start.
+                let fits = env
+                    .mem_available()
+                    .map(|a| (a, max_entries_within(a / 2, shards)));
+                let why = match fits {
+                    Some((avail, n)) if n < CONNTRACK_MAX => format!(
+                        "{} B an entry plus the hash index, at most half of the {} MemAvailable \
+                         (/proc/meminfo){}",
+                        conntrack::ENTRY_SIZE,
+                        human_bytes(avail),
+                        if x > n && x <= CONNTRACK_MAX {
+                            format!(
+                                ": this would take about {}",
+                                human_bytes(conntrack_bytes(x, shards))
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    _ => "the table's limit: 31-bit entry indices".to_string(),
+                };
+                let hi = fits.map_or(CONNTRACK_MAX, |(_, n)| n.min(CONNTRACK_MAX));
+                if x == 0 || x > hi {
+                    return Err((
+                        max.span(),
+                        format!("conntrack.max = {x}: expected 1 to {hi} entries ({why})"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check().map_err(|(span, msg)| at(path, text, Some(span), &msg))
     }
 
     /// The ports as the AF_XDP layer wants them.
@@ -598,6 +838,9 @@ mod tests {
         }
         fn mtu(&self, name: &str) -> Option<u32> {
             Some(if name == "fw-jumbo" { 9000 } else { 1500 })
+        }
+        fn mem_available(&self) -> Option<u64> {
+            Some(8 << 30)
         }
     }
 
@@ -642,8 +885,8 @@ level = "debug"
         assert_eq!(c.workers.cores.get_ref(), &vec![0, 1]);
         assert_eq!(*c.workers.burst.get_ref(), 32);
         assert_eq!(c.stats.listen.port(), 9911);
-        assert_eq!(c.conntrack.max, Some(65536));
-        assert_eq!(c.conntrack.timeouts["tcp_established"], 432000);
+        assert_eq!(c.conntrack.max.map(|m| *m.get_ref()), Some(65536));
+        assert_eq!(*c.conntrack.timeouts["tcp_established"].get_ref(), 432000);
         assert_eq!(c.control.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.rules.unwrap().ipv4, Some(PathBuf::from("rules.v4")));
     }
@@ -860,6 +1103,195 @@ level = "debug"
             assert_eq!(c.ports.a.interface.get_ref(), "fw-c");
             assert_eq!(c.ports.b.interface.get_ref(), "fw-s");
         }
+    }
+
+    const MIN: &str =
+        "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+
+    #[test]
+    fn conntrack_max_beyond_the_table_limit_is_refused_at_its_position() {
+        let e = parse(&format!("{MIN}[conntrack]\nmax = 4000000000\n"))
+            .unwrap_err()
+            .0;
+        // 8 GiB available: half of it holds about 32 million entries
+        assert!(
+            e.starts_with("fwd.toml:8:7: conntrack.max = 4000000000: expected 1 to "),
+            "{e}"
+        );
+        assert!(e.contains("MemAvailable"), "{e}");
+        let hi: u64 = e["fwd.toml:8:7: conntrack.max = 4000000000: expected 1 to ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(conntrack_bytes(hi, 1) <= 4 << 30, "{hi}");
+        assert!(conntrack_bytes(hi + 1, 1) > 4 << 30, "{hi}");
+        // the bound itself passes, one more does not
+        parse(&format!("{MIN}[conntrack]\nmax = {hi}\n")).unwrap();
+        let e = parse(&format!("{MIN}[conntrack]\nmax = {}\n", hi + 1))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("this would take about 4.0 GiB"), "{e}");
+        let e = parse(&format!("{MIN}[conntrack]\nmax = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("fwd.toml:8:7: conntrack.max = 0: expected 1 to "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn conntrack_max_without_a_memory_figure_is_held_to_the_table_limit() {
+        struct NoMem;
+        impl Environment for NoMem {
+            fn interface_exists(&self, _: &str) -> bool {
+                true
+            }
+            fn cores(&self) -> Vec<usize> {
+                vec![1]
+            }
+            fn rx_queues(&self, _: &str) -> Option<u32> {
+                None
+            }
+        }
+        let p = |t: &str| Config::parse(Path::new("c.toml"), t, &NoMem);
+        let e = p(&format!("{MIN}[conntrack]\nmax = 4000000000\n"))
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            e,
+            "c.toml:8:7: conntrack.max = 4000000000: expected 1 to 2147483647 entries \
+             (the table's limit: 31-bit entry indices)"
+        );
+        p(&format!("{MIN}[conntrack]\nmax = 2147483647\n")).unwrap();
+    }
+
+    #[test]
+    fn memory_estimate_counts_entries_and_the_index_of_every_shard() {
+        assert_eq!(
+            conntrack_bytes(1 << 20, 1),
+            (1 << 20) * conntrack::ENTRY_SIZE as u64 + (1 << 20) * 4 + 8192
+        );
+        // two shards of 500001 entries, each with a 2^19 bucket index
+        assert_eq!(
+            conntrack_bytes(1_000_001, 2),
+            2 * (500_001 * conntrack::ENTRY_SIZE as u64 + (1 << 19) * 4 + 8192)
+        );
+        assert_eq!(max_entries_within(0, 1), 0);
+        let n = max_entries_within(1 << 30, 4);
+        assert!(conntrack_bytes(n, 4) <= 1 << 30 && conntrack_bytes(n + 1, 4) > 1 << 30);
+        assert_eq!(
+            parse_mem_available("MemTotal: 100 kB\nMemAvailable:    2048 kB\n"),
+            Some(2 << 20)
+        );
+        assert_eq!(parse_mem_available("MemTotal: 100 kB\n"), None);
+    }
+
+    #[test]
+    fn every_numeric_key_is_range_checked_with_position_and_range() {
+        let cases = [
+            (
+                "[workers]\nidle_sleep_us = 5000000\n",
+                "workers.idle_sleep_us = 5000000: expected 0 to 1000000 microseconds",
+            ),
+            (
+                "[stats]\nlog_interval_s = 100000\n",
+                "stats.log_interval_s = 100000: expected 0 to 86400 seconds",
+            ),
+            (
+                "[log]\nburst = 0\n",
+                "log.burst = 0: expected 1 to 1000000 lines",
+            ),
+            (
+                "[log]\ninterval_ms = 100000000\n",
+                "log.interval_ms = 100000000: expected 0 to 86400000 milliseconds",
+            ),
+            (
+                "[conntrack.timeouts]\nudp = 0\n",
+                "conntrack.timeouts.udp = 0: expected 1 to 2073600 seconds",
+            ),
+            (
+                "[conntrack.timeouts]\nudp = 3000000\n",
+                "conntrack.timeouts.udp = 3000000: expected 1 to 2073600 seconds",
+            ),
+        ];
+        for (section, want) in cases {
+            // the workers section is already open in MIN; others append
+            let text = if let Some(rest) = section.strip_prefix("[workers]\n") {
+                format!("{MIN}{rest}")
+            } else {
+                format!("{MIN}{section}")
+            };
+            let e = parse(&text).unwrap_err().0;
+            let line = text.lines().count();
+            let col = text.lines().last().unwrap().find('=').unwrap() + 3;
+            assert_eq!(
+                e.split(": ").next().unwrap(),
+                format!("fwd.toml:{line}:{col}"),
+                "{e}"
+            );
+            assert!(e.contains(want), "{e}\nwanted {want}");
+        }
+        let e = parse(&format!("{MIN}[conntrack.timeouts]\ntcp_establish = 10\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("fwd.toml:8:17: conntrack.timeouts: unknown timeout \"tcp_establish\""),
+            "{e}"
+        );
+        assert!(e.contains("tcp_established"), "{e}");
+        // a value past the key's type is the parser's error, also with its position
+        let e = parse(&format!("{MIN}[conntrack.timeouts]\nudp = 5000000000\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:7: "), "{e}");
+        let e = parse(&format!("{MIN}[log]\nlevel = \"fwd=loud\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("fwd.toml:8:9: log.level \"fwd=loud\""), "{e}");
+        // the defaults and the edges of each range pass
+        let c = parse(MIN).unwrap();
+        assert_eq!(
+            (*c.log.burst.get_ref(), *c.log.interval_ms.get_ref()),
+            (10, 5000)
+        );
+        parse(&format!(
+            "{MIN}idle_sleep_us = 1000000\n[stats]\nlog_interval_s = 86400\n[log]\nburst = 1\ninterval_ms = 0\n[conntrack.timeouts]\nudp = 2073600\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_megabyte_of_junk_gives_a_short_error_with_its_position() {
+        let junk = "x".repeat(1 << 20);
+        for text in [
+            format!("{MIN}{junk}\n"),
+            format!("{MIN}{junk} = 1\n"),
+            format!("{MIN}[{junk}]\n"),
+            format!("{MIN}[log]\nlevel = \"{junk}=loud\"\n"),
+            format!("[ports.a]\ninterface = \"{junk}\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n"),
+            format!("{MIN}[conntrack.timeouts]\n{junk} = 5\n"),
+            format!("{MIN}[log]\nlevel = \"{}\"\n", "a=b ".repeat(1 << 18)),
+        ] {
+            let e = parse(&text).unwrap_err().0;
+            assert!(e.starts_with("fwd.toml:"), "{}", clip(&e));
+            let pos: Vec<&str> = e.splitn(4, ':').collect();
+            assert!(pos[1].parse::<usize>().is_ok() && pos[2].parse::<usize>().is_ok(), "{}", clip(&e));
+            assert!(e.len() < 500, "{} bytes: {}", e.len(), clip(&e));
+            assert!(!e.contains(&"x".repeat(QUOTE_MAX + 1)), "{}", clip(&e));
+        }
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_at_a_character() {
+        assert_eq!(clip("fw-c"), "fw-c");
+        let long = "é".repeat(100);
+        let c = clip(&long);
+        assert!(c.starts_with(&"é".repeat(QUOTE_MAX)), "{c}");
+        assert!(c.ends_with("... (200 bytes)"), "{c}");
+        assert_eq!(clip(&"a".repeat(QUOTE_MAX)), "a".repeat(QUOTE_MAX));
     }
 
     #[test]

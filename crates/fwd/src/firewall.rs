@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use dataplane::control::{ControlClient, Request, Response};
-use dataplane::log::LogEvent;
+use dataplane::log::{LogEvent, LogKind};
 use dataplane::{CompileConfig, Compiled, PortInfo, Worker};
 
 use crate::config::Config;
@@ -40,9 +40,17 @@ pub fn compile_config(cfg: &Config, workers: usize) -> CompileConfig {
 /// `[conntrack]` as the conntrack crate's configuration; unknown timeout names are errors.
 pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config, String> {
     let mut c = conntrack::Config::default();
-    if let Some(max) = cfg.conntrack.max {
-        c.max =
-            u32::try_from(max.max(1)).map_err(|_| format!("conntrack.max {max} is too large"))?;
+    if let Some(max) = &cfg.conntrack.max {
+        let max = *max.get_ref();
+        c.max = u32::try_from(max.max(1))
+            .ok()
+            .filter(|&m| u64::from(m) <= crate::config::CONNTRACK_MAX)
+            .ok_or_else(|| {
+                format!(
+                    "conntrack.max = {max}: expected 1 to {}",
+                    crate::config::CONNTRACK_MAX
+                )
+            })?;
     }
     if let Some(k) = cfg.conntrack.hash_key {
         c.hash_key = k;
@@ -51,7 +59,8 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config, String> {
         c.checksum = on;
     }
     let t = &mut c.timeouts;
-    for (name, &v) in &cfg.conntrack.timeouts {
+    for (name, v) in &cfg.conntrack.timeouts {
+        let v = *v.get_ref();
         let slot = match name.as_str() {
             "tcp_syn_sent" => &mut t.tcp_syn_sent,
             "tcp_syn_recv" => &mut t.tcp_syn_recv,
@@ -67,7 +76,12 @@ pub fn conntrack_config(cfg: &Config) -> Result<conntrack::Config, String> {
             "icmp" => &mut t.icmp,
             "icmpv6" => &mut t.icmpv6,
             "generic" => &mut t.generic,
-            _ => return Err(format!("conntrack.timeouts: unknown timeout {name:?}")),
+            _ => {
+                return Err(format!(
+                    "conntrack.timeouts: unknown timeout {:?}",
+                    crate::config::clip(name)
+                ))
+            }
         };
         if v == 0 || v > 24 * 86400 {
             return Err(format!(
@@ -128,6 +142,10 @@ pub struct Firewall {
     /// The configuration file the rules paths come from (reload re-reads it).
     pub config_path: Option<std::path::PathBuf>,
     pub workers_count: usize,
+    /// The `[log]` rate limit of LOG lines (the control thread's only).
+    pub log_limit: Mutex<crate::logging::RateLimit>,
+    /// LOG lines the rate limit refused, for the metrics.
+    pub log_suppressed: std::sync::atomic::AtomicU64,
 }
 
 /// Size of each worker's LOG/NFLOG queue.
@@ -210,6 +228,12 @@ impl Firewall {
             ],
             config_path: config_path.map(|p| p.to_owned()),
             workers_count: workers,
+            log_limit: Mutex::new(crate::logging::RateLimit::new(
+                *cfg.log.burst.get_ref(),
+                Duration::from_millis(*cfg.log.interval_ms.get_ref()),
+                now_ns(),
+            )),
+            log_suppressed: std::sync::atomic::AtomicU64::new(0),
         };
         Ok((Arc::new(fw), pipes))
     }
@@ -228,23 +252,46 @@ impl Firewall {
         Ok(format!("reloaded: {n} rules and policies\n"))
     }
 
-    /// LOG lines and NFLOG packets queued by the workers: lines go to the log.
+    /// LOG lines and NFLOG packets queued by the workers: lines go to the log, at the `[log]`
+    /// rate at most (the rest counted, not even formatted), NFLOG packets to their file.
     pub fn drain_logs(&self) {
         let names = [self.port_names[0].as_str(), self.port_names[1].as_str()];
         let mut nflog = self.nflog.lock().unwrap_or_else(|e| e.into_inner());
+        let mut limit = self.log_limit.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(mut qs) = self.logs.lock() {
             let mut wrote = false;
+            let now = now_ns();
             for q in qs.iter_mut() {
-                let mut lines = Vec::new();
-                let _ = dataplane::log::drain(q, names, &mut lines, &mut |ev: &LogEvent| {
-                    if let Some(w) = nflog.as_mut() {
-                        wrote |= dataplane::pipeline::write_nflog(w, ev).is_ok();
+                // What is queued now, not what the worker adds meanwhile: a worker under a
+                // flood refills the queue as fast as it is emptied, and the control thread
+                // has other things to do (signals, reloads).
+                for _ in 0..q.slots() {
+                    let Ok(ev) = q.pop() else { break };
+                    match ev.kind {
+                        LogKind::Log { .. } => {
+                            if !limit.allow(now) {
+                                continue;
+                            }
+                            let n = limit.take_pending();
+                            if n > 0 {
+                                tracing::warn!(
+                                    target: "fwd::log",
+                                    "LOG: {n} lines suppressed by the rate limit ([log] burst, interval_ms)"
+                                );
+                            }
+                            let line = dataplane::log::format_line(&ev, names);
+                            tracing::info!(target: "fwd::log", "{line}");
+                        }
+                        LogKind::Nflog { .. } => {
+                            if let Some(w) = nflog.as_mut() {
+                                wrote |= dataplane::pipeline::write_nflog(w, &ev).is_ok();
+                            }
+                        }
                     }
-                });
-                for l in String::from_utf8_lossy(&lines).lines() {
-                    tracing::info!(target: "fwd::log", "{l}");
                 }
             }
+            self.log_suppressed
+                .store(limit.suppressed(), std::sync::atomic::Ordering::Relaxed);
             if wrote {
                 if let Some(w) = nflog.as_mut() {
                     let _ = w.flush();
@@ -533,6 +580,11 @@ impl Firewall {
             entries,
         );
         render_steer(&mut out, &steer);
+        render_log(
+            &mut out,
+            self.log_suppressed
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         out
     }
 }
@@ -762,6 +814,28 @@ pub fn rules_json(rs: &Compiled, v6: bool, tables: &[&str]) -> serde_json::Value
         "family": if v6 { "ipv6" } else { "ipv4" },
         "tables": out,
     })
+}
+
+/// What became of log lines: over the LOG rate limit, or dropped because the sink was full.
+fn render_log(out: &mut String, suppressed: u64) {
+    use std::fmt::Write as _;
+    for (name, help, v) in [
+        (
+            "fwd_log_lines_suppressed_total",
+            "LOG rule lines not written: over the [log] rate limit (burst, interval_ms).",
+            suppressed,
+        ),
+        (
+            "fwd_log_lines_dropped_total",
+            "Log lines dropped because stderr or log.file did not take them (queue full).",
+            crate::logging::dropped(),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
 }
 
 /// Steering counters per worker, as Prometheus text.

@@ -10,6 +10,7 @@ pub mod control;
 pub mod firewall;
 pub mod http;
 pub mod link;
+pub mod logging;
 pub mod output;
 pub mod stats;
 pub mod worker;
