@@ -95,7 +95,7 @@ fn main() -> ExitCode {
                 Ok(cfg) => match run(cfg, Some(&path)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
-                        tracing::error!("{e:#}");
+                        // run() logged it (maybe to a file); a start failure also on stderr
                         eprintln!("fwd: error: {e:#}");
                         ExitCode::from(1)
                     }
@@ -232,6 +232,91 @@ fn main() -> ExitCode {
     }
 }
 
+/// An output file written under a temporary name in the same directory and renamed over its
+/// destination only when everything succeeded: a failed replay leaves no half file (and does
+/// not touch an existing one). A destination that exists and is not a regular file (a FIFO,
+/// `/dev/null`) is written directly.
+struct TempFile {
+    /// Empty when writing directly, or once renamed.
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl TempFile {
+    fn create(dest: &Path) -> Result<TempFile, String> {
+        if std::fs::metadata(dest).is_ok_and(|m| !m.is_file()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+            return Ok(TempFile {
+                tmp: PathBuf::new(),
+                dest: dest.to_owned(),
+                file: Some(file),
+            });
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| format!("{}: not a file name", dest.display()))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".fwd-replay-{}.tmp", std::process::id()));
+        let tmp = dest.with_file_name(tmp_name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        Ok(TempFile {
+            tmp,
+            dest: dest.to_owned(),
+            file: Some(file),
+        })
+    }
+
+    fn take(&mut self) -> std::fs::File {
+        self.file.take().expect("taken once")
+    }
+
+    fn commit(mut self) -> Result<(), String> {
+        if self.tmp.as_os_str().is_empty() {
+            return Ok(());
+        }
+        std::fs::rename(&self.tmp, &self.dest)
+            .map_err(|e| format!("{}: {e}", self.dest.display()))?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Refuses to write `out` (the `what` of the replay) over `input`: the same file by any path or
+/// hard link (device and inode), as `cp` refuses to copy a file onto itself.
+fn refuse_same_file(
+    input: &std::fs::Metadata,
+    out: &Path,
+    what: &str,
+    inp: &Path,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(out) {
+        Ok(m) if m.dev() == input.dev() && m.ino() == input.ino() => Err(format!(
+            "{what} {} is the input capture {} (same file): refusing to overwrite it",
+            out.display(),
+            inp.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn replay(
     config: &Path,
     input: &Path,
@@ -244,23 +329,55 @@ fn replay(
     let compiled = fwd::firewall::load_rules(&cfg, Some(config), 1).map_err(|e| e.to_string())?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(compiled));
     let inp = std::fs::File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let out = std::fs::File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let mut vfile = match verdicts {
-        Some(v) => Some(std::io::BufWriter::new(
-            std::fs::File::create(v).map_err(|e| format!("{}: {e}", v.display()))?,
-        )),
-        None => None,
-    };
+    let meta = inp
+        .metadata()
+        .map_err(|e| format!("{}: {e}", input.display()))?;
+    if meta.is_file() && meta.len() == 0 {
+        return Err(format!(
+            "{}: empty file (0 bytes), not a pcapng capture",
+            input.display()
+        ));
+    }
+    refuse_same_file(&meta, output, "--out", input)?;
+    if let Some(v) = verdicts {
+        refuse_same_file(&meta, v, "--verdicts", input)?;
+        if let Ok(om) = std::fs::metadata(output) {
+            refuse_same_file(&om, v, "--verdicts", output)?;
+        }
+        if v == output {
+            return Err(format!("--verdicts and --out are both {}", v.display()));
+        }
+    }
+    let mut out = TempFile::create(output)?;
+    let mut vout = verdicts.map(TempFile::create).transpose()?;
+    let mut vfile = vout.as_mut().map(|t| std::io::BufWriter::new(t.take()));
     let sum = dataplane::pipeline::replay_pcapng_bridged(
         rules,
         &ct,
         cfg.bridge.policy(),
         std::io::BufReader::new(inp),
-        std::io::BufWriter::new(out),
+        std::io::BufWriter::new(out.take()),
         vfile.as_mut().map(|w| w as &mut dyn std::io::Write),
-    )?;
+    )
+    .map_err(|e| match e.strip_prefix("input: ") {
+        Some(why) => format!(
+            "{}: {why} (a truncated or damaged capture); nothing written",
+            input.display()
+        ),
+        None => format!("{e}; nothing written"),
+    })?;
+    if sum.packets == 0 {
+        return Err(format!(
+            "{}: the capture holds no packets; nothing written",
+            input.display()
+        ));
+    }
     if let Some(mut w) = vfile {
         std::io::Write::flush(&mut w).map_err(|e| format!("verdicts: {e}"))?;
+    }
+    out.commit()?;
+    if let Some(v) = vout {
+        v.commit()?;
     }
     Ok(sum)
 }
