@@ -287,8 +287,9 @@ fn reload(fwd: &Fwd) {
 /// Issue 9: a LOG-every-packet rule under a flood used to write 40-60k lines a second and cost
 /// forwarding. Now the default rate limit (10 lines, then 2 a second, as net_ratelimit) keeps
 /// the output small and the forwarding rate within 10% of the same flood with no LOG rule.
-/// Measured in one run, alternating the two rulesets (reloaded) three times, each compared by
-/// its best phase: other work on the 2-core box only ever lowers a phase.
+/// Measured in one run: eight pairs of phases, the ruleset switched by reload, in ABBA order so
+/// that a drift in the box's load cancels; the ratio is the median of the pairs' ratios (the
+/// 2-core box is shared, and a build starting during one phase spoils only its pair).
 #[test]
 fn a_log_flood_keeps_forwarding_within_10_percent_and_the_log_bounded() {
     let _g = serial();
@@ -304,34 +305,47 @@ fn a_log_flood_keeps_forwarding_within_10_percent_and_the_log_bounded() {
     );
     let started = Instant::now();
     let (mut plain, mut logged) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        tb.rules(NO_LOG);
+    let phase = |rules: &str| {
+        tb.rules(rules);
         reload(&fwd);
-        plain.push(forwarded_pps(&tb, &fwd, 1.5));
-        tb.rules(LOG_ALL);
-        reload(&fwd);
-        logged.push(forwarded_pps(&tb, &fwd, 1.5));
+        forwarded_pps(&tb, &fwd, 0.8)
+    };
+    for i in 0..8 {
+        if i % 2 == 0 {
+            plain.push(phase(NO_LOG));
+            logged.push(phase(LOG_ALL));
+        } else {
+            logged.push(phase(LOG_ALL));
+            plain.push(phase(NO_LOG));
+        }
     }
     // the last lines of the flood drained and written
     std::thread::sleep(Duration::from_millis(300));
     let elapsed = started.elapsed().as_secs_f64();
     let m = fwd.metrics();
-    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
-    let (p, l) = (best(&plain), best(&logged));
+    let mut ratios: Vec<f64> = logged.iter().zip(&plain).map(|(l, p)| l / p).collect();
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let ratio = (ratios[3] + ratios[4]) / 2.0;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[3] + v[4]) / 2.0
+    };
+    let (p, l) = (median(&plain), median(&logged));
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lines = log.lines().filter(|l| l.contains("flood: IN=fw-c")).count();
     let events = metric(&m, "fwd_log_events_total");
     let suppressed = metric(&m, "fwd_log_lines_suppressed_total");
     eprintln!(
-        "no LOG {plain:.0?} pps, LOG every packet {logged:.0?} pps: ratio {:.3}; {events} LOG \
-         events, {lines} lines written, {suppressed} suppressed in {elapsed:.1} s",
-        l / p
+        "no LOG {plain:.0?} pps (median {p:.0}), LOG every packet {logged:.0?} pps (median \
+         {l:.0}): pair ratios {ratios:.3?}, median {ratio:.3}; {events} LOG events, {lines} \
+         lines written, {suppressed} suppressed in {elapsed:.1} s"
     );
     assert!(p > 1000.0, "the flood was forwarded ({p:.0} pps)");
     assert!(
-        l >= 0.9 * p,
-        "LOG every packet forwarded {l:.0} pps, {:.1}% of {p:.0} without LOG",
-        100.0 * l / p
+        ratio >= 0.9,
+        "LOG every packet forwarded {:.1}% of the rate without LOG (pair ratios {ratios:.3?})",
+        100.0 * ratio
     );
     assert!(events > 10_000, "the LOG rule matched the flood ({events})");
     // 10 in a row, then 2 a second (at most, over the whole run)
@@ -491,6 +505,8 @@ fn replay(dir: &Path, args: &[&Path]) -> (Option<i32>, String) {
 /// `fwd replay --in X --out X` used to destroy X, and an empty capture was "0 packets", exit 0.
 #[test]
 fn replay_refuses_its_input_as_output_and_empty_or_truncated_captures() {
+    // not during another test's flood measurement
+    let _g = serial();
     let dir = std::env::temp_dir().join(format!("al{}replay", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
