@@ -120,6 +120,7 @@ impl CtPacket {
     /// The key this packet is looked up by: its own tuple, or for an ICMP error the inverted
     /// tuple of the quoted packet (the connection the error is about). `None` for an error
     /// quoting something that cannot be inverted.
+    #[inline]
     pub fn lookup_key(&self) -> Option<(Family, u8, Tuple)> {
         match self.l4 {
             L4::IcmpError(e) => e
@@ -140,6 +141,7 @@ impl CtPacket {
     }
 
     /// The tuple of this packet in its own direction.
+    #[inline]
     pub(crate) fn tuple(&self) -> Tuple {
         let (sport, dport) = match self.l4 {
             L4::Tcp(s) => (s.sport, s.dport),

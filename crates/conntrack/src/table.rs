@@ -571,6 +571,24 @@ impl Shard {
         }
     }
 
+    /// [`Shard::warm`] for keys whose flow hashes are already known (`None`: nothing to load).
+    pub fn warm_hashed(&self, keys: &[Option<HashedKey>]) -> u32 {
+        let mut heads = [NIL; 64];
+        let mut acc = 0u32;
+        for chunk in keys.chunks(64) {
+            for (h, k) in heads.iter_mut().zip(chunk) {
+                *h = match k {
+                    Some((_, hash)) => self.buckets[(*hash as u32 & self.mask) as usize],
+                    None => NIL,
+                };
+            }
+            for &h in &heads[..chunk.len()] {
+                acc ^= self.entries[Self::head_entry(h)].touch();
+            }
+        }
+        core::hint::black_box(acc)
+    }
+
     /// [`Shard::lookup_burst`] over keys whose flow hashes are already known (the data path
     /// hashes each frame once, in its parse stage): `keys[i]` is `(key, flow_hash(key))` or
     /// `None` (no flow: `out[i]` is `None`). Bucket heads, then entries, are loaded for all keys

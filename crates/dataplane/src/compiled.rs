@@ -248,6 +248,24 @@ pub struct FamilyRules {
     pub hooks: [Option<u32>; 4],
     /// The source ruleset (for listings with counters).
     pub source: Option<Ruleset>,
+    /// Some hook chain has a lookup the vector path can do ahead for NEW packets
+    /// ([`CompiledChain::ahead_start`]); without one it skips that stage.
+    pub classifies_ahead: bool,
+}
+
+impl CompiledChain {
+    /// Where a NEW packet's first classifier lookup in this chain starts: past the `ct_prefix`
+    /// rules, none of which may match ctstate NEW; `None` when there is no lookup to do ahead
+    /// (a prefix rule matches NEW, no rule after the prefix, or a lookup with a side effect).
+    pub fn ahead_start(&self) -> Option<u32> {
+        let new = classify::ct::NEW;
+        let hit = self
+            .ct_prefix
+            .iter()
+            .any(|c| ((new & c.mask) != 0) != c.negate);
+        let pos = self.ct_prefix.len();
+        (self.lookup_is_pure && !hit && pos < self.rules.len()).then_some(pos as u32)
+    }
 }
 
 impl FamilyRules {

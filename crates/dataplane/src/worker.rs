@@ -74,6 +74,12 @@ pub(crate) struct Stages {
     ahead_pos: [[u32; 4]; 2],
     /// Slots handed to another worker: not processed here.
     skip: [bool; VECTOR],
+    /// Scratch of the classify-ahead stage (kept here: clearing them per pass cost more than
+    /// the lookups they serve on short chains).
+    ahead_keys: [Key; VECTOR],
+    ahead_starts: [u32; VECTOR],
+    ahead_slots: [u8; VECTOR],
+    ahead_out: [u32; VECTOR],
 }
 
 impl Stages {
@@ -91,6 +97,10 @@ impl Stages {
             ahead: [false; VECTOR],
             ahead_pos: [[NO_MATCH; 4]; 2],
             skip: [false; VECTOR],
+            ahead_keys: [Key::default(); VECTOR],
+            ahead_starts: [0; VECTOR],
+            ahead_slots: [0; VECTOR],
+            ahead_out: [NO_MATCH; VECTOR],
         })
     }
 
@@ -447,14 +457,20 @@ impl Worker {
         frame: impl Fn(usize) -> &'f [u8],
         now: u64,
     ) {
+        st.ahead[..n].fill(false);
+        st.ahead_pos = [[NO_MATCH; 4]; 2];
+        if !rs.v4.classifies_ahead && !rs.v6.classifies_ahead {
+            // no chain to classify ahead: only the loads, to overlap their misses
+            self.shard.warm_hashed(&st.flow[..n]);
+            return;
+        }
         self.shard
             .lookup_burst_hashed(&st.flow[..n], now, &mut st.found[..n]);
-        let mut keys = [Key::default(); VECTOR];
-        let mut starts = [0u32; VECTOR];
-        let mut slot = [0u8; VECTOR];
-        let mut out = [NO_MATCH; VECTOR];
         for (f, v6) in [(0usize, false), (1, true)] {
             let fam = rs.family(v6);
+            if !fam.classifies_ahead {
+                continue;
+            }
             let mut m = 0;
             for i in 0..n {
                 let new = st.found[i].is_none()
@@ -467,47 +483,41 @@ impl Worker {
                             ..
                         })
                     );
-                if f == 0 {
-                    st.ahead[i] = false;
-                }
                 if new {
                     st.ahead[i] = true;
-                    slot[m] = i as u8;
+                    st.ahead_slots[m] = i as u8;
                     m += 1;
                 }
+            }
+            if m == 0 {
+                continue;
             }
             for h in [
                 HookPoint::NatPrerouting,
                 HookPoint::FilterForward,
                 HookPoint::NatPostrouting,
             ] {
-                st.ahead_pos[f][h as usize] = NO_MATCH;
-                if m == 0 || (v6 && h != HookPoint::FilterForward) {
+                if v6 && h != HookPoint::FilterForward {
                     continue;
                 }
                 let Some(c) = fam.hooks[h as usize] else {
                     continue;
                 };
                 let chain = &fam.chains[c as usize];
-                let pos = chain
-                    .ct_prefix
-                    .iter()
-                    .position(|c| ((ct::NEW & c.mask) != 0) != c.negate)
-                    .map_or(chain.ct_prefix.len(), |_| usize::MAX);
-                if !chain.lookup_is_pure || pos >= chain.rules.len() {
+                let Some(pos) = chain.ahead_start() else {
                     continue;
-                }
+                };
                 for j in 0..m {
-                    keys[j] = st.key[usize::from(slot[j])];
-                    starts[j] = pos as u32;
+                    st.ahead_keys[j] = st.key[usize::from(st.ahead_slots[j])];
+                    st.ahead_starts[j] = pos;
                 }
-                let info = &st.info;
+                let (keys, slots, info) = (&st.ahead_keys, &st.ahead_slots, &st.info);
                 chain.classifier.lookup_burst_with(
                     &keys[..m],
-                    &starts[..m],
-                    &mut out[..m],
+                    &st.ahead_starts[..m],
+                    &mut st.ahead_out[..m],
                     |j, r| {
-                        let i = usize::from(slot[j]);
+                        let i = usize::from(slots[j]);
                         leaf_ok(
                             &chain.rules[r as usize].leaf,
                             &keys[j],
@@ -518,9 +528,9 @@ impl Worker {
                     },
                 );
                 for j in 0..m {
-                    st.first[usize::from(slot[j])][h as usize] = out[j];
+                    st.first[usize::from(st.ahead_slots[j])][h as usize] = st.ahead_out[j];
                 }
-                st.ahead_pos[f][h as usize] = pos as u32;
+                st.ahead_pos[f][h as usize] = pos;
             }
         }
     }
