@@ -422,14 +422,10 @@ impl Builder<'_> {
             let (table, hook) = hp.table_hook();
             out.hooks[hp as usize] = out.chain_id(table, hook.as_str());
         }
-        out.classifies_ahead = [
-            HookPoint::NatPrerouting,
-            HookPoint::FilterForward,
-            HookPoint::NatPostrouting,
-        ]
-        .iter()
-        .filter_map(|h| out.hooks[*h as usize])
-        .any(|c| out.chains[c as usize].ahead_start().is_some());
+        out.classifies_ahead = [HookPoint::NatPrerouting, HookPoint::FilterForward]
+            .iter()
+            .filter_map(|h| out.hooks[*h as usize])
+            .any(|c| out.chains[c as usize].ahead_start().is_some());
         out
     }
 }

@@ -492,11 +492,9 @@ impl Worker {
             if m == 0 {
                 continue;
             }
-            for h in [
-                HookPoint::NatPrerouting,
-                HookPoint::FilterForward,
-                HookPoint::NatPostrouting,
-            ] {
+            // nat POSTROUTING is not classified ahead: only packets FORWARD accepted reach it,
+            // and a lookup burst over those that FORWARD drops is work thrown away
+            for h in [HookPoint::NatPrerouting, HookPoint::FilterForward] {
                 if v6 && h != HookPoint::FilterForward {
                     continue;
                 }
