@@ -14,43 +14,16 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
+use common::*;
 
 const FWD: &str = env!("CARGO_BIN_EXE_fwd");
 const METRICS: &str = "127.0.0.1:9900";
 /// What "at once" means here.
 const PROMPT: Duration = Duration::from_millis(100);
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these e2e tests need root (network namespaces, XDP, other uids); CI runs them as root"
-    );
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A testbed with its own namespaces; `down` on drop.
 struct Testbed {
@@ -182,22 +155,6 @@ impl Drop for Fwd {
     }
 }
 
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in_netns(ns, f).join().expect("netns thread")
-}
-
-fn spawn_in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        ports::netns::enter(&ns).unwrap_or_else(|e| panic!("enter netns {ns}: {e}"));
-        f()
-    })
-}
-
 /// One `GET /metrics` (in the caller's namespace) and its time, connect to last byte.
 fn get_metrics() -> (String, Duration) {
     let t = Instant::now();
@@ -209,16 +166,6 @@ fn get_metrics() -> (String, Duration) {
     let took = t.elapsed();
     assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
     (out, took)
-}
-
-/// The value of a metric line `name{labels} value`.
-fn metric(text: &str, name_labels: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_labels)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no metric {name_labels} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Room for a thousand sockets in this process, whatever the shell's soft limit.

@@ -8,38 +8,15 @@
 //! and is deleted on drop, also when an assertion fails.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
+use common::*;
+
 const FWD: &str = env!("CARGO_BIN_EXE_fwd");
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `text` through `jq -e FILTER` (exit 0: it parsed and the filter is true).
 fn jq(text: &str, filter: &str) -> String {
@@ -650,7 +627,7 @@ fn conntrack_events_are_the_kernels_lines() {
         "fwd answers after the event client left"
     );
     // a bad option is an error line and exit status 1, not a stream
-    let bad = run(Command::new(FWD)
+    let bad = sh(Command::new(FWD)
         .args(["conntrack", "-E", "--state", "SLEEPY", "--socket"])
         .arg(&sock));
     assert_eq!(bad.status.code(), Some(1));

@@ -9,53 +9,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
+use common::*;
 
 const FWD: &str = env!("CARGO_BIN_EXE_fwd");
 const CLIENT_V4: &str = "198.18.0.1";
 const SERVER_V4: &str = "198.18.0.2";
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .expect("Uid line");
-    assert_eq!(
-        uid, "0",
-        "the e2e tests need root (network namespaces, XDP); CI runs them as root"
-    );
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sh(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    out
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = sh(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A testbed with its own namespaces; `down` on drop.
 struct Testbed {
@@ -222,32 +183,6 @@ impl Drop for Fwd {
             let _ = c.wait();
         }
     }
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in_netns(ns, f).join().expect("netns thread")
-}
-
-fn spawn_in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        ports::netns::enter(&ns).unwrap_or_else(|e| panic!("enter netns {ns}: {e}"));
-        f()
-    })
-}
-
-/// The value of a metric line `name{labels} value`.
-fn metric(text: &str, name_labels: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_labels)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no metric {name_labels} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a corrupted byte cannot hide.
@@ -1406,12 +1341,32 @@ fn replay_agrees_with_the_live_appliance() {
             .arg(&file)
             .args(["ip", "or", "ip6"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump");
         dumps.push((child, file));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Each tcpdump says "listening on DEV" once its socket is bound; a fixed sleep was too
+    // short on a loaded machine, and a first frame seen only by the server's capture made the
+    // replay look one frame short.
+    for (child, _) in &mut dumps {
+        let stderr = child.stderr.take().expect("tcpdump's stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("tcpdump did not start listening within 20 s");
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let data = payload(20_000, 3);
     assert_eq!(tcp_transfer(&c, &s, "198.18.0.2:5001", data.clone()), data);
     let _ = udp_probe(&c, "198.18.0.2:5353");
