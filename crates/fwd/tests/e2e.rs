@@ -1346,25 +1346,8 @@ fn replay_agrees_with_the_live_appliance() {
             .expect("tcpdump");
         dumps.push((child, file));
     }
-    // Each tcpdump says "listening on DEV" once its socket is bound; a fixed sleep was too
-    // short on a loaded machine, and a first frame seen only by the server's capture made the
-    // replay look one frame short.
     for (child, _) in &mut dumps {
-        let stderr = child.stderr.take().expect("tcpdump's stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("tcpdump did not start listening within 20 s");
+        testkit::wait_until_listening(child);
     }
     std::thread::sleep(Duration::from_millis(200));
     let data = payload(20_000, 3);

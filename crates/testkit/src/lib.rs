@@ -97,23 +97,7 @@ impl Router {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start tcpdump");
-        // tcpdump says "listening on DEV" once its socket is bound: frames sent before that are
-        // lost, and a fixed sleep was too short on a loaded machine (a whole ping missing).
-        let stderr = child.stderr.take().expect("tcpdump's stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("tcpdump did not start listening within 20 s");
+        wait_until_listening(&mut child);
         // the kernel attaches the socket before tcpdump prints; a short margin for its filter
         std::thread::sleep(Duration::from_millis(200));
         Capture {
@@ -143,6 +127,27 @@ impl Drop for Router {
                 .status();
         }
     }
+}
+
+/// Waits until the tcpdump `child` (started with a piped stderr) says "listening on DEV", which
+/// it does once its socket is bound: frames sent before that are lost, and a fixed sleep was
+/// too short on a loaded machine (a whole ping missing, a replay one frame short).
+pub fn wait_until_listening(child: &mut Child) {
+    let stderr = child.stderr.take().expect("tcpdump's stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("tcpdump did not start listening within 20 s");
 }
 
 /// A running tcpdump; stopped and its file removed on drop.
