@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::*;
+use testkit::read_pcap;
 
 const FWD: &str = env!("CARGO_BIN_EXE_fwd");
 const CLIENT_V4: &str = "198.18.0.1";
@@ -1279,35 +1280,6 @@ fn dnat_port_forward_and_masquerade() {
         line.contains("src=198.18.0.2 dst=198.18.0.254 sport=80 "),
         "{line}"
     );
-}
-
-/// Frames and timestamps (ns) of a classic pcap file written by tcpdump.
-fn read_pcap(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
-    let (le, nanos) = match magic {
-        0xa1b2_c3d4 => (true, false),
-        0xa1b2_3c4d => (true, true),
-        0xd4c3_b2a1 => (false, false),
-        _ => (false, true),
-    };
-    let u32_at = |at: usize| {
-        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let ts = u64::from(u32_at(at)) * 1_000_000_000
-            + u64::from(u32_at(at + 4)) * if nanos { 1 } else { 1000 };
-        let caplen = u32_at(at + 8) as usize;
-        out.push((ts, bytes[at + 16..at + 16 + caplen].to_vec()));
-        at += 16 + caplen;
-    }
-    out
 }
 
 /// The live appliance and `fwd replay` agree packet for packet: traffic through fwd is
