@@ -8,6 +8,10 @@
 //! has not sent its request head yet is closed to make room (an idle or slowloris client loses
 //! its place to a fresh one, which sends its request at once); when every open connection is
 //! being answered, the new one is closed instead. Both are counted, as are the timeouts.
+//!
+//! Only a connection that has had its first read is a candidate: under a flood of accepts a
+//! fresh connection whose request already sits in its socket must not lose its place before
+//! its task ran once. The accept loop yields after each accept so the tasks keep up with it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -75,6 +79,8 @@ pub fn serve(
 struct Slot {
     /// True until the request head has been read.
     waiting_for_head: Rc<Cell<bool>>,
+    /// True once the connection's task has run (and so read what the client had sent).
+    polled: Rc<Cell<bool>>,
     task: tokio::task::AbortHandle,
 }
 
@@ -126,6 +132,9 @@ pub fn serve_with(
                     Ok((stream, _)) => {
                         next_id += 1;
                         admit(stream, next_id, &slots, &ctx, &counters, limits);
+                        // Let the connections' tasks run before the next accept: otherwise a
+                        // flood of accepts outruns them and the cap finds only unread ones.
+                        tokio::task::yield_now().await;
                     }
                     // Out of file descriptors or similar: wait instead of spinning.
                     Err(e) => {
@@ -157,9 +166,11 @@ fn admit(
         let mut open = slots.borrow_mut();
         if open.len() >= limits.max_connections {
             counters.http_cap.fetch_add(1, Ordering::Relaxed);
+            let waiting = |s: &Slot| s.waiting_for_head.get();
             let oldest_waiting = open
                 .iter()
-                .find(|(_, s)| s.waiting_for_head.get())
+                .find(|(_, s)| waiting(s) && s.polled.get())
+                .or_else(|| open.iter().find(|(_, s)| waiting(s)))
                 .map(|(&id, _)| id);
             match oldest_waiting {
                 Some(victim) => {
@@ -173,9 +184,11 @@ fn admit(
         }
     }
     let waiting_for_head = Rc::new(Cell::new(true));
+    let polled = Rc::new(Cell::new(false));
     let task = {
-        let (waiting, slots, ctx, counters) = (
+        let (waiting, was_polled, slots, ctx, counters) = (
             waiting_for_head.clone(),
+            polled.clone(),
             slots.clone(),
             ctx.clone(),
             counters.clone(),
@@ -195,7 +208,19 @@ fn admit(
                 async move { Ok::<_, Infallible>(answer) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(deadline, conn).await {
+            let mut conn = std::pin::pin!(tokio::time::timeout(deadline, conn));
+            // The first poll reads what the client has sent (and serves a complete request).
+            let first = std::future::poll_fn(|cx| {
+                let p = std::future::Future::poll(conn.as_mut(), cx);
+                was_polled.set(true);
+                std::task::Poll::Ready(p)
+            })
+            .await;
+            let done = match first {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => conn.await,
+            };
+            match done {
                 Err(_) => {
                     counters.http_timeout.fetch_add(1, Ordering::Relaxed);
                 }
@@ -216,6 +241,7 @@ fn admit(
         id,
         Slot {
             waiting_for_head,
+            polled,
             task,
         },
     );
@@ -438,6 +464,35 @@ mod tests {
         let mut out = String::new();
         idle[3].read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
+    }
+
+    #[test]
+    fn at_the_cap_a_burst_of_real_requests_is_answered_not_evicted() {
+        // Connections that sent their request before fwd accepted them must not be taken for
+        // idle ones: each is read once before the cap may close it (the CI failure: under a
+        // flood, a real client's fresh connection was reset before its task ever ran).
+        let s = Server::start(HttpLimits {
+            max_connections: 4,
+            ..HttpLimits::default()
+        });
+        let _idle: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(s.addr).unwrap())
+            .collect();
+        wait_for("4 open", || s.count(|c| &c.http_open) == 4);
+        let mut burst: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut c = TcpStream::connect(s.addr).unwrap();
+                c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+                c
+            })
+            .collect();
+        for (i, c) in burst.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out)
+                .unwrap_or_else(|e| panic!("request {i} was cut: {e}"));
+            assert!(out.starts_with("HTTP/1.0 200 OK"), "request {i}: {out}");
+        }
     }
 
     #[test]
