@@ -1,9 +1,10 @@
 //! Support for the tests that use the Linux kernel as the oracle: a throw-away router topology in
-//! network namespaces, packet captures on its links, and a reader for the capture files.
+//! network namespaces, packet captures on its links, a reader for the capture files, and a Linux
+//! bridge with br_netfilter ([`Bridge`]) that forwards crafted frames as a bump in the wire.
 //!
 //! Everything lives in namespaces named with the caller's prefix and the process id, and is removed
 //! when the guards drop, also when a test fails. Addresses come from the benchmarking ranges only.
-//! Needs root, iproute2, ethtool and tcpdump (CI has them).
+//! Needs root, iproute2, ethtool, tcpdump, iptables and python3 (CI has them).
 #![deny(unsafe_code)]
 
 use std::path::PathBuf;
@@ -122,6 +123,242 @@ impl Router {
 impl Drop for Router {
     fn drop(&mut self) {
         for n in ["a", "r", "b"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{}{n}", self.p)])
+                .status();
+        }
+    }
+}
+
+/// Which side of a [`Bridge`] a frame enters or leaves by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    fn letter(self) -> char {
+        match self {
+            Side::A => 'A',
+            Side::B => 'B',
+        }
+    }
+}
+
+/// A frame that came out of the bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The index (in the list given to [`Bridge::exchange`]) of the last frame sent before this
+    /// one came out: the frame that caused it, as each is given time to cross before the next.
+    pub after: usize,
+    /// The side it came out on.
+    pub side: Side,
+    pub frame: Vec<u8>,
+}
+
+/// The kernel as a bump in the wire: a Linux bridge with `br_netfilter` in its own namespace, so
+/// its iptables/ip6tables rules see bridged frames exactly as fwd's workers do.
+///
+/// ```text
+/// {p}h [{p}a] -- [{p}fa] {p}f: bridge {p}br (br_netfilter) [{p}fb] -- [{p}b] {p}h
+/// ```
+///
+/// Both outer ends live in one host namespace `{p}h`, without addresses and with IPv6 off, so
+/// that nothing but the test's frames crosses: [`Bridge::exchange`] writes raw frames on one end
+/// with a packet socket and reads what the bridge forwarded on both ends. Checksum offload is off
+/// everywhere, so forwarded frames carry complete checksums. The namespaces go on drop.
+pub struct Bridge {
+    /// The name prefix (`{tag}{pid}`): namespaces `{p}h` and `{p}f`.
+    pub p: String,
+}
+
+/// Sends frames given on stdin (`SIDE HEX` per line) out of two interfaces in order, waiting
+/// `gap` ms after each, and prints every frame the other end received meanwhile (not the
+/// socket's own outgoing ones, and only frames whose source MAC is one the test used, so the
+/// kernel's own chatter is left out) as `AFTER SIDE HEX`.
+const EXCHANGE_PY: &str = r#"
+import socket, sys, select, time
+dev = {'A': sys.argv[1], 'B': sys.argv[2]}
+gap = float(sys.argv[3]) / 1000.0
+socks = {}
+for side, name in dev.items():
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.bind((name, 0))
+    s.setblocking(False)
+    socks[side] = s
+todo = [l.split() for l in sys.stdin.read().splitlines() if l.strip()]
+macs = {bytes.fromhex(h)[6:12] for _, h in todo}
+def drain(after, until):
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        r, _, _ = select.select(list(socks.values()), [], [], left)
+        for side, s in socks.items():
+            if s not in r:
+                continue
+            while True:
+                try:
+                    data, addr = s.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                if addr[2] == socket.PACKET_OUTGOING or data[6:12] not in macs:
+                    continue
+                print(after, side, data.hex(), flush=True)
+drain(-1, time.monotonic() + gap)
+for i, (side, h) in enumerate(todo):
+    socks[side].send(bytes.fromhex(h))
+    drain(i, time.monotonic() + gap)
+drain(len(todo) - 1, time.monotonic() + 0.2)
+"#;
+
+impl Bridge {
+    /// Builds the topology with `br_netfilter` calling iptables, ip6tables and arptables for
+    /// bridged frames; `tag` keeps the namespaces of different tests apart.
+    pub fn new(tag: &str) -> Bridge {
+        let p = format!("{tag}{}", std::process::id());
+        let bridge = Bridge { p: p.clone() };
+        sh(&format!(
+            "set -e
+             modprobe br_netfilter 2>/dev/null || true
+             ip netns add {p}h; ip netns add {p}f
+             ip link add {p}a type veth peer name {p}fa
+             ip link add {p}b type veth peer name {p}fb
+             ip link set {p}a netns {p}h; ip link set {p}b netns {p}h
+             ip link set {p}fa netns {p}f; ip link set {p}fb netns {p}f
+             ip netns exec {p}h sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+                 net.ipv6.conf.default.disable_ipv6=1
+             ip -n {p}f link add {p}br type bridge stp_state 0 mcast_snooping 0
+             ip -n {p}f link set {p}fa master {p}br; ip -n {p}f link set {p}fb master {p}br
+             for d in {p}fa {p}fb {p}br; do
+                 ip -n {p}f link set $d up
+                 ip netns exec {p}f ethtool -K $d tx off rx off >/dev/null 2>&1 || true
+             done
+             for d in {p}a {p}b; do
+                 ip -n {p}h link set $d up
+                 ip netns exec {p}h ethtool -K $d tx off rx off >/dev/null 2>&1 || true
+             done
+             ip netns exec {p}f sysctl -qw net.bridge.bridge-nf-call-iptables=1 \
+                 net.bridge.bridge-nf-call-ip6tables=1"
+        ));
+        bridge
+    }
+
+    /// Runs `cmd` (a shell command line) in the bridge's namespace; its stdout.
+    pub fn exec(&self, cmd: &str) -> String {
+        sh(&format!(
+            "ip netns exec {}f sh -c '{}'",
+            self.p,
+            cmd.replace('\'', r"'\''")
+        ))
+    }
+
+    /// Loads rules into the bridge with `iptables-restore` and `ip6tables-restore` (an empty
+    /// text leaves that family as it is); panics with the tool's error.
+    pub fn restore(&self, v4: &str, v6: &str) {
+        for (tool, text) in [("iptables-restore", v4), ("ip6tables-restore", v6)] {
+            if text.is_empty() {
+                continue;
+            }
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &format!("{}f", self.p), tool])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run iptables-restore");
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write rules");
+            let out = child.wait_with_output().expect("wait for iptables-restore");
+            assert!(
+                out.status.success(),
+                "{tool} refused the rules: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Sends `frames` in order, each into the bridge from its side, giving each `gap_ms` to
+    /// cross; returns what came out of the bridge on either side, in order. Frames must carry a
+    /// source MAC address of their own (not the veths'): only frames from those are returned.
+    pub fn exchange(&self, frames: &[(Side, Vec<u8>)], gap_ms: u32) -> Vec<Forwarded> {
+        let p = &self.p;
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{p}h"),
+                "python3",
+                "-c",
+                EXCHANGE_PY,
+            ])
+            .args([format!("{p}a"), format!("{p}b"), gap_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3 (apt package python3)");
+        let mut input = String::new();
+        for (side, f) in frames {
+            input.push(side.letter());
+            input.push(' ');
+            for b in f {
+                input.push_str(&format!("{b:02x}"));
+            }
+            input.push('\n');
+        }
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(input.as_bytes()).expect("write frames");
+        }
+        let out = child.wait_with_output().expect("wait for the sender");
+        assert!(
+            out.status.success(),
+            "frame exchange failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                let after: i64 = w.next().and_then(|x| x.parse().ok()).expect("index");
+                let side = match w.next() {
+                    Some("A") => Side::A,
+                    Some("B") => Side::B,
+                    other => panic!("bad side {other:?} in {l}"),
+                };
+                let hex = w.next().unwrap_or("");
+                let frame = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                    .collect();
+                Forwarded {
+                    after: after.max(0) as usize,
+                    side,
+                    frame,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for n in ["h", "f"] {
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("{}{n}", self.p)])
                 .status();
