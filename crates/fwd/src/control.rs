@@ -24,8 +24,30 @@ pub struct ControlContext {
     pub links: Option<Arc<crate::link::LinkStatus>>,
 }
 
+/// The whole Prometheus text: the one renderer behind both `/metrics` and `fwd stats
+/// --prometheus`, so the two never differ. `conn` adds the control socket's and the HTTP
+/// server's connection counters (both servers share one [`ConnCounters`]).
+pub fn metrics_text(ctx: &ControlContext, conn: Option<&ConnCounters>) -> String {
+    let mut out = render_prometheus(&ctx.workers);
+    if let Some(fw) = &ctx.firewall {
+        out.push_str(&fw.metrics());
+    }
+    if let Some(l) = &ctx.links {
+        out.push_str(&l.render_prometheus());
+    }
+    if let Some(c) = conn {
+        out.push_str(&c.render_prometheus());
+    }
+    out
+}
+
 /// Answers one request line. The answer of a failed command starts with `error: `.
 pub fn dispatch(ctx: &ControlContext, line: &str) -> String {
+    dispatch_with(ctx, None, line)
+}
+
+/// [`dispatch`] by a server whose connection counters `stats prometheus` includes.
+pub fn dispatch_with(ctx: &ControlContext, conn: Option<&ConnCounters>, line: &str) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     let fw = ctx.firewall.as_deref();
     if ctx.links.as_ref().is_some_and(|l| !l.is_ready()) {
@@ -44,16 +66,7 @@ pub fn dispatch(ctx: &ControlContext, line: &str) -> String {
             ctx.links.as_deref(),
             fw.map(|f| f.dataplane_json()),
         ),
-        (["stats", "prometheus"], _) => {
-            let mut out = render_prometheus(&ctx.workers);
-            if let Some(fw) = fw {
-                out.push_str(&fw.metrics());
-            }
-            if let Some(l) = &ctx.links {
-                out.push_str(&l.render_prometheus());
-            }
-            out
-        }
+        (["stats", "prometheus"], _) => metrics_text(ctx, conn),
         (["reload"], Some(fw)) => match fw.reload() {
             Ok(msg) => msg,
             Err(e) => format!("error: reload failed, the running rules stay:\n{e}"),
@@ -457,7 +470,7 @@ fn handle(
                 let stream = stream.try_clone().map_err(classify)?;
                 return serve_events(ctx, stream, line.trim()).map_err(classify);
             }
-            let answer = dispatch(ctx, line.trim());
+            let answer = dispatch_with(ctx, Some(counters), line.trim());
             write_answer(&mut stream, answer.as_bytes(), timeout, stop)
         });
     if let Err(ConnError::TimedOut) = result {
@@ -706,6 +719,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(s.count(|c| &c.control_timeout), 2);
+        // `fwd stats --prometheus` shows them as /metrics does: one renderer for both.
+        let m = request(&s.path, "stats prometheus").unwrap();
+        assert!(
+            m.contains("fwd_control_connections_refused_total{reason=\"timeout\"} 2\n")
+                && m.contains("fwd_rx_packets_total{port=\"a\"} 3"),
+            "{m}"
+        );
     }
 
     #[test]

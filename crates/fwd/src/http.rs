@@ -28,8 +28,7 @@ use hyper::header::{CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::control::{ConnCounters, ControlContext};
-use crate::stats::render_prometheus;
+use crate::control::{metrics_text, ConnCounters, ControlContext};
 
 /// The limits of the `/metrics` server.
 #[derive(Debug, Clone)]
@@ -250,19 +249,6 @@ fn admit(
         .store(open.len() as u64, Ordering::Relaxed);
 }
 
-/// The whole `/metrics` text.
-fn metrics_text(ctx: &ControlContext, counters: &ConnCounters) -> String {
-    let mut out = render_prometheus(&ctx.workers);
-    if let Some(fw) = &ctx.firewall {
-        out.push_str(&fw.metrics());
-    }
-    if let Some(l) = &ctx.links {
-        out.push_str(&l.render_prometheus());
-    }
-    out.push_str(&counters.render_prometheus());
-    out
-}
-
 fn respond(
     ctx: &ControlContext,
     counters: &ConnCounters,
@@ -272,7 +258,7 @@ fn respond(
         (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics_text(ctx, counters),
+            metrics_text(ctx, Some(counters)),
         )
     } else {
         (
