@@ -38,28 +38,47 @@ impl PortInfo {
     }
 }
 
-/// The four hooks a bridged packet traverses, in netfilter's order.
+/// The hooks a bridged packet traverses, in netfilter's order (`br_netfilter` runs the IPv4/IPv6
+/// PREROUTING, FORWARD and POSTROUTING hooks; within a hook the tables run by priority: raw
+/// -300, conntrack -200, mangle -150, nat DNAT -100, filter 0, security 50, nat SNAT 100). The
+/// INPUT and OUTPUT chains of mangle and security load but never see a bridged packet, as on a
+/// Linux bridge firewall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HookPoint {
     RawPrerouting = 0,
-    NatPrerouting = 1,
-    FilterForward = 2,
-    NatPostrouting = 3,
+    ManglePrerouting = 1,
+    NatPrerouting = 2,
+    MangleForward = 3,
+    FilterForward = 4,
+    SecurityForward = 5,
+    ManglePostrouting = 6,
+    NatPostrouting = 7,
 }
 
 impl HookPoint {
-    pub const ALL: [HookPoint; 4] = [
+    /// Number of hook points (the length of per-hook arrays).
+    pub const COUNT: usize = 8;
+
+    pub const ALL: [HookPoint; HookPoint::COUNT] = [
         HookPoint::RawPrerouting,
+        HookPoint::ManglePrerouting,
         HookPoint::NatPrerouting,
+        HookPoint::MangleForward,
         HookPoint::FilterForward,
+        HookPoint::SecurityForward,
+        HookPoint::ManglePostrouting,
         HookPoint::NatPostrouting,
     ];
 
     pub(crate) fn table_hook(self) -> (TableName, Hook) {
         match self {
             HookPoint::RawPrerouting => (TableName::Raw, Hook::Prerouting),
+            HookPoint::ManglePrerouting => (TableName::Mangle, Hook::Prerouting),
             HookPoint::NatPrerouting => (TableName::Nat, Hook::Prerouting),
+            HookPoint::MangleForward => (TableName::Mangle, Hook::Forward),
             HookPoint::FilterForward => (TableName::Filter, Hook::Forward),
+            HookPoint::SecurityForward => (TableName::Security, Hook::Forward),
+            HookPoint::ManglePostrouting => (TableName::Mangle, Hook::Postrouting),
             HookPoint::NatPostrouting => (TableName::Nat, Hook::Postrouting),
         }
     }
@@ -245,7 +264,7 @@ pub struct CompiledChain {
 pub struct FamilyRules {
     pub chains: Vec<CompiledChain>,
     /// Entry chain of each [`HookPoint`], `None` where the table is absent (ACCEPT).
-    pub hooks: [Option<u32>; 4],
+    pub hooks: [Option<u32>; HookPoint::COUNT],
     /// The source ruleset (for listings with counters).
     pub source: Option<Ruleset>,
     /// Some hook chain has a lookup the vector path can do ahead for NEW packets

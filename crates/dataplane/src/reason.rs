@@ -7,6 +7,8 @@ wire::reason_listing! {
         Malformed => ("malformed", "the frame could not be parsed (see the malformed reasons)"),
         RawDrop => ("raw_drop", "a DROP rule of raw PREROUTING (or its policy)"),
         NatDrop => ("nat_drop", "a DROP rule of a nat chain (or its policy)"),
+        MangleDrop => ("mangle_drop", "a DROP rule of a mangle chain (PREROUTING, FORWARD, POSTROUTING) or its policy"),
+        SecurityDrop => ("security_drop", "a DROP rule of security FORWARD or a chain it reached (or its policy)"),
         FilterRule => ("filter_rule", "a DROP rule of filter FORWARD or a chain it reached"),
         FilterPolicy => ("filter_policy", "the DROP policy of filter FORWARD"),
         Reject => ("reject", "a REJECT rule answered the frame instead of forwarding it"),

@@ -11,10 +11,15 @@ use arc_swap::ArcSwap;
 use crate::compile::{Compiled, HookPoint};
 use crate::worker::{PortIdx, Verdict, Worker, POLICY};
 
-const HOOK_NAMES: [&str; 4] = [
+/// Per [`HookPoint`], in its order.
+const HOOK_NAMES: [&str; HookPoint::COUNT] = [
     "raw PREROUTING",
+    "mangle PREROUTING",
     "nat PREROUTING",
+    "mangle FORWARD",
     "filter FORWARD",
+    "security FORWARD",
+    "mangle POSTROUTING",
     "nat POSTROUTING",
 ];
 

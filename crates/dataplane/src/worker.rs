@@ -67,11 +67,11 @@ pub(crate) struct Stages {
     /// Per slot and hook: the first classifier result of the walk, looked up ahead; valid when
     /// `ahead[slot]`, the family's `ahead_pos[hook]` is not `NO_MATCH` and the walk's key is
     /// `key[slot]` (a lookup is a pure function of chain, position, key and frame).
-    first: [[u32; 4]; VECTOR],
+    first: [[u32; HookPoint::COUNT]; VECTOR],
     ahead: [bool; VECTOR],
     /// Per family (v4, v6) and hook: where that first lookup starts (past the `ct_prefix`
     /// rules a NEW packet does not match), `NO_MATCH` when there is none to do ahead.
-    ahead_pos: [[u32; 4]; 2],
+    ahead_pos: [[u32; HookPoint::COUNT]; 2],
     /// Slots handed to another worker: not processed here.
     skip: [bool; VECTOR],
     /// Scratch of the classify-ahead stage (kept here: clearing them per pass cost more than
@@ -93,9 +93,9 @@ impl Stages {
             quote: [None; VECTOR],
             key: [Key::default(); VECTOR],
             found: [None; VECTOR],
-            first: [[NO_MATCH; 4]; VECTOR],
+            first: [[NO_MATCH; HookPoint::COUNT]; VECTOR],
             ahead: [false; VECTOR],
-            ahead_pos: [[NO_MATCH; 4]; 2],
+            ahead_pos: [[NO_MATCH; HookPoint::COUNT]; 2],
             skip: [false; VECTOR],
             ahead_keys: [Key::default(); VECTOR],
             ahead_starts: [0; VECTOR],
@@ -148,7 +148,7 @@ pub type Decision = Option<(u32, u32)>;
 pub struct Trace {
     /// Per [`HookPoint`]: the deciding rule, or `None` when the hook was not traversed or its
     /// table is absent.
-    pub decided: [Decision; 4],
+    pub decided: [Decision; HookPoint::COUNT],
     pub ct_state: Option<CtState>,
     pub malformed: Option<Malformed>,
 }
@@ -458,7 +458,7 @@ impl Worker {
         now: u64,
     ) {
         st.ahead[..n].fill(false);
-        st.ahead_pos = [[NO_MATCH; 4]; 2];
+        st.ahead_pos = [[NO_MATCH; HookPoint::COUNT]; 2];
         if !rs.v4.classifies_ahead && !rs.v6.classifies_ahead {
             // no chain to classify ahead: only the loads, to overlap their misses
             self.shard.warm_hashed(&st.flow[..n]);
@@ -721,6 +721,23 @@ impl Worker {
             };
         }
 
+        // mangle PREROUTING: every packet, after conntrack, before DNAT.
+        if let Some(chain) = fam.hooks[HookPoint::ManglePrerouting as usize] {
+            if let Some(v) = self.mangle_hook(
+                HookPoint::ManglePrerouting,
+                fam,
+                counters,
+                chain,
+                &key,
+                frame,
+                info,
+                ingress,
+                tracked,
+            ) {
+                return v;
+            }
+        }
+
         // nat PREROUTING: NEW connections only.
         let mut dnat = false;
         if is_new && !v6 {
@@ -762,6 +779,21 @@ impl Worker {
             }
             _ => {}
         }
+        if let Some(chain) = fam.hooks[HookPoint::MangleForward as usize] {
+            if let Some(v) = self.mangle_hook(
+                HookPoint::MangleForward,
+                fam,
+                counters,
+                chain,
+                &key,
+                frame,
+                info,
+                ingress,
+                tracked,
+            ) {
+                return v;
+            }
+        }
         if let Some(chain) = fam.hooks[HookPoint::FilterForward as usize] {
             let w = self.walk(
                 HookPoint::FilterForward,
@@ -793,6 +825,17 @@ impl Worker {
                         DropReason::FilterRule
                     };
                     return self.reject_new(tracked, r);
+                }
+            }
+        }
+        // security FORWARD (priority 50) after filter, then mangle POSTROUTING (-150) before
+        // SNAT: both see the destination translated and the source not yet.
+        for h in [HookPoint::SecurityForward, HookPoint::ManglePostrouting] {
+            if let Some(chain) = fam.hooks[h as usize] {
+                if let Some(v) =
+                    self.mangle_hook(h, fam, counters, chain, &key, frame, info, ingress, tracked)
+                {
+                    return v;
                 }
             }
         }
@@ -941,6 +984,51 @@ impl Worker {
         self.stats.non_ip += 1;
         self.stats.forwarded += 1;
         Some(Verdict::Forward)
+    }
+
+    /// Walks a mangle or security hook (every packet, not only NEW ones): `None` when the packet
+    /// goes on, the drop verdict otherwise. REJECT and the NAT targets cannot stand in these
+    /// tables (the kernel refuses them), so a walk ends in ACCEPT or DROP only.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn mangle_hook(
+        &mut self,
+        hook: HookPoint,
+        fam: &FamilyRules,
+        counters: &RuleCounters,
+        chain: u32,
+        key: &Key,
+        frame: &[u8],
+        info: &FrameInfo,
+        ingress: PortIdx,
+        tracked: Option<Tracked>,
+    ) -> Option<Verdict> {
+        let w = self.walk(
+            hook,
+            fam,
+            counters,
+            chain,
+            key,
+            frame,
+            info,
+            ingress,
+            ingress ^ 1,
+            (NO_MATCH, NO_MATCH),
+        );
+        if w.too_deep {
+            return Some(self.reject_new(tracked, DropReason::ChainTooDeep));
+        }
+        match w.fin {
+            Final::Accept => None,
+            _ => Some(self.reject_new(
+                tracked,
+                if hook == HookPoint::SecurityForward {
+                    DropReason::SecurityDrop
+                } else {
+                    DropReason::MangleDrop
+                },
+            )),
+        }
     }
 
     fn reject_new(&mut self, tracked: Option<Tracked>, r: DropReason) -> Verdict {
@@ -1830,7 +1918,11 @@ mod tests {
         let (v, again) = run(&mut w, A, &syn, 2 * SEC);
         assert_eq!(v, Verdict::Forward);
         assert_eq!(again, first);
-        assert_eq!(w.trace().decided[3], None, "no second nat traversal");
+        assert_eq!(
+            w.trace().decided[HookPoint::NatPostrouting as usize],
+            None,
+            "no second nat traversal"
+        );
         // also when the first packet's port had to change
         let (_, o1) = run(
             &mut w,
@@ -1868,7 +1960,7 @@ mod tests {
         // later packets of the connection reuse the binding without traversing nat
         let (_, out) = run(&mut w, A, &tcp(C, S, 40000, 8080, 0x10, 2, 10), SEC + 2);
         assert_eq!(out, tcp(C, S3, 40000, 80, 0x10, 2, 10));
-        assert_eq!(w.trace().decided[1], None);
+        assert_eq!(w.trace().decided[HookPoint::NatPrerouting as usize], None);
         // direct access to the real server on 8080 is not forwarded
         assert_eq!(
             run(&mut w, A, &tcp(C, S3, 40001, 8080, 0x02, 1, 0), SEC * 2).0,
@@ -2022,7 +2114,10 @@ mod tests {
         );
         let rs = w.rules.load_full();
         let fwd = rs.v4.hooks[HookPoint::FilterForward as usize].unwrap();
-        assert_eq!(w.trace().decided[2], Some((fwd, POLICY)));
+        assert_eq!(
+            w.trace().decided[HookPoint::FilterForward as usize],
+            Some((fwd, POLICY))
+        );
         let ev = rx.pop().unwrap();
         assert_eq!(ev.prefix(), "web ");
         assert_eq!(ev.ts_ns, SEC);
@@ -2032,13 +2127,19 @@ mod tests {
             Verdict::Forward
         );
         let bid = rs.v4.chain_id(rules::TableName::Filter, "b").unwrap();
-        assert_eq!(w.trace().decided[2], Some((bid, 2)));
+        assert_eq!(
+            w.trace().decided[HookPoint::FilterForward as usize],
+            Some((bid, 2))
+        );
         // 22: a RETURNs, FORWARD rule 2 accepts
         assert_eq!(
             run(&mut w, A, &tcp(C, S, 1, 22, 0x02, 1, 0), SEC).0,
             Verdict::Forward
         );
-        assert_eq!(w.trace().decided[2], Some((fwd, 1)));
+        assert_eq!(
+            w.trace().decided[HookPoint::FilterForward as usize],
+            Some((fwd, 1))
+        );
         let chain = &rs.v4.chains[fwd as usize];
         assert_eq!(rs.counter_sum(chain.rules[0].counter), (3, 120));
         assert_eq!(rs.counter_sum(chain.rules[1].counter), (1, 40));
@@ -2055,6 +2156,108 @@ mod tests {
             "{all:?}"
         );
         assert!(all.contains(&("ipv4", "filter", "b", 1, 2, 80)), "{all:?}");
+    }
+
+    const MANGLE_HDR: &str = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
+    const SECURITY_HDR: &str =
+        "*security\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+
+    /// netfilter's order on a bridge: mangle PREROUTING sees the destination before DNAT,
+    /// mangle FORWARD, security FORWARD and mangle POSTROUTING after it; every packet of a
+    /// connection (not only its first, as nat) traverses mangle and security.
+    #[test]
+    fn mangle_and_security_hooks_run_in_netfilter_order_around_nat() {
+        let text = format!(
+            "{NAT_HDR}-A PREROUTING -d 198.18.0.2/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.3:80\nCOMMIT\n\
+             {MANGLE_HDR}-A PREROUTING -d 198.18.0.2/32 -p tcp -m tcp --dport 8080\n\
+             -A PREROUTING -d 198.18.0.3/32 -j DROP\n\
+             -A FORWARD -d 198.18.0.2/32 -j DROP\n\
+             -A FORWARD -d 198.18.0.3/32 -p tcp -m tcp --dport 80\n\
+             -A POSTROUTING -d 198.18.0.3/32 -p tcp -m tcp --dport 80\n\
+             -A POSTROUTING -p udp -j DROP\nCOMMIT\n\
+             {SECURITY_HDR}-A FORWARD -d 198.18.0.3/32 -p tcp -m tcp --dport 80\n\
+             -A FORWARD -p tcp -m tcp --dport 22 -j DROP\nCOMMIT\n\
+             {FILTER_HDR}-A FORWARD -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let rs = w.rules.load_full();
+        let hooks = rs.v4.hooks;
+        let ours = [
+            HookPoint::ManglePrerouting,
+            HookPoint::MangleForward,
+            HookPoint::SecurityForward,
+            HookPoint::ManglePostrouting,
+        ];
+        let syn = tcp(C, S, 40000, 8080, 0x02, 100, 0);
+        let (v, out) = run(&mut w, A, &syn, SEC);
+        assert_eq!(v, Verdict::Forward);
+        assert_eq!(&out[30..34], &S3, "DNAT still applied");
+        let t = w.trace();
+        for h in ours {
+            assert_eq!(
+                t.decided[h as usize].map(|(c, r)| (c, r == POLICY)),
+                Some((hooks[h as usize].unwrap(), true)),
+                "{h:?} traversed to its policy"
+            );
+        }
+        // the reply and the next packet of the client: mangle and security again, nat not
+        let synack = tcp(S3, C, 80, 40000, 0x12, 500, 101);
+        assert_eq!(run(&mut w, B, &synack, SEC + 1).0, Verdict::Forward);
+        assert_eq!(w.trace().decided[HookPoint::NatPrerouting as usize], None);
+        assert!(w.trace().decided[HookPoint::ManglePrerouting as usize].is_some());
+        let ack = tcp(C, S, 40000, 8080, 0x10, 101, 501);
+        assert_eq!(run(&mut w, A, &ack, SEC + 2).0, Verdict::Forward);
+        let all = rs.rule_counters();
+        for (table, chain) in [
+            ("mangle", "PREROUTING"),
+            ("mangle", "FORWARD"),
+            ("mangle", "POSTROUTING"),
+            ("security", "FORWARD"),
+        ] {
+            let rule = if (table, chain) == ("mangle", "FORWARD") {
+                2
+            } else {
+                1
+            };
+            let hit = all
+                .iter()
+                .find(|c| c.1 == table && c.2 == chain && c.3 == rule)
+                .unwrap();
+            assert_eq!(
+                hit.4, 2,
+                "{table} {chain}: both client packets, pre/post DNAT as due"
+            );
+        }
+        // drops in each table, counted with its reason; the NEW connection is not kept
+        let n = w.shard().len();
+        let q = FrameBuilder::default().udp(ip(C, S), 5000, 53, b"q");
+        assert_eq!(
+            run(&mut w, A, &q, 2 * SEC).0,
+            Verdict::Drop(DropReason::MangleDrop)
+        );
+        assert_eq!(
+            run(
+                &mut w,
+                A,
+                &tcp(C, [198, 18, 0, 4], 1, 22, 0x02, 1, 0),
+                2 * SEC
+            )
+            .0,
+            Verdict::Drop(DropReason::SecurityDrop)
+        );
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S3, 1, 443, 0x02, 1, 0), 2 * SEC).0,
+            Verdict::Drop(DropReason::MangleDrop),
+            "mangle PREROUTING DROP"
+        );
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 1, 443, 0x02, 1, 0), 2 * SEC).0,
+            Verdict::Drop(DropReason::MangleDrop),
+            "mangle FORWARD DROP"
+        );
+        assert_eq!(w.shard().len(), n);
+        assert_eq!(w.stats().drops[DropReason::MangleDrop.index()], 3);
+        assert_eq!(w.stats().drops[DropReason::SecurityDrop.index()], 1);
     }
 
     /// A UDP datagram of 40 payload bytes as two IPv4 fragments (UDP header + 24 bytes, then
@@ -2958,7 +3161,7 @@ mod differential {
                 let want = reference(&snap.v4.chains, fwd, &key)
                     .unwrap_or((!policy_drop, fwd, POLICY));
                 prop_assert_eq!(v == Verdict::Forward, want.0, "{:?}", rs.to_save());
-                prop_assert_eq!(w.trace().decided[2], Some((want.1, want.2)));
+                prop_assert_eq!(w.trace().decided[HookPoint::FilterForward as usize], Some((want.1, want.2)));
             }
         }
     }

@@ -474,7 +474,7 @@ impl Firewall {
                 "-v" => {}
                 "-t" => match it.next() {
                     Some(&t) if rules::TableName::from_name(t).is_some() => tables.push(t),
-                    t => return format!("error: rules list: -t needs filter, nat or raw, not {t:?}\n"),
+                    t => return format!("error: rules list: -t needs filter, nat, raw, mangle or security, not {t:?}\n"),
                 },
                 "-o" => match it.next() {
                     Some(&"json") => json = true,
@@ -490,7 +490,7 @@ impl Firewall {
             }
         }
         if tables.is_empty() {
-            tables = vec!["filter", "nat", "raw"];
+            tables = vec!["filter", "nat", "raw", "mangle", "security"];
         }
         let rs = self.rules.load();
         if json {

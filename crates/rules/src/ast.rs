@@ -23,6 +23,8 @@ pub enum TableName {
     Filter,
     Nat,
     Raw,
+    Mangle,
+    Security,
 }
 
 impl TableName {
@@ -31,6 +33,8 @@ impl TableName {
             TableName::Filter => "filter",
             TableName::Nat => "nat",
             TableName::Raw => "raw",
+            TableName::Mangle => "mangle",
+            TableName::Security => "security",
         }
     }
     pub fn from_name(s: &str) -> Option<TableName> {
@@ -38,6 +42,8 @@ impl TableName {
             "filter" => Some(TableName::Filter),
             "nat" => Some(TableName::Nat),
             "raw" => Some(TableName::Raw),
+            "mangle" => Some(TableName::Mangle),
+            "security" => Some(TableName::Security),
             _ => None,
         }
     }
@@ -52,6 +58,8 @@ impl TableName {
                 Hook::Postrouting,
             ],
             TableName::Raw => &[Hook::Prerouting, Hook::Output],
+            TableName::Mangle => &Hook::ALL,
+            TableName::Security => &[Hook::Input, Hook::Forward, Hook::Output],
         }
     }
 }

@@ -211,7 +211,7 @@ impl Ruleset {
                         return Err(one(
                             w[1].col,
                             format!("unknown table `{}`", w[1].text),
-                            Some("fwd supports filter, nat and raw".into()),
+                            Some("fwd supports filter, nat, raw, mangle and security".into()),
                         ))
                     }
                 }

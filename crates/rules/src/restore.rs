@@ -557,9 +557,14 @@ pub(crate) fn restore(
                     })
                 }
                 None => {
-                    let hint = suggest(name, &["filter", "nat", "raw"])
+                    let hint = suggest(name, &["filter", "nat", "raw", "mangle", "security"])
                         .map(|s| format!("did you mean `{s}`?"))
-                        .or_else(|| Some("fwd supports the filter, nat and raw tables".into()));
+                        .or_else(|| {
+                            Some(
+                                "fwd supports the filter, nat, raw, mangle and security tables"
+                                    .into(),
+                            )
+                        });
                     errs.push(d(line, col0 + 1, format!("unknown table `{name}`"), hint));
                     open = Some(Open {
                         table: Table::new(TableName::Filter),

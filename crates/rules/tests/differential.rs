@@ -570,6 +570,15 @@ fn random_rule_file(family: Family) -> impl Strategy<Value = String> {
             }
         ),
         proptest::sample::select(vec!["PREROUTING", "OUTPUT"]).prop_map(|c| ("raw", c)),
+        proptest::sample::select(vec![
+            "PREROUTING",
+            "INPUT",
+            "FORWARD",
+            "OUTPUT",
+            "POSTROUTING"
+        ])
+        .prop_map(|c| ("mangle", c)),
+        proptest::sample::select(vec!["INPUT", "FORWARD", "OUTPUT"]).prop_map(|c| ("security", c)),
     ];
     let frags: Vec<&'static str> = if v6 {
         V6_FRAGMENTS.to_vec()
@@ -586,6 +595,8 @@ fn random_rule_file(family: Family) -> impl Strategy<Value = String> {
             let builtins: &[&str] = match table {
                 "filter" => &["INPUT", "FORWARD", "OUTPUT"],
                 "nat" => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+                "mangle" => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+                "security" => &["INPUT", "FORWARD", "OUTPUT"],
                 _ => &["PREROUTING", "OUTPUT"],
             };
             let mut text = format!("*{table}\n");

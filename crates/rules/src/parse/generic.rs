@@ -420,7 +420,7 @@ impl Line<'_> {
                         c0,
                         Fail {
                             msg: format!("unknown table `{a0}`"),
-                            hint: Some("fwd supports filter, nat and raw".into()),
+                            hint: Some("fwd supports filter, nat, raw, mangle and security".into()),
                         },
                     ),
                 }
