@@ -265,6 +265,10 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
             }),
             Match::Limit(m) => limits.push(LeafCheck::Limit(Arc::new(LimitBucket::new(m)))),
             Match::Comment(_) => {}
+            m => match crate::stateless::lower(m, ports) {
+                Some(c) => leaf.push(LeafCheck::Stateless(c)),
+                None => return Err(format!("`-m {}` is not supported here", m.name())),
+            },
         }
     }
     leaf.append(&mut limits);

@@ -172,6 +172,9 @@ pub enum LeafCheck {
     /// only spent on a packet that every other match of the rule accepted (netfilter evaluates
     /// `limit` where it stands; rules put it last in practice).
     Limit(Arc<LimitBucket>),
+    /// `-m addrtype`, `-m pkttype`, `-m tos`, `-m dscp`, `-m ecn`, `-m physdev` and the
+    /// host-only matches (see [`crate::stateless`]).
+    Stateless(crate::stateless::StatelessCheck),
 }
 
 /// The token bucket of one `-m limit` rule, as `xt_limit`: `burst` packets at once, then one per

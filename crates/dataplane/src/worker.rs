@@ -522,6 +522,7 @@ impl Worker {
                             frame(i),
                             &info[i],
                             now,
+                            h,
                         )
                     },
                 );
@@ -1175,7 +1176,7 @@ impl Worker {
                     std::slice::from_ref(key),
                     &[pos],
                     &mut out,
-                    |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info, now),
+                    |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info, now, hook),
                 );
                 r = out[0];
             }
@@ -1639,7 +1640,14 @@ fn ct_packet(frame: &[u8], info: &FrameInfo, quote: &mut Option<FrameInfo>) -> O
     })
 }
 
-fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo, now: u64) -> bool {
+fn leaf_ok(
+    checks: &[LeafCheck],
+    key: &Key,
+    frame: &[u8],
+    info: &FrameInfo,
+    now: u64,
+    hook: HookPoint,
+) -> bool {
     checks.iter().all(|c| match c {
         LeafCheck::Masked {
             dst,
@@ -1727,6 +1735,7 @@ fn leaf_ok(checks: &[LeafCheck], key: &Key, frame: &[u8], info: &FrameInfo, now:
             }
         }
         LeafCheck::Limit(bucket) => bucket.take(now),
+        LeafCheck::Stateless(s) => s.ok(frame, info, key.iif, key.oif, hook),
     })
 }
 
@@ -1834,6 +1843,170 @@ mod tests {
             run(&mut w, A, &dns(3001), SEC + SEC / 2).0,
             Verdict::Forward
         );
+    }
+
+    /// Forwarded or dropped, for the stateless-match tests.
+    fn passes(w: &mut Worker, ingress: PortIdx, frame: &[u8]) -> bool {
+        match run(w, ingress, frame, SEC).0 {
+            Verdict::Forward => true,
+            Verdict::Drop(_) => false,
+            v => panic!("unexpected verdict {v:?}"),
+        }
+    }
+
+    #[test]
+    fn addrtype_local_is_a_port_address_and_broadcast_the_limited_one() {
+        // fw-c has 198.18.0.253, fw-s 198.18.0.254 (see `cfg`)
+        let mut w = worker_for(&format!(
+            "{FILTER_HDR}-A FORWARD -m addrtype --dst-type LOCAL -j DROP\n\
+             -A FORWARD -m addrtype --dst-type BROADCAST,MULTICAST -j DROP\n\
+             -A FORWARD -m addrtype ! --src-type UNICAST -j DROP\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+        ));
+        let b = FrameBuilder::default();
+        assert!(passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        assert!(!passes(
+            &mut w,
+            A,
+            &b.udp(ip(C, [198, 18, 0, 254]), 1, 2, b"x")
+        ));
+        assert!(!passes(
+            &mut w,
+            A,
+            &b.udp(ip(C, [198, 18, 0, 253]), 1, 2, b"x")
+        ));
+        assert!(!passes(&mut w, A, &b.udp(ip(C, [255; 4]), 1, 2, b"x")));
+        assert!(!passes(
+            &mut w,
+            A,
+            &b.udp(ip(C, [224, 0, 0, 9]), 1, 2, b"x")
+        ));
+        // a loopback source is LOCAL, not UNICAST
+        assert!(!passes(
+            &mut w,
+            A,
+            &b.udp(ip([127, 0, 0, 1], S), 1, 2, b"x")
+        ));
+        assert_eq!(w.stats().drops[DropReason::FilterRule.index()], 5);
+        // --limit-iface-in: LOCAL only for the input port's own address
+        let mut w = worker_for(&format!(
+            "{FILTER_HDR}-A FORWARD -m addrtype --dst-type LOCAL --limit-iface-in -j DROP\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+        ));
+        assert!(!passes(
+            &mut w,
+            A,
+            &b.udp(ip(C, [198, 18, 0, 253]), 1, 2, b"x")
+        ));
+        assert!(passes(
+            &mut w,
+            A,
+            &b.udp(ip(C, [198, 18, 0, 254]), 1, 2, b"x")
+        ));
+    }
+
+    #[test]
+    fn pkttype_reads_the_destination_mac() {
+        let mut w = worker_for(&format!(
+            "{FILTER_HDR}-A FORWARD -m pkttype --pkt-type broadcast -j DROP\n\
+             -A FORWARD -m pkttype ! --pkt-type unicast -j DROP\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+        ));
+        let mut b = FrameBuilder::default();
+        assert!(passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        b.dst_mac = wire::ethernet::MacAddr::BROADCAST;
+        assert!(!passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        b.dst_mac = wire::ethernet::MacAddr([0x01, 0, 0x5e, 0, 0, 9]);
+        assert!(!passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+    }
+
+    #[test]
+    fn tos_dscp_and_ecn_read_the_ds_field_and_tcp_flags() {
+        let mut w = worker_for(&format!(
+            "{FILTER_HDR}-A FORWARD -m dscp --dscp-class EF -j ACCEPT\n\
+             -A FORWARD -m tos --tos Minimize-Delay -j ACCEPT\n\
+             -A FORWARD -m ecn --ecn-ip-ect 3 -j ACCEPT\n\
+             -A FORWARD -p tcp -m ecn --ecn-tcp-ece ! --ecn-tcp-cwr -j ACCEPT\nCOMMIT\n"
+        ));
+        let mut b = FrameBuilder::default();
+        assert!(!passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        b.tos = 0xb8; // EF
+        assert!(passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        b.tos = 0x40 | 0x10; // Minimize-Delay (mask 0x3f: precedence ignored)
+        assert!(passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        b.tos = 0x13; // CE
+        assert!(passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        b.tos = 0;
+        let syn = |flags: u8| {
+            b.tcp(
+                ip(C, S),
+                &TcpSpec {
+                    src_port: 1000,
+                    dst_port: 80,
+                    seq: 1,
+                    ack: 0,
+                    flags: TcpFlags(flags),
+                    window: 100,
+                    options: vec![],
+                    payload: b"",
+                },
+            )
+        };
+        assert!(passes(&mut w, A, &syn(0x42))); // SYN+ECE
+        assert!(!passes(&mut w, A, &syn(0xc2))); // SYN+ECE+CWR
+        assert!(!passes(&mut w, A, &syn(0x02)));
+    }
+
+    #[test]
+    fn physdev_names_the_ports_and_knows_the_output_only_from_forward() {
+        let text = format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A PREROUTING -m physdev --physdev-is-bridged -j DROP\n\
+             -A PREROUTING -m physdev --physdev-out fw-c -j NOTRACK\nCOMMIT\n\
+             {FILTER_HDR}-A FORWARD -m physdev --physdev-in fw-c --physdev-out fw-s --physdev-is-bridged -j ACCEPT\n\
+             -A FORWARD -m physdev --physdev-in fw-+ ! --physdev-out fw-s -j REJECT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let b = FrameBuilder::default();
+        // PREROUTING: not yet bridged, and --physdev-out is skipped (NOTRACK, not a drop)
+        assert!(passes(&mut w, A, &b.udp(ip(C, S), 1, 2, b"x")));
+        assert_eq!(w.trace().ct_state, Some(CtState::Untracked));
+        // from fw-s: the first FORWARD rule does not hold, the second's `! --physdev-out
+        // fw-s` holds (out is fw-c) and rejects
+        assert!(matches!(
+            run(&mut w, B, &b.udp(ip(S, C), 1, 2, b"x"), SEC).0,
+            Verdict::Reply(_)
+        ));
+    }
+
+    #[test]
+    fn host_only_matches_never_match_a_forwarded_packet() {
+        let raw = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+        let accept = format!("{FILTER_HDR}-A FORWARD -j ACCEPT\nCOMMIT\n");
+        let b = FrameBuilder::default();
+        let udp = b.udp(ip(C, S), 1, 2, b"x");
+        for (rule, fires) in [
+            ("-m socket", false),
+            ("-m socket --transparent", false),
+            ("-m rpfilter --loose", false),
+            ("-m rpfilter --invert", true),
+        ] {
+            let mut w = worker_for(&format!(
+                "{raw}-A PREROUTING {rule} -j DROP\nCOMMIT\n{accept}"
+            ));
+            assert_eq!(passes(&mut w, A, &udp), !fires, "{rule}");
+        }
+        // owner without a socket: `(match ^ invert) == 0`, so only all-negated options hold
+        for (rule, fires) in [
+            ("-m owner --uid-owner 0", false),
+            ("-m owner ! --uid-owner 0 --gid-owner 0", false),
+            ("-m owner ! --uid-owner 0 ! --socket-exists", true),
+            ("-m cgroup ! --cgroup 1", false),
+        ] {
+            let mut w = worker_for(&format!(
+                "{NAT_HDR}-A POSTROUTING {rule} -j SNAT --to-source 198.18.0.9\nCOMMIT\n{accept}"
+            ));
+            let (v, out) = run(&mut w, A, &udp, SEC);
+            assert_eq!(v, Verdict::Forward);
+            assert_eq!(out[26..30] == [198, 18, 0, 9], fires, "{rule}");
+        }
     }
 
     #[test]

@@ -128,6 +128,38 @@ pub fn load_rules(
     }
 }
 
+/// `FILE:LINE: warning: ...` for each rule of the loaded rules that can never fire on a bump
+/// in the wire (`fwd check` prints them; nothing else changes).
+pub fn rule_warnings(
+    cfg: &Config,
+    config_path: Option<&std::path::Path>,
+    compiled: &Compiled,
+) -> Vec<String> {
+    let base = config_path.and_then(|p| p.parent());
+    let Some(r) = &cfg.rules else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (path, fam) in [(&r.ipv4, &compiled.v4), (&r.ipv6, &compiled.v6)] {
+        let (Some(path), Some(rs)) = (path, &fam.source) else {
+            continue;
+        };
+        let shown = match base {
+            Some(b) if path.is_relative() => b.join(path),
+            _ => path.clone(),
+        };
+        for w in rs.never_fire() {
+            out.push(format!(
+                "{}:{}: warning: {}",
+                shown.display(),
+                w.line,
+                w.message
+            ));
+        }
+    }
+    out
+}
+
 /// The running firewall, shared by the control thread. The mutexes here are on the control
 /// side only (the control socket and the metrics threads share this): the workers never take
 /// them, they answer requests from their queues between bursts.

@@ -116,7 +116,10 @@ fn main() -> ExitCode {
                         return ExitCode::from(1);
                     }
                     match fwd::firewall::load_rules(&cfg, Some(&path), workers) {
-                        Ok(_) => {
+                        Ok(c) => {
+                            for w in fwd::firewall::rule_warnings(&cfg, Some(&path), &c) {
+                                eprintln!("{w}");
+                            }
                             println!("{}: ok", path.display());
                             ExitCode::SUCCESS
                         }

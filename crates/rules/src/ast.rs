@@ -443,6 +443,32 @@ pub enum Match {
         value: u8,
     },
     Comment(String),
+    /// `-m addrtype`.
+    Addrtype(AddrtypeMatch),
+    /// `-m pkttype --pkt-type`: from the destination MAC.
+    Pkttype {
+        kind: PktType,
+        negated: bool,
+    },
+    /// `-m tos --tos value/mask`: `(tos & mask) == value`.
+    Tos {
+        value: u8,
+        mask: u8,
+        negated: bool,
+    },
+    /// `-m dscp --dscp` (and `--dscp-class`, stored as its value): the DS field's upper 6 bits.
+    Dscp {
+        value: u8,
+        negated: bool,
+    },
+    /// `-m ecn`.
+    Ecn(EcnMatch),
+    /// `-m physdev`.
+    Physdev(PhysdevMatch),
+    /// A match that only sees packets of the host's own sockets or routing (`-m owner`,
+    /// `-m rpfilter`, `-m cgroup`, `-m socket`): on a bump in the wire it never matches, as it
+    /// never matches a forwarded packet in the kernel.
+    HostOnly(HostOnlyMatch),
 }
 
 impl Match {
@@ -463,8 +489,120 @@ impl Match {
             Match::Ttl { .. } => "ttl",
             Match::HopLimit { .. } => "hl",
             Match::Comment(_) => "comment",
+            Match::Addrtype(_) => "addrtype",
+            Match::Pkttype { .. } => "pkttype",
+            Match::Tos { .. } => "tos",
+            Match::Dscp { .. } => "dscp",
+            Match::Ecn(_) => "ecn",
+            Match::Physdev(_) => "physdev",
+            Match::HostOnly(h) => h.kind.name(),
         }
     }
+}
+
+/// Address type bits of `-m addrtype` (`XT_ADDRTYPE_*` = `1 << RTN_*`).
+pub mod addr_type {
+    pub const UNSPEC: u16 = 1 << 0;
+    pub const UNICAST: u16 = 1 << 1;
+    pub const LOCAL: u16 = 1 << 2;
+    pub const BROADCAST: u16 = 1 << 3;
+    pub const ANYCAST: u16 = 1 << 4;
+    pub const MULTICAST: u16 = 1 << 5;
+    pub const BLACKHOLE: u16 = 1 << 6;
+    pub const UNREACHABLE: u16 = 1 << 7;
+    pub const PROHIBIT: u16 = 1 << 8;
+    pub const THROW: u16 = 1 << 9;
+    pub const NAT: u16 = 1 << 10;
+    pub const XRESOLVE: u16 = 1 << 11;
+    /// Names in bit order (how iptables prints them).
+    pub const NAMES: [(&str, u16); 12] = [
+        ("UNSPEC", UNSPEC),
+        ("UNICAST", UNICAST),
+        ("LOCAL", LOCAL),
+        ("BROADCAST", BROADCAST),
+        ("ANYCAST", ANYCAST),
+        ("MULTICAST", MULTICAST),
+        ("BLACKHOLE", BLACKHOLE),
+        ("UNREACHABLE", UNREACHABLE),
+        ("PROHIBIT", PROHIBIT),
+        ("THROW", THROW),
+        ("NAT", NAT),
+        ("XRESOLVE", XRESOLVE),
+    ];
+}
+
+/// `-m addrtype`: a type set (bits of [`addr_type`]) per address, each negatable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct AddrtypeMatch {
+    pub src: Option<(u16, bool)>,
+    pub dst: Option<(u16, bool)>,
+    /// `--limit-iface-in`: LOCAL means an address of the input port only.
+    pub limit_in: bool,
+    /// `--limit-iface-out`: an address of the output port only.
+    pub limit_out: bool,
+}
+
+/// `-m pkttype` types (`PACKET_HOST`, `PACKET_BROADCAST`, `PACKET_MULTICAST`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PktType {
+    Unicast,
+    Broadcast,
+    Multicast,
+}
+
+/// `-m ecn`: each part `Some((value, negated))` when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EcnMatch {
+    /// `--ecn-tcp-ece`.
+    pub ece: Option<bool>,
+    /// `--ecn-tcp-cwr`.
+    pub cwr: Option<bool>,
+    /// `--ecn-ip-ect N` (0-3).
+    pub ect: Option<(u8, bool)>,
+}
+
+/// `-m physdev`: the bridge ports (fwd's two ports, by their config names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PhysdevMatch {
+    pub physdev_in: Option<IfaceMatch>,
+    pub physdev_out: Option<IfaceMatch>,
+    /// `--physdev-is-in`, `--physdev-is-out`, `--physdev-is-bridged`: `Some(negated)`.
+    pub is_in: Option<bool>,
+    pub is_out: Option<bool>,
+    pub is_bridged: Option<bool>,
+}
+
+/// Which host-only match a [`HostOnlyMatch`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostOnlyKind {
+    Owner,
+    Rpfilter,
+    Cgroup,
+    Socket,
+}
+
+impl HostOnlyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HostOnlyKind::Owner => "owner",
+            HostOnlyKind::Rpfilter => "rpfilter",
+            HostOnlyKind::Cgroup => "cgroup",
+            HostOnlyKind::Socket => "socket",
+        }
+    }
+}
+
+/// A host-only match: its options kept in iptables-save's canonical text (after `-m NAME`),
+/// and whether the whole match is inverted in effect (so that "never matches" becomes "always"
+/// where every option given is negated, as for `! --uid-owner 0` on a forwarded packet).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostOnlyMatch {
+    pub kind: HostOnlyKind,
+    /// Options in save order: (save text starting with a space, list text starting with a space).
+    pub save: String,
+    pub list: String,
+    /// What the match gives for a forwarded packet (no socket, not local).
+    pub forwarded: bool,
 }
 
 /// `--reject-with` types. The IPv4 ones are ICMP, the `Icmp6*` ones ICMPv6.

@@ -18,6 +18,8 @@ mod print;
 mod restore;
 mod services;
 mod values;
+mod warnings;
+pub use warnings::Warning;
 
 use std::fmt;
 use std::path::Path;

@@ -241,6 +241,11 @@ fn details(r: &Rule, v6: bool) -> String {
             Match::Comment(c) => {
                 let _ = write!(o, " /* {c} */");
             }
+            Match::HostOnly(h) => o.push_str(&h.list),
+            m => {
+                let known = crate::parse::stateless::list(&mut o, m);
+                debug_assert!(known, "no list text for {m:?}");
+            }
         }
     }
     match &r.target {

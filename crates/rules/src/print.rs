@@ -262,6 +262,11 @@ pub fn rule_spec(rule: &Rule) -> String {
                 o.push_str(" --comment");
                 save_string(&mut o, c);
             }
+            Match::HostOnly(h) => o.push_str(&h.save),
+            m => {
+                let known = crate::parse::stateless::save(&mut o, m);
+                debug_assert!(known, "no save text for {m:?}");
+            }
         }
     }
     if let Some(t) = &rule.target {

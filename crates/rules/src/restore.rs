@@ -458,6 +458,25 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
                     ));
                 }
             }
+            for (word, allowed, why) in r.matches.iter().filter_map(|m| match_hooks(t.name, m)) {
+                let bad = reach[i] & !allowed;
+                if bad != 0 {
+                    out.push(d(
+                        r.line,
+                        1,
+                        if allowed == 0 {
+                            format!("`{word}` is not valid in table {}", t.name.as_str())
+                        } else {
+                            format!(
+                                "`{word}` is only valid in {} (this rule is reached from {})",
+                                hook_names(allowed),
+                                hook_names(bad)
+                            )
+                        },
+                        Some(why.into()),
+                    ));
+                }
+            }
             if r.matches.iter().any(|m| matches!(m, Match::Mac { .. })) {
                 let allowed = Hook::Prerouting.bit() | Hook::Input.bit() | Hook::Forward.bit();
                 let bad = reach[i] & !allowed;
@@ -469,6 +488,63 @@ pub(crate) fn validate_table(t: &Table) -> Vec<Diag> {
     }
     out.sort_by_key(|x| x.line);
     out
+}
+
+/// The hooks the kernel allows a match in, where it restricts them (beyond `-m mac`): the
+/// option that makes it so, the allowed hooks' bits, and why.
+fn match_hooks(table: TableName, m: &Match) -> Option<(&'static str, u8, &'static str)> {
+    let all = Hook::ALL.iter().fold(0, |a, h| a | h.bit());
+    match m {
+        Match::Addrtype(t) if t.limit_in => Some((
+            "--limit-iface-in",
+            all & !(Hook::Output.bit() | Hook::Postrouting.bit()),
+            "locally generated packets have no input interface",
+        )),
+        Match::Addrtype(t) if t.limit_out => Some((
+            "--limit-iface-out",
+            all & !(Hook::Prerouting.bit() | Hook::Input.bit()),
+            "the output interface is not known before routing",
+        )),
+        Match::HostOnly(h) => {
+            let (word, hooks, why): (_, &[Hook], _) = match h.kind {
+                HostOnlyKind::Owner => (
+                    "-m owner",
+                    &[Hook::Output, Hook::Postrouting],
+                    "only locally generated packets have an owner",
+                ),
+                HostOnlyKind::Socket => (
+                    "-m socket",
+                    &[Hook::Prerouting, Hook::Input],
+                    "it looks up the local socket an incoming packet is for",
+                ),
+                HostOnlyKind::Rpfilter => (
+                    "-m rpfilter",
+                    &[Hook::Prerouting],
+                    "the reverse path is checked on input (tables raw and mangle only)",
+                ),
+                HostOnlyKind::Cgroup => (
+                    "-m cgroup",
+                    &[Hook::Input, Hook::Output, Hook::Postrouting],
+                    "only local sockets have a cgroup",
+                ),
+            };
+            let mut allowed = hooks.iter().fold(0, |a, h| a | h.bit());
+            if h.kind == HostOnlyKind::Rpfilter && !matches!(table.as_str(), "raw" | "mangle") {
+                allowed = 0;
+            }
+            Some((word, allowed, why))
+        }
+        Match::Physdev(p) if crate::parse::stateless::physdev_needs_out(p) => Some((
+            if p.physdev_out.is_some() {
+                "--physdev-out"
+            } else {
+                "--physdev-is-out"
+            },
+            all & !Hook::Output.bit(),
+            "in OUTPUT the bridge port is not chosen yet (add `--physdev-is-bridged`)",
+        )),
+        _ => None,
+    }
 }
 
 struct Open {
@@ -527,7 +603,8 @@ pub(crate) fn restore(
         let body = raw.trim_start();
         let col0 = lead as u32 + 1;
         if let Some(name) = body.strip_prefix('*') {
-            let name = name.trim_end();
+            // iptables-restore takes the table name after `*` with blanks around it (`* nat`).
+            let name = name.trim();
             if let Some(o) = &open {
                 errs.push(d(
                     line,
@@ -589,6 +666,13 @@ pub(crate) fn restore(
                         let src = lines.get(e.line as usize - 1).copied().unwrap_or("");
                         e.col = if e.msg.starts_with("`-m mac`") {
                             locate(src, &["mac"])
+                        } else if let Some(w) = e
+                            .msg
+                            .strip_prefix('`')
+                            .and_then(|m| m.split('`').next())
+                            .filter(|w| w.starts_with('-'))
+                        {
+                            locate(src, &[w.trim_start_matches("-m ")])
                         } else {
                             locate(src, &["-j", "-g", "--jump", "--goto"])
                         };

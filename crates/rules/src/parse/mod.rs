@@ -14,6 +14,7 @@
 mod comment;
 mod conntrack;
 mod generic;
+mod hostonly;
 mod icmp;
 mod iprange;
 mod length;
@@ -22,6 +23,7 @@ mod mac;
 mod multiport;
 mod real;
 mod registry;
+pub(crate) mod stateless;
 mod targets;
 mod tcp_udp;
 mod ttl;
@@ -613,6 +615,20 @@ impl<'a> Line<'a> {
             if let Some(check) = ext.check {
                 check(m).map_err(|(word, f)| Diag::at(line, self.word_col(word), f))?;
             }
+            let tcp = Some(ProtoMatch {
+                proto: values::PROTO_TCP,
+                negated: false,
+            });
+            if stateless::ecn_needs_tcp(m) && self.rule.proto != tcp {
+                return Err(e(
+                    self.word_col(m.name()),
+                    "`--ecn-tcp-cwr` and `--ecn-tcp-ece` need `-p tcp`".into(),
+                    Some("add `-p tcp` to the rule".into()),
+                ));
+            }
+        }
+        for m in &mut self.rule.matches {
+            hostonly::finish(m);
         }
         // iptables checks interfaces against the built-in chain named in the command.
         if let Some(h) = Hook::from_name(chain)

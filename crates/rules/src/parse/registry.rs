@@ -8,8 +8,8 @@
 
 use super::targets::{ct, log, nat, reject};
 use super::{
-    comment, conntrack, icmp, iprange, length, limit, mac, multiport, real, suggest, tcp_udp, ttl,
-    OptSpec,
+    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, multiport, real, stateless,
+    suggest, tcp_udp, ttl, OptSpec,
 };
 use crate::ast::*;
 use crate::values::{Fail, VResult};
@@ -29,6 +29,16 @@ pub(super) static MATCHES: &[MatchExt] = &[
     ttl::TTL,
     ttl::HL,
     comment::COMMENT,
+    stateless::ADDRTYPE,
+    stateless::PKTTYPE,
+    stateless::PHYSDEV,
+    stateless::TOS,
+    stateless::DSCP,
+    stateless::ECN,
+    hostonly::OWNER,
+    hostonly::RPFILTER,
+    hostonly::CGROUP,
+    hostonly::SOCKET,
 ];
 
 /// The extension targets (besides ACCEPT, DROP, RETURN and user chains).

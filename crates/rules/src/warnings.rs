@@ -1,0 +1,67 @@
+//! Warnings about a ruleset that loads: rules that can never fire on a bump in the wire.
+//! They change nothing (the ruleset loads and runs as it is); `fwd check` prints them.
+
+use crate::ast::*;
+
+/// A rule that can never fire, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based source line of the rule.
+    pub line: u32,
+    pub message: String,
+}
+
+impl Ruleset {
+    /// The rules that can never fire on a bump in the wire: those with a host-only match
+    /// (`-m owner`, `-m rpfilter`, `-m cgroup`, `-m socket`) that never matches a forwarded
+    /// packet (the kernel gives the same for a packet it forwards). In source line order.
+    pub fn never_fire(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        for t in &self.tables {
+            for c in &t.chains {
+                for r in &c.rules {
+                    let dead = r.matches.iter().find_map(|m| match m {
+                        Match::HostOnly(h) if !h.forwarded => Some(h.kind),
+                        _ => None,
+                    });
+                    if let Some(k) = dead {
+                        out.push(Warning {
+                            line: r.line,
+                            message: format!(
+                                "`-m {}` never matches a forwarded packet: this rule (table {}, chain {}) can never fire on a bump in the wire",
+                                k.name(),
+                                t.name.as_str(),
+                                c.name
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|w| w.line);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse_restore, Family};
+
+    #[test]
+    fn names_each_rule_with_a_host_only_match_that_cannot_fire() {
+        let text = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                    -A PREROUTING -m rpfilter -j DROP\n\
+                    -A PREROUTING -m rpfilter --invert -j DROP\n\
+                    -A PREROUTING -m socket -j ACCEPT\n\
+                    -A OUTPUT -m owner ! --uid-owner 0 -j ACCEPT\n\
+                    -A OUTPUT -m owner --uid-owner 0 -j ACCEPT\nCOMMIT\n";
+        let rs = parse_restore("t", text, Family::Ipv4).unwrap();
+        let w = rs.never_fire();
+        let lines: Vec<u32> = w.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [4, 6, 8], "{w:?}");
+        assert!(
+            w[0].message.starts_with("`-m rpfilter` never matches"),
+            "{w:?}"
+        );
+    }
+}
