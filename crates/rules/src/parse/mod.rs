@@ -1022,11 +1022,7 @@ mod tests {
         // Not "did you mean `tcp`?" for sctp.
         for (line, name, col) in [
             ("-A INPUT -p sctp -m sctp --dport 80 -j ACCEPT", "sctp", 21),
-            (
-                "-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT",
-                "addrtype",
-                13,
-            ),
+            ("-A INPUT -m quota --quota 100 -j ACCEPT", "quota", 13),
             (
                 "-A INPUT -m statistic --mode nth --every 2 --packet 0 -j DROP",
                 "statistic",
