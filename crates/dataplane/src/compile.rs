@@ -426,6 +426,14 @@ impl Builder<'_> {
             let (table, hook) = hp.table_hook();
             out.hooks[hp as usize] = out.chain_id(table, hook.as_str());
         }
+        out.mangles = [
+            HookPoint::ManglePrerouting,
+            HookPoint::MangleForward,
+            HookPoint::SecurityForward,
+            HookPoint::ManglePostrouting,
+        ]
+        .iter()
+        .any(|h| out.hooks[*h as usize].is_some());
         out.classifies_ahead = [HookPoint::NatPrerouting, HookPoint::FilterForward]
             .iter()
             .filter_map(|h| out.hooks[*h as usize])

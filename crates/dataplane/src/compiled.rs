@@ -268,6 +268,9 @@ pub struct FamilyRules {
     pub chains: Vec<CompiledChain>,
     /// Entry chain of each [`HookPoint`], `None` where the table is absent (ACCEPT).
     pub hooks: [Option<u32>; HookPoint::COUNT],
+    /// Some mangle or security hook has a chain: without one the walk skips their checks
+    /// with one test (the new-flow path stays as short as before the tables existed).
+    pub mangles: bool,
     /// The source ruleset (for listings with counters).
     pub source: Option<Ruleset>,
     /// Some hook chain has a lookup the vector path can do ahead for NEW packets

@@ -723,7 +723,8 @@ impl Worker {
         }
 
         // mangle PREROUTING: every packet, after conntrack, before DNAT.
-        if let Some(chain) = fam.hooks[HookPoint::ManglePrerouting as usize] {
+        if let (true, Some(chain)) = (fam.mangles, fam.hooks[HookPoint::ManglePrerouting as usize])
+        {
             if let Some(v) = self.mangle_hook(
                 HookPoint::ManglePrerouting,
                 fam,
@@ -780,7 +781,7 @@ impl Worker {
             }
             _ => {}
         }
-        if let Some(chain) = fam.hooks[HookPoint::MangleForward as usize] {
+        if let (true, Some(chain)) = (fam.mangles, fam.hooks[HookPoint::MangleForward as usize]) {
             if let Some(v) = self.mangle_hook(
                 HookPoint::MangleForward,
                 fam,
@@ -832,6 +833,9 @@ impl Worker {
         // security FORWARD (priority 50) after filter, then mangle POSTROUTING (-150) before
         // SNAT: both see the destination translated and the source not yet.
         for h in [HookPoint::SecurityForward, HookPoint::ManglePostrouting] {
+            if !fam.mangles {
+                break;
+            }
             if let Some(chain) = fam.hooks[h as usize] {
                 if let Some(v) =
                     self.mangle_hook(h, fam, counters, chain, &key, frame, info, ingress, tracked)
@@ -2354,6 +2358,8 @@ mod tests {
         );
         let mut w = worker_for(&text);
         let rs = w.rules.load_full();
+        assert!(rs.v4.mangles && !rs.v6.mangles);
+        assert!(!worker_for(&stateful()).rules.load().v4.mangles);
         let hooks = rs.v4.hooks;
         let ours = [
             HookPoint::ManglePrerouting,
