@@ -202,8 +202,7 @@ impl StatelessCheck {
             } => {
                 // The output bridge port is chosen in the bridge's forwarding step, after
                 // PREROUTING.
-                let out_known =
-                    !matches!(hook, HookPoint::RawPrerouting | HookPoint::NatPrerouting);
+                let out_known = hook.table_hook().1 != rules::Hook::Prerouting;
                 if is_bridged.is_some_and(|n| out_known == n) {
                     return false;
                 }
