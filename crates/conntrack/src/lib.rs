@@ -27,6 +27,9 @@ pub use icmp::is_error as icmp_is_error;
 pub use list::{format_entry, listing_summary, write_listing, Filter, Snapshot};
 pub use packet::{CtPacket, IcmpErrorInfo, TcpSegment, L4};
 pub use reason::{CtReason, CT_REASONS};
-pub use table::{CtState, EntryId, HashedKey, NatKind, Shard, ShardStats, Tracked, ENTRY_SIZE};
+pub use table::{
+    CtEvent, CtEventKind, CtState, EntryId, HashedKey, Import, NatKind, Shard, ShardStats, Tracked,
+    ENTRY_SIZE,
+};
 pub use tcp::TcpState;
 pub use tuple::{Dir, Family, Tuple};

@@ -239,6 +239,10 @@ pub struct ShardStats {
     pub invalid: u64,
     pub untracked: u64,
     pub related: u64,
+    /// Connection events (for the state sync) lost because the event queue was full.
+    pub events_dropped: u64,
+    /// Entries made by [`Shard::import`] (a peer's state committed).
+    pub imported: u64,
     /// Per [`CtReason`] (index = discriminant).
     pub reasons: [u64; CtReason::COUNT],
 }
@@ -256,6 +260,8 @@ impl ShardStats {
         self.invalid += o.invalid;
         self.untracked += o.untracked;
         self.related += o.related;
+        self.events_dropped += o.events_dropped;
+        self.imported += o.imported;
         for (a, b) in self.reasons.iter_mut().zip(&o.reasons) {
             *a += b;
         }
@@ -279,8 +285,52 @@ pub struct Shard {
     cfg: Config,
     key: HashKey,
     stats: ShardStats,
+    /// Where connection events go (`[sync]`); `None`: no event is built, the data path pays
+    /// one predictable branch at a state change and nothing on the established fast path.
+    events: Option<rtrb::Producer<CtEvent>>,
     #[cfg(debug_assertions)]
     pending: bool,
+}
+
+/// What happened to a connection, as the kernel's conntrack events say it (`conntrack -E`):
+/// the state sync sends these to its peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtEventKind {
+    /// Confirmed (its first packet accepted, or imported).
+    New,
+    /// TCP state, SEEN_REPLY or ASSURED changed (a refreshed timeout is no event).
+    Update,
+    /// Gone: expired, closed, early-dropped, deleted.
+    Destroy,
+}
+
+/// One connection event: the entry as it was at that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtEvent {
+    pub kind: CtEventKind,
+    /// `expires_at` is on the shard's tick clock; use `timeout_secs`.
+    pub snap: crate::list::Snapshot,
+    /// Seconds the entry had left.
+    pub timeout_secs: u32,
+}
+
+/// An entry made from outside the data path: a peer's connection committed into this shard
+/// (`fwd sync commit`), so that its packets are ESTABLISHED here too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Import {
+    pub family: Family,
+    pub proto: u8,
+    pub orig: Tuple,
+    /// The reply tuple with the NAT binding applied (for ICMP `sport` = id, `dport` =
+    /// reply type << 8 | code, as in the table).
+    pub reply: Tuple,
+    pub nat: NatKind,
+    /// TCP only; `None` for TCP takes ESTABLISHED.
+    pub tcp_state: Option<TcpState>,
+    pub seen_reply: bool,
+    pub assured: bool,
+    pub mark: u32,
+    pub timeout_secs: u32,
 }
 
 impl Shard {
@@ -310,9 +360,115 @@ impl Shard {
             cfg: *cfg,
             key: cfg.hash_key,
             stats: ShardStats::default(),
+            events: None,
             #[cfg(debug_assertions)]
             pending: false,
         }
+    }
+
+    /// Sends this shard's connection events to `p` from now on (a full queue drops the event
+    /// and counts it in `events_dropped`; the push never blocks or allocates).
+    pub fn set_events(&mut self, p: rtrb::Producer<CtEvent>) {
+        self.events = Some(p);
+    }
+
+    /// Builds and queues an event about entry `idx` (out of line: only state changes get here).
+    #[inline(never)]
+    fn emit(&mut self, kind: CtEventKind, idx: u32) {
+        let e = &self.entries[idx as usize];
+        let left = e.expires.wrapping_sub(self.now_t) as i32;
+        let left_ticks = left.max(0) as u64;
+        let timeout_secs = ((left_ticks << TICK_SHIFT) / 1_000_000_000) as u32;
+        let snap = crate::list::Snapshot {
+            id: EntryId(idx),
+            family: Family::from_u8(e.family),
+            proto: e.proto,
+            orig: e.tuple[0],
+            reply: e.tuple[1],
+            tcp_state: (e.proto == PROTO_TCP).then(|| TcpState::from_u8(e.pstate & 0x0f)),
+            seen_reply: e.status & S_SEEN_REPLY != 0,
+            assured: e.status & S_ASSURED != 0,
+            mark: e.mark,
+            expires_at: (u64::from(e.expires)) << TICK_SHIFT,
+            nat: self.nat_kind(EntryId(idx)),
+        };
+        let ev = CtEvent {
+            kind,
+            snap,
+            timeout_secs,
+        };
+        if let Some(p) = &mut self.events {
+            if p.push(ev).is_err() {
+                self.stats.events_dropped += 1;
+            }
+        }
+    }
+
+    /// Inserts a confirmed entry made elsewhere (see [`Import`]) at `now`. TCP window data is
+    /// unknown, so it is picked up from the next segments, liberally, as the kernel does for an
+    /// entry conntrackd commits. Refused: [`CtReason::Clash`] when either tuple is already
+    /// tracked, [`CtReason::TableFull`] / [`CtReason::ChainFull`] when there is no room.
+    pub fn import(&mut self, im: &Import, now: u64) -> Result<EntryId, CtReason> {
+        let now_t = tick(now);
+        self.now_t = now_t;
+        let bucket = self.bucket(im.family, im.proto, &im.orig);
+        if self.find(im.family, im.proto, &im.orig, now_t).is_some()
+            || self.find(im.family, im.proto, &im.reply, now_t).is_some()
+        {
+            return Err(CtReason::Clash);
+        }
+        let nat_bits = match im.nat {
+            NatKind::None => 0,
+            NatKind::Src => S_SRC_NAT,
+            NatKind::Dst => S_DST_NAT,
+            NatKind::Both => S_SRC_NAT | S_DST_NAT,
+        };
+        let reply_bucket = if nat_bits == 0 {
+            bucket
+        } else {
+            self.bucket(im.family, im.proto, &im.reply)
+        };
+        let nodes = if reply_bucket == bucket { 2 } else { 1 };
+        if !self.chain_room(bucket, nodes, now_t)
+            || (reply_bucket != bucket && !self.chain_room(reply_bucket, 1, now_t))
+        {
+            return Err(CtReason::ChainFull);
+        }
+        let Some(idx) = self.alloc(bucket, now_t) else {
+            return Err(CtReason::TableFull);
+        };
+        let mut e = EMPTY;
+        e.tuple = [im.orig, im.reply];
+        e.family = im.family as u8;
+        e.proto = im.proto;
+        e.mark = im.mark;
+        e.status = S_USED
+            | S_CONFIRMED
+            | nat_bits
+            | if im.seen_reply { S_SEEN_REPLY } else { 0 }
+            | if im.assured { S_ASSURED } else { 0 };
+        match im.proto {
+            PROTO_TCP => {
+                let st = im.tcp_state.unwrap_or(TcpState::Established);
+                e.pstate = st as u8;
+                let f = tcp::F_SACK_PERM | tcp::F_BE_LIBERAL;
+                e.l4[6] = u32::from_le_bytes([0, 0, f, f]);
+            }
+            crate::tuple::PROTO_UDP => e.l4[0] = now_t,
+            crate::tuple::PROTO_ICMP | crate::tuple::PROTO_ICMPV6 => e.l4[0] = 1,
+            _ => {}
+        }
+        let timeout = im.timeout_secs.clamp(1, crate::config::MAX_TIMEOUT_SECS);
+        e.expires = now_t.wrapping_add(secs_to_ticks(timeout));
+        self.entries[idx as usize] = e;
+        self.link_hash(idx, bucket);
+        self.timer_insert(idx);
+        self.live += 1;
+        self.stats.imported += 1;
+        if self.events.is_some() {
+            self.emit(CtEventKind::New, idx);
+        }
+        Ok(EntryId(idx))
     }
 
     pub fn capacity(&self) -> u32 {
@@ -760,6 +916,9 @@ impl Shard {
     }
 
     fn destroy_unlinked_timer(&mut self, idx: u32) {
+        if self.events.is_some() {
+            self.emit(CtEventKind::Destroy, idx);
+        }
         self.unlink_hash(idx);
         self.live -= 1;
         self.release(idx);
@@ -898,6 +1057,7 @@ impl Shard {
         // Only the fields needed: a copy of the whole entry costs more than the packet's work.
         let en = &mut self.entries[idx as usize];
         let status = en.status;
+        let pstate0 = en.pstate;
         let seen_reply = status & S_SEEN_REPLY != 0;
         let state = if dir == Dir::Reply || seen_reply {
             CtState::Established
@@ -993,6 +1153,12 @@ impl Shard {
         }
         if dir == Dir::Reply {
             self.entries[idx as usize].status |= S_SEEN_REPLY;
+        }
+        if self.events.is_some() {
+            let en = &self.entries[idx as usize];
+            if en.status != status || (en.pstate ^ pstate0) & 0x0f != 0 {
+                self.emit(CtEventKind::Update, idx);
+            }
         }
         Some(Tracked::with(state, dir, idx, action))
     }
@@ -1149,6 +1315,9 @@ impl Shard {
                 self.timer_insert(idx);
                 self.live += 1;
                 self.stats.confirmed += 1;
+                if self.events.is_some() {
+                    self.emit(CtEventKind::New, idx);
+                }
                 Ok(())
             }
         }
@@ -1243,6 +1412,19 @@ impl Shard {
             expires_at: now + ((left as u64) << TICK_SHIFT),
             nat: self.nat(EntryId(idx)).0,
         })
+    }
+
+    /// The event [`Shard::emit`] would build for the first live entry (tests).
+    #[cfg(test)]
+    fn emit_probe(&mut self) -> CtEvent {
+        let idx = (0..self.slots())
+            .find(|&i| self.entries[i as usize].status & S_CONFIRMED != 0)
+            .expect("a live entry");
+        let (p, mut c) = rtrb::RingBuffer::new(1);
+        let old = self.events.replace(p);
+        self.emit(CtEventKind::Update, idx);
+        self.events = old;
+        c.pop().unwrap()
     }
 
     pub(crate) fn slots(&self) -> u32 {
@@ -1513,6 +1695,137 @@ mod tests {
 
     fn syn() -> CtPacket {
         a_to_b(seg(CLI, SRV, SYN, ISN_A, 0, 0))
+    }
+
+    fn kinds(c: &mut rtrb::Consumer<CtEvent>) -> Vec<(CtEventKind, Option<TcpState>)> {
+        let mut v = Vec::new();
+        while let Ok(e) = c.pop() {
+            v.push((e.kind, e.snap.tcp_state));
+        }
+        v
+    }
+
+    /// A handshake, data and a close give NEW, one UPDATE per state change (none for the
+    /// data segments, whose timeout refresh is no event), DESTROY on expiry; a full queue
+    /// counts what it lost.
+    #[test]
+    fn events_follow_state_changes_only() {
+        let mut sh = shard();
+        let (p, mut c) = rtrb::RingBuffer::new(64);
+        sh.set_events(p);
+        pass(&mut sh, &syn(), T0);
+        pass(
+            &mut sh,
+            &b_to_a(seg(SRV, CLI, SYN | ACK, ISN_B, ISN_A + 1, 0)),
+            T0,
+        );
+        pass(
+            &mut sh,
+            &a_to_b(seg(CLI, SRV, ACK, ISN_A + 1, ISN_B + 1, 0)),
+            T0,
+        );
+        for i in 0..5 {
+            pass(
+                &mut sh,
+                &a_to_b(seg(CLI, SRV, ACK | PSH, ISN_A + 1 + i * 10, ISN_B + 1, 10)),
+                T0,
+            );
+        }
+        use CtEventKind::*;
+        use TcpState::*;
+        assert_eq!(
+            kinds(&mut c),
+            [
+                (New, Some(SynSent)),
+                (Update, Some(SynRecv)),
+                (Update, Some(Established)),
+            ]
+        );
+        let e = sh.emit_probe();
+        assert_eq!(e.snap.orig.sport, CLI);
+        // unacknowledged data: the 300 s timeout, what the peer is told is left
+        assert!((299..=300).contains(&e.timeout_secs), "{}", e.timeout_secs);
+        assert_eq!(sh.expire(T0 + 6 * 24 * 3600 * S), 1);
+        assert_eq!(kinds(&mut c), [(Destroy, Some(Established))]);
+        // a queue nobody drains: events are dropped and counted, tracking goes on
+        let (p, _c) = rtrb::RingBuffer::new(1);
+        sh.set_events(p);
+        let t0 = T0 + 7 * 24 * 3600 * S;
+        for port in 1..=3u16 {
+            pass(&mut sh, &a_to_b(seg(port, SRV, SYN, ISN_A, 0, 0)), t0);
+        }
+        assert_eq!(sh.len(), 3);
+        assert_eq!(sh.stats().events_dropped, 2);
+    }
+
+    /// An imported connection (a peer's, with its NAT binding) is ESTABLISHED at once in
+    /// both directions, its mid-stream segments picked up; a second import of it clashes.
+    #[test]
+    fn an_imported_connection_continues_mid_stream() {
+        let mut sh = shard();
+        let (p, mut c) = rtrb::RingBuffer::new(8);
+        sh.set_events(p);
+        let orig = a_to_b(seg(CLI, SRV, ACK, 0, 0, 0)).tuple();
+        // SNAT to ROUTER:40000: the reply comes from B to ROUTER
+        let reply = b_to_a(seg(SRV, 40000, ACK, 0, 0, 0)).tuple();
+        let mut reply = reply;
+        reply.dst = crate::tuple::addr16(ip(ROUTER));
+        let im = Import {
+            family: Family::V4,
+            proto: PROTO_TCP,
+            orig,
+            reply,
+            nat: NatKind::Src,
+            tcp_state: TcpState::from_kernel(3),
+            seen_reply: true,
+            assured: true,
+            mark: 7,
+            timeout_secs: 300,
+        };
+        let id = sh.import(&im, T0).unwrap();
+        assert_eq!(sh.import(&im, T0), Err(CtReason::Clash));
+        assert_eq!((sh.len(), sh.stats().imported), (1, 1));
+        assert_eq!(sh.nat(id), (NatKind::Src, reply));
+        assert_eq!(
+            kinds(&mut c),
+            [(CtEventKind::New, Some(TcpState::Established))]
+        );
+        // data far into the stream, both ways, big windows, no handshake seen here
+        let t = pass(
+            &mut sh,
+            &a_to_b(seg(CLI, SRV, ACK | PSH, 3_000_000_000, 77_000_000, 1400)),
+            T0 + S,
+        );
+        assert_eq!(
+            (t.state, t.dir, t.entry),
+            (CtState::Established, Dir::Original, Some(id))
+        );
+        let mut r = b_to_a(seg(SRV, 40000, ACK, 77_000_000, 3_000_001_400, 0));
+        r.dst = crate::tuple::addr16(ip(ROUTER));
+        let t = pass(&mut sh, &r, T0 + S);
+        assert_eq!(
+            (t.state, t.dir, t.entry),
+            (CtState::Established, Dir::Reply, Some(id))
+        );
+        let s = snap(&sh, T0 + S);
+        assert_eq!(
+            (s.mark, s.assured, s.tcp_state),
+            (7, true, Some(TcpState::Established))
+        );
+        assert!(
+            s.expires_at > T0 + 400_000 * S,
+            "refreshed to the established timeout"
+        );
+        // a full table refuses, counted by the caller
+        let mut tiny = Shard::new(1, &Config::default(), T0);
+        tiny.import(&im, T0).unwrap();
+        let other = Import {
+            orig: a_to_b(seg(CLI + 1, SRV, ACK, 0, 0, 0)).tuple(),
+            reply: b_to_a(seg(SRV, CLI + 1, ACK, 0, 0, 0)).tuple(),
+            nat: NatKind::None,
+            ..im
+        };
+        assert_eq!(tiny.import(&other, T0), Err(CtReason::TableFull));
     }
 
     #[test]

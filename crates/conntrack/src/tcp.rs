@@ -130,6 +130,12 @@ const TABLE: [[[u8; 10]; 6]; 2] = [
 ];
 
 impl TcpState {
+    /// The state of the kernel's number (`TCP_CONNTRACK_*`, as conntrackd's `NTA_TCP_STATE`
+    /// carries it); `None` beyond SYN_SENT2.
+    pub fn from_kernel(v: u8) -> Option<TcpState> {
+        (v <= 9).then(|| TcpState::from_u8(v))
+    }
+
     pub(crate) fn from_u8(v: u8) -> TcpState {
         match v {
             1 => TcpState::SynSent,

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use conntrack::{Filter, Snapshot};
+use conntrack::{Filter, Import, Snapshot};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::steer::SteerStats;
@@ -14,6 +14,9 @@ use crate::worker::{Worker, WorkerStats};
 
 /// Table slots a listing or count walks per poll round.
 pub const LIST_SLOTS_PER_ROUND: u32 = 4096;
+
+/// Entries one [`Request::Import`] carries at most (the worker inserts them in one round).
+pub const IMPORT_BATCH: usize = 1024;
 
 /// What the control thread asks a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub enum Request {
     Flush,
     /// Data-plane counters, shard occupancy and steering counters.
     Stats,
+    /// Insert the entries queued with [`ControlClient::import`] (`fwd sync commit`).
+    Import,
 }
 
 /// A worker's answer.
@@ -36,6 +41,11 @@ pub enum Response {
     List(Vec<Snapshot>),
     Count(usize),
     Deleted(usize),
+    /// Entries imported, and refused (already tracked, no room).
+    Imported {
+        done: usize,
+        refused: usize,
+    },
     Stats {
         stats: Box<WorkerStats>,
         entries: u32,
@@ -48,12 +58,14 @@ pub struct ControlClient {
     seq: u64,
     requests: Producer<(u64, Request)>,
     responses: Consumer<(u64, Response)>,
+    imports: Producer<Import>,
 }
 
 /// The worker's end.
 pub struct ControlServer {
     requests: Consumer<(u64, Request)>,
     responses: Producer<(u64, Response)>,
+    imports: Consumer<Import>,
     /// A listing or count in progress: (sequence, request, next slot, snapshots so far).
     walking: Option<(u64, Request, u32, Vec<Snapshot>)>,
 }
@@ -62,15 +74,18 @@ pub struct ControlServer {
 pub fn channel() -> (ControlClient, ControlServer) {
     let (rp, rc) = RingBuffer::new(4);
     let (sp, sc) = RingBuffer::new(4);
+    let (ip, ic) = RingBuffer::new(IMPORT_BATCH);
     (
         ControlClient {
             seq: 0,
             requests: rp,
             responses: sc,
+            imports: ip,
         },
         ControlServer {
             requests: rc,
             responses: sp,
+            imports: ic,
             walking: None,
         },
     )
@@ -102,6 +117,37 @@ impl ControlClient {
     }
 }
 
+impl ControlClient {
+    /// Inserts `entries` into the worker's shard, [`IMPORT_BATCH`] a round; returns how many
+    /// were inserted and how many refused.
+    pub fn import(
+        &mut self,
+        entries: &[Import],
+        timeout: Duration,
+    ) -> Result<(usize, usize), String> {
+        let (mut done, mut refused) = (0, 0);
+        for chunk in entries.chunks(IMPORT_BATCH) {
+            // what a call that timed out left behind goes first, harmlessly (clashes)
+            for im in chunk {
+                if self.imports.push(*im).is_err() {
+                    refused += 1;
+                }
+            }
+            match self.call(Request::Import, timeout)? {
+                Response::Imported {
+                    done: d,
+                    refused: r,
+                } => {
+                    done += d;
+                    refused += r;
+                }
+                other => return Err(format!("unexpected answer {other:?}")),
+            }
+        }
+        Ok((done, refused))
+    }
+}
+
 impl ControlServer {
     /// Serves requests with bounded work: at most one walk step of `LIST_SLOTS_PER_ROUND`
     /// slots, or one other request, per call. Delete and flush walk the whole shard at once
@@ -118,6 +164,16 @@ impl ControlServer {
                 }
                 Request::Delete(f) => Some(Response::Deleted(w.shard_mut().delete(&f, now))),
                 Request::Flush => Some(Response::Deleted(w.shard_mut().flush(now))),
+                Request::Import => {
+                    let (mut done, mut refused) = (0, 0);
+                    while let Ok(im) = self.imports.pop() {
+                        match w.shard_mut().import(&im, now) {
+                            Ok(_) => done += 1,
+                            Err(_) => refused += 1,
+                        }
+                    }
+                    Some(Response::Imported { done, refused })
+                }
                 Request::Stats => Some(Response::Stats {
                     stats: Box::new(w.stats_snapshot()),
                     entries: w.shard().len(),
@@ -235,6 +291,54 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         // a 20k-slot shard takes several rounds per listing
         assert!(t.join().unwrap() > 5);
+    }
+
+    /// `fwd sync commit`'s path: entries queued to the worker are inserted by it between
+    /// bursts, more than one batch of them; the clashing ones are counted, not inserted.
+    #[test]
+    fn imports_are_inserted_by_the_worker_in_batches() {
+        let mut w = worker(4096);
+        let (mut client, mut server) = channel();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let t = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                server.serve(&mut w, SteerStats::default(), 1_000_000_000);
+                std::thread::yield_now();
+            }
+            w.shard().len()
+        });
+        let im = |sport: u16| {
+            let t = |a: [u8; 4], b: [u8; 4], sp, dp| {
+                let mut x = conntrack::Tuple::default();
+                x.src[..4].copy_from_slice(&a);
+                x.dst[..4].copy_from_slice(&b);
+                (x.sport, x.dport) = (sp, dp);
+                x
+            };
+            Import {
+                family: conntrack::Family::V4,
+                proto: 17,
+                orig: t([198, 18, 0, 1], [198, 18, 1, 1], sport, 53),
+                reply: t([198, 18, 1, 1], [198, 18, 0, 1], 53, sport),
+                nat: conntrack::NatKind::None,
+                tcp_state: None,
+                seen_reply: true,
+                assured: true,
+                mark: 0,
+                timeout_secs: 120,
+            }
+        };
+        let mut all: Vec<Import> = (1..=1500).map(im).collect();
+        all.push(im(1));
+        let to = Duration::from_secs(10);
+        assert_eq!(client.import(&all, to).unwrap(), (1500, 1));
+        assert_eq!(
+            client.call(Request::Count(Filter::default()), to).unwrap(),
+            Response::Count(1500)
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(t.join().unwrap(), 1500);
     }
 
     #[test]
