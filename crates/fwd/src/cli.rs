@@ -65,6 +65,58 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = Format::Text, conflicts_with = "prometheus")]
         output: Format,
     },
+    /// The `[sync]` state of a running fwd, as conntrackd(8)'s options: `-e` / `-i` list the
+    /// external / internal cache, `commit` puts the external cache (peers' connections) into
+    /// the table, `-n` asks the peer for its table, `-B` sends ours, `-s` counters.
+    Sync(SyncArgs),
+}
+
+/// `fwd sync`: one of conntrackd's options (its `-c` is `commit` here: `-c` is `--config`).
+#[derive(Args, Debug, Clone)]
+#[command(group(ArgGroup::new("action").required(true).args(["external", "internal", "stats", "resync", "bulk", "commit"])))]
+pub struct SyncArgs {
+    /// List the external cache (what peers announced), as `conntrackd -e`.
+    #[arg(short = 'e', long = "external")]
+    pub external: bool,
+    /// List the internal cache (what this box announces), as `conntrackd -i`.
+    #[arg(short = 'i', long = "internal")]
+    pub internal: bool,
+    /// The sync counters, as `conntrackd -s`.
+    #[arg(short = 's', long = "stats")]
+    pub stats: bool,
+    /// Ask the peer to send its whole table, as `conntrackd -n`.
+    #[arg(short = 'n', long = "request-resync")]
+    pub resync: bool,
+    /// Send the whole internal cache to the peer, as `conntrackd -B`.
+    #[arg(short = 'B', long = "bulk")]
+    pub bulk: bool,
+    /// `commit`: inject the external cache into the workers' tables, NAT bindings included
+    /// (`conntrackd -c`; run it from the failover notify script).
+    #[arg(value_parser = ["commit"])]
+    pub commit: Option<String>,
+    /// Control socket path (default: from --config, else /run/fwd.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+}
+
+impl SyncArgs {
+    /// The control socket request line.
+    pub fn request(&self) -> String {
+        let opt = if self.external {
+            "-e"
+        } else if self.internal {
+            "-i"
+        } else if self.stats {
+            "-s"
+        } else if self.resync {
+            "-n"
+        } else if self.bulk {
+            "-B"
+        } else {
+            "commit"
+        };
+        format!("sync {opt}")
+    }
 }
 
 /// `-o` of `stats` and `rules list`.
@@ -278,6 +330,26 @@ mod tests {
         assert!(Cli::try_parse_from(["fwd", "conntrack", "-L", "-D"]).is_err());
         assert!(Cli::try_parse_from(["fwd", "conntrack", "-s", "nonsense"]).is_err());
         assert!(Cli::try_parse_from(["fwd", "conntrack", "-L", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn sync_takes_one_conntrackd_option_or_commit() {
+        let req = |args: &[&str]| {
+            let mut v = vec!["fwd", "sync"];
+            v.extend_from_slice(args);
+            match Cli::try_parse_from(v).map(|c| c.command) {
+                Ok(Some(Command::Sync(s))) => Ok(s.request()),
+                Ok(_) => Err("not sync".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        assert_eq!(req(&["-e"]).unwrap(), "sync -e");
+        assert_eq!(req(&["-i"]).unwrap(), "sync -i");
+        assert_eq!(req(&["commit"]).unwrap(), "sync commit");
+        assert_eq!(req(&["-n", "--socket", "/tmp/s"]).unwrap(), "sync -n");
+        assert!(req(&[]).is_err());
+        assert!(req(&["-e", "-i"]).is_err());
+        assert!(req(&["flush"]).is_err());
     }
 
     #[test]

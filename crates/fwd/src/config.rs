@@ -35,6 +35,251 @@ pub struct Config {
     /// Tagged, PPPoE, link-local and other non-IP frames.
     #[serde(default)]
     pub bridge: Bridge,
+    /// Connection-state sync with peers (conntrackd's protocol); absent: no sync.
+    pub sync: Option<Sync>,
+}
+
+/// `[sync]`: conntrackd's `Sync` block (docs/SYNC.md). Key names follow conntrackd.conf's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    /// `Mode FTFW` or `Mode NOTRACK`.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// `Multicast { IPv4_address }`: the group (224.0.0.0/4). Exactly one of this and
+    /// `unicast_peer`.
+    pub multicast_group: Option<Spanned<std::net::Ipv4Addr>>,
+    /// `UDP { IPv4_Destination_Address }`: the peer.
+    pub unicast_peer: Option<Spanned<std::net::Ipv4Addr>>,
+    /// The local address on the sync link (`UDP { IPv4_address }`, the address of
+    /// `Multicast { IPv4_interface }`).
+    pub address: Spanned<std::net::Ipv4Addr>,
+    /// The sync link's interface (`Interface`): the socket is bound to it.
+    pub interface: Option<Spanned<String>>,
+    /// `Port`, both ends.
+    #[serde(default = "default_sync_port")]
+    pub port: Spanned<u16>,
+    /// FTFW `ACKWindowSize`.
+    #[serde(default = "default_ack_window")]
+    pub ack_window_size: Spanned<u32>,
+    /// FTFW `ResendQueueSize` (messages).
+    #[serde(default = "default_resend_queue")]
+    pub resend_queue_size: Spanned<u32>,
+    /// The alive/acknowledgement timer (1.4.7: one second, fixed).
+    #[serde(default = "default_alive_ms")]
+    pub alive_interval_ms: Spanned<u64>,
+    /// Send the whole table again every this many seconds (`RefreshTime`); 0: changes only.
+    #[serde(default = "zero_u64")]
+    pub refresh_time: Spanned<u64>,
+    /// `HashLimit`: most entries the external cache holds.
+    #[serde(default = "default_hash_limit")]
+    pub hash_limit: Spanned<u32>,
+    /// `StartupResync`: ask the peer for its table at start.
+    #[serde(default)]
+    pub startup_resync: bool,
+    /// Connection events each worker may have queued for the sync thread; beyond, counted
+    /// drops.
+    #[serde(default = "default_event_queue")]
+    pub event_queue: Spanned<u32>,
+    /// `Filter`: which connections are sent.
+    #[serde(default)]
+    pub filter: SyncFilter,
+}
+
+/// `[sync.filter]`, conntrackd's `Filter` block: `Protocol Accept|Ignore`, `Address Ignore`,
+/// `State Accept`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncFilter {
+    /// Only these protocols (names `tcp`, `udp`, `icmp`, `icmpv6`, `sctp`, `dccp`, `udplite`,
+    /// or numbers); empty: all.
+    #[serde(default = "no_names")]
+    pub protocol_accept: Spanned<Vec<String>>,
+    /// Never these protocols.
+    #[serde(default = "no_names")]
+    pub protocol_ignore: Spanned<Vec<String>>,
+    /// Connections from or to these addresses are not sent.
+    #[serde(default)]
+    pub address_ignore: Vec<std::net::IpAddr>,
+    /// TCP states sent (`ESTABLISHED`, `CLOSE` or `CLOSED`, `TIME_WAIT`, ...); empty: all.
+    #[serde(default = "no_names")]
+    pub state_accept: Spanned<Vec<String>>,
+}
+
+/// `[sync] mode`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// Reliable: acknowledgements, resends (`Mode FTFW`).
+    #[default]
+    Ftfw,
+    /// Best effort (`Mode NOTRACK`).
+    Notrack,
+}
+
+impl Default for SyncFilter {
+    fn default() -> Self {
+        SyncFilter {
+            protocol_accept: no_names(),
+            protocol_ignore: no_names(),
+            address_ignore: Vec::new(),
+            state_accept: no_names(),
+        }
+    }
+}
+
+fn zero_u64() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+fn no_names() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_sync_port() -> Spanned<u16> {
+    Spanned::new(0..0, 3780)
+}
+fn default_ack_window() -> Spanned<u32> {
+    Spanned::new(0..0, 300)
+}
+fn default_resend_queue() -> Spanned<u32> {
+    Spanned::new(0..0, 131_072)
+}
+fn default_alive_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 1000)
+}
+fn default_hash_limit() -> Spanned<u32> {
+    Spanned::new(0..0, 262_144)
+}
+fn default_event_queue() -> Spanned<u32> {
+    Spanned::new(0..0, 65_536)
+}
+
+/// A protocol of `[sync.filter]`: its number.
+pub fn sync_protocol(name: &str) -> Option<u8> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmpv6" | "ipv6-icmp" => 58,
+        "sctp" => 132,
+        "dccp" => 33,
+        "udplite" => 136,
+        "gre" => 47,
+        n => return n.parse().ok(),
+    })
+}
+
+/// A TCP state of `[sync.filter] state_accept`: the kernel's number (conntrackd's names,
+/// `CLOSED` included).
+pub fn sync_tcp_state(name: &str) -> Option<u8> {
+    let n = name.to_ascii_uppercase();
+    let n = if n == "CLOSED" {
+        "CLOSE".to_string()
+    } else {
+        n
+    };
+    (0..10u8).find(|&i| conntrack::TcpState::from_kernel(i).map(|s| s.name()) == Some(n.as_str()))
+}
+
+impl Sync {
+    /// Checks what serde cannot: one transport, ranges, names; the error names the key.
+    fn check(&self) -> Result<(), (Range<usize>, String)> {
+        match (&self.multicast_group, &self.unicast_peer) {
+            (Some(g), Some(_)) => {
+                return Err((
+                    g.span(),
+                    "sync: multicast_group and unicast_peer both set: expected one transport"
+                        .into(),
+                ))
+            }
+            (None, None) => {
+                return Err((
+                    self.address.span(),
+                    "sync: expected multicast_group or unicast_peer".into(),
+                ))
+            }
+            (Some(g), None) if !g.get_ref().is_multicast() => {
+                return Err((
+                    g.span(),
+                    format!(
+                        "sync.multicast_group = {}: expected a multicast address (224.0.0.0/4)",
+                        g.get_ref()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        let lim = |key: &str, v: u64, span: Range<usize>, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err((span, format!("sync.{key} = {v}: expected {lo} to {hi}")))
+            } else {
+                Ok(())
+            }
+        };
+        lim(
+            "port",
+            u64::from(*self.port.get_ref()),
+            self.port.span(),
+            1,
+            65535,
+        )?;
+        let w = &self.ack_window_size;
+        lim(
+            "ack_window_size",
+            u64::from(*w.get_ref()),
+            w.span(),
+            1,
+            1 << 20,
+        )?;
+        let r = &self.resend_queue_size;
+        lim(
+            "resend_queue_size",
+            u64::from(*r.get_ref()),
+            r.span(),
+            1,
+            1 << 24,
+        )?;
+        let a = &self.alive_interval_ms;
+        lim("alive_interval_ms", *a.get_ref(), a.span(), 10, 60_000)?;
+        let t = &self.refresh_time;
+        lim("refresh_time", *t.get_ref(), t.span(), 0, 86_400)?;
+        let h = &self.hash_limit;
+        lim("hash_limit", u64::from(*h.get_ref()), h.span(), 1, 1 << 26)?;
+        let e = &self.event_queue;
+        lim(
+            "event_queue",
+            u64::from(*e.get_ref()),
+            e.span(),
+            16,
+            1 << 22,
+        )?;
+        for (key, list) in [
+            ("protocol_accept", &self.filter.protocol_accept),
+            ("protocol_ignore", &self.filter.protocol_ignore),
+        ] {
+            if let Some(bad) = list.get_ref().iter().find(|n| sync_protocol(n).is_none()) {
+                return Err((
+                    list.span(),
+                    format!(
+                        "sync.filter.{key}: unknown protocol {:?} (expected tcp, udp, icmp, \
+                         icmpv6, sctp, dccp, udplite, gre or a number)",
+                        clip(bad)
+                    ),
+                ));
+            }
+        }
+        let st = &self.filter.state_accept;
+        if let Some(bad) = st.get_ref().iter().find(|n| sync_tcp_state(n).is_none()) {
+            return Err((
+                st.span(),
+                format!(
+                    "sync.filter.state_accept: unknown TCP state {:?} (expected SYN_SENT, \
+                     SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE)",
+                    clip(bad)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[ports.a]` and `[ports.b]`.
@@ -695,6 +940,21 @@ impl Config {
                 );
             }
         }
+        if let Some(sy) = &self.sync {
+            sy.check()
+                .map_err(|(span, msg)| at(path, text, Some(span), &msg))?;
+            if let Some(i) = &sy.interface {
+                if !env.interface_exists(i.get_ref()) {
+                    return err(
+                        i.span(),
+                        format!(
+                            "sync.interface: no interface {:?} in this network namespace",
+                            clip(i.get_ref())
+                        ),
+                    );
+                }
+            }
+        }
         self.validate_numbers(path, text, env)
     }
 
@@ -994,6 +1254,54 @@ level = "debug"
             .unwrap_err()
             .0;
         assert!(e.starts_with("fwd.toml:8:1: ") && e.contains("stp"), "{e}");
+    }
+
+    const SYNC_BASE: &str = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+
+    #[test]
+    fn sync_section_parses_with_conntrackd_defaults() {
+        let text = format!(
+            "{SYNC_BASE}[sync]\nmode = \"notrack\"\nunicast_peer = \"198.19.250.2\"\naddress = \"198.19.250.1\"\nrefresh_time = 30\nstartup_resync = true\n[sync.filter]\nprotocol_accept = [\"tcp\", \"udp\", \"132\"]\nstate_accept = [\"ESTABLISHED\", \"CLOSED\", \"time_wait\"]\naddress_ignore = [\"198.18.0.254\", \"2001:2::1\"]\n"
+        );
+        let c = parse(&text).unwrap();
+        let sy = c.sync.unwrap();
+        assert_eq!(sy.mode, SyncMode::Notrack);
+        assert_eq!(*sy.port.get_ref(), 3780);
+        assert_eq!(*sy.ack_window_size.get_ref(), 300);
+        assert_eq!(*sy.resend_queue_size.get_ref(), 131_072);
+        assert_eq!(*sy.refresh_time.get_ref(), 30);
+        assert!(sy.startup_resync);
+        let st: Vec<_> = sy
+            .filter
+            .state_accept
+            .get_ref()
+            .iter()
+            .map(|s| sync_tcp_state(s))
+            .collect();
+        assert_eq!(st, [Some(3), Some(8), Some(7)]);
+        assert_eq!(sync_protocol("132"), Some(132));
+        assert_eq!(sy.filter.address_ignore.len(), 2);
+        assert!(parse(SYNC_BASE).unwrap().sync.is_none());
+    }
+
+    #[test]
+    fn bad_sync_values_name_line_column_and_what_was_expected() {
+        let cases = [
+            ("[sync]\naddress = \"198.19.250.1\"\n", "8:11", "expected multicast_group or unicast_peer"),
+            ("[sync]\naddress = \"198.19.250.1\"\nmulticast_group = \"198.19.250.9\"\n", "9:19", "expected a multicast address"),
+            ("[sync]\naddress = \"198.19.250.1\"\nmulticast_group = \"225.0.0.50\"\nunicast_peer = \"198.19.250.2\"\n", "9:19", "one transport"),
+            ("[sync]\naddress = \"198.19.250.1\"\nunicast_peer = \"198.19.250.2\"\nmode = \"alarm\"\n", "10:8", "ftfw"),
+            ("[sync]\naddress = \"198.19.250.1\"\nunicast_peer = \"198.19.250.2\"\nack_window_size = 0\n", "10:19", "sync.ack_window_size = 0: expected 1 to"),
+            ("[sync]\naddress = \"198.19.250.1\"\nunicast_peer = \"198.19.250.2\"\ninterface = \"nope0\"\n", "10:13", "no interface"),
+            ("[sync]\naddress = \"198.19.250.1\"\nunicast_peer = \"198.19.250.2\"\n[sync.filter]\nstate_accept = [\"OPEN\"]\n", "11:16", "unknown TCP state \"OPEN\""),
+            ("[sync]\naddress = \"198.19.250.1\"\nunicast_peer = \"198.19.250.2\"\n[sync.filter]\nprotocol_accept = [\"tcpp\"]\n", "11:19", "unknown protocol \"tcpp\""),
+            ("[sync]\naddress = \"198.19.250.1\"\nunicast_peer = \"198.19.250.2\"\nresend_timer = 3\n", "10:1", "resend_timer"),
+        ];
+        for (sec, pos, want) in cases {
+            let e = parse(&format!("{SYNC_BASE}{sec}")).unwrap_err().0;
+            assert!(e.starts_with(&format!("fwd.toml:{pos}: ")), "{sec:?}: {e}");
+            assert!(e.contains(want), "{sec:?}: {e}");
+        }
     }
 
     #[test]

@@ -73,9 +73,10 @@ pub fn dispatch_with(ctx: &ControlContext, conn: Option<&ConnCounters>, line: &s
         },
         (["conntrack", args @ ..], Some(fw)) => fw.conntrack(args),
         (["rules", "list", args @ ..], Some(fw)) => fw.rules_list(args),
+        (["sync", args @ ..], Some(fw)) => fw.sync_command(args),
         (["ping"], _) => "pong\n".into(),
         (["help"] | [], _) => {
-            "commands: stats [json|prometheus], reload, conntrack -L|-C|-D|-F|-E [-p P] [-f F] [-s A] [-d A] [-r A] [-q A] [--sport N] [--dport N] [--state S] [-m M] [-e EVENTS] [-o text|json|xml], rules list [-v] [ipv4|ipv6] [TABLE] [-o json], ping, help\n".into()
+            "commands: stats [json|prometheus], reload, conntrack -L|-C|-D|-F|-E [-p P] [-f F] [-s A] [-d A] [-r A] [-q A] [--sport N] [--dport N] [--state S] [-m M] [-e EVENTS] [-o text|json|xml], rules list [-v] [ipv4|ipv6] [TABLE] [-o json], sync -e|-i|-s|-n|-B|commit, ping, help\n".into()
         }
         ([cmd, ..], _) => format!("error: unknown command {cmd:?} (try help)\n"),
     }

@@ -178,6 +178,8 @@ pub struct Firewall {
     pub log_limit: Mutex<crate::logging::RateLimit>,
     /// LOG lines the rate limit refused, for the metrics.
     pub log_suppressed: std::sync::atomic::AtomicU64,
+    /// The `[sync]` thread, when configured.
+    pub sync: Option<crate::hasync::SyncHandle>,
 }
 
 /// Size of each worker's LOG/NFLOG queue.
@@ -211,6 +213,11 @@ impl Firewall {
         let mut pipes = Vec::new();
         let mut handles = Vec::new();
         let mut logs = Vec::new();
+        let (mut event_tx, event_rx) = match &cfg.sync {
+            Some(s) => crate::hasync::queues(s, workers),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut event_tx = event_tx.drain(..);
         let mut mesh = if workers > 1 {
             let slots = (HANDOFF_SLOTS_PER_WORKER / (workers - 1)).max(HANDOFF_SLOTS_MIN);
             dataplane::steer::mesh(workers, ct.hash_key, slots)
@@ -228,6 +235,9 @@ impl Firewall {
                 now_ns(),
             );
             w.set_bridge(cfg.bridge.policy());
+            if let Some(p) = event_tx.next() {
+                w.shard_mut().set_events(p);
+            }
             let (tx, rx) = rtrb::RingBuffer::new(LOG_QUEUE);
             w.set_log_queue(tx);
             logs.push(rx);
@@ -249,6 +259,10 @@ impl Firewall {
             }
             None => None,
         };
+        let sync = match &cfg.sync {
+            Some(s) => Some(crate::hasync::SyncHandle::start(s, event_rx, ct.hash_key)?),
+            None => None,
+        };
         let fw = Firewall {
             rules,
             workers: handles,
@@ -266,6 +280,7 @@ impl Firewall {
                 now_ns(),
             )),
             log_suppressed: std::sync::atomic::AtomicU64::new(0),
+            sync,
         };
         Ok((Arc::new(fw), pipes))
     }
@@ -617,7 +632,58 @@ impl Firewall {
             self.log_suppressed
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        if let Some(sy) = &self.sync {
+            let dropped = stats.iter().map(|s| s.conntrack.events_dropped).sum();
+            sy.render_metrics(&mut out, dropped);
+        }
         out
+    }
+
+    /// `fwd sync ...` (the control socket's `sync` command), as conntrackd's options: `-e`
+    /// / `-i` list the external / internal cache, `-c` or `commit` injects the external cache
+    /// into the workers' tables, `-n` asks the peer for its table, `-B` sends ours, `-s`
+    /// prints the counters.
+    pub fn sync_command(&self, args: &[&str]) -> String {
+        let Some(sy) = &self.sync else {
+            return "error: no [sync] in the configuration\n".into();
+        };
+        let r = match args {
+            ["-e"] => sy.list_external(),
+            ["-i"] => sy.list_internal(),
+            ["-s"] => sy.stats_text(),
+            ["-n"] => sy.request_resync().map(|_| "resync requested\n".into()),
+            ["-B"] => sy.send_bulk().map(|_| "bulk send queued\n".into()),
+            ["commit"] | ["-c"] => self.sync_commit(sy),
+            _ => Err(format!(
+                "usage: sync -e | -i | -s | -n | -B | commit (got {:?})",
+                args.join(" ")
+            )),
+        };
+        match r {
+            Ok(s) => s,
+            Err(e) => format!("error: {e}\n"),
+        }
+    }
+
+    /// Each external entry to the worker that owns its flow, through its control queue.
+    fn sync_commit(&self, sy: &crate::hasync::SyncHandle) -> Result<String, String> {
+        let (per, unknown) = sy.imports()?;
+        let (mut done, mut refused) = (0, unknown);
+        for (i, entries) in per.iter().enumerate() {
+            if entries.is_empty() {
+                continue;
+            }
+            let mut c = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
+            let (d, r) = c
+                .import(entries, CONTROL_TIMEOUT)
+                .map_err(|e| format!("worker {i}: {e}"))?;
+            done += d;
+            refused += r;
+        }
+        tracing::info!("sync commit: {done} entries committed, {refused} refused");
+        Ok(format!(
+            "committed {done} entries, {refused} refused (already tracked, no room or unknown state)\n"
+        ))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod firewall;
+pub mod hasync;
 pub mod http;
 pub mod link;
 pub mod logging;

@@ -155,6 +155,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Sync(sy) => match socket_of(sy.socket.clone(), cli.config.as_deref()) {
+            Ok(s) => ask(&s, &sy.request()),
+            Err(code) => code,
+        },
         Command::Reload { socket } => match socket_of(socket, cli.config.as_deref()) {
             Ok(s) => ask(&s, "reload"),
             Err(code) => code,

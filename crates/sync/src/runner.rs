@@ -62,6 +62,57 @@ impl Feed {
     }
 }
 
+/// Where the sync thread takes local updates from: a [`Feed`], or fwd's per-worker
+/// connection-event queues (converted and filtered on the sync thread, off the data path).
+pub trait Source: Send {
+    /// Hands at most `max` queued updates to `engine`; returns how many.
+    fn drain(&mut self, engine: &mut Engine, max: usize) -> usize;
+    /// Updates lost because the queue was full.
+    fn overflow(&self) -> u64;
+}
+
+impl Source for Feed {
+    fn drain(&mut self, engine: &mut Engine, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.inner.queue.pop() {
+                Some(Update::Upsert(e)) => engine.upsert(e),
+                Some(Update::Remove(k)) => engine.remove(&k),
+                None => break,
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn overflow(&self) -> u64 {
+        Feed::overflow(self)
+    }
+}
+
+/// The sync thread's counters, for /metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub engine: crate::engine::Stats,
+    pub feed_overflow: u64,
+    pub send_errors: u64,
+    pub recv_errors: u64,
+    pub internal: usize,
+    pub external: usize,
+    /// Messages waiting to be sent, and waiting for an acknowledgement.
+    pub queued: (usize, usize),
+}
+
+/// Timers of the sync thread beyond the engine's own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timers {
+    /// Send the whole internal cache again this often (conntrackd's `RefreshTime`); `None`:
+    /// only changes are sent.
+    pub refresh: Option<Duration>,
+    /// Ask the peer for its table once at start (conntrackd's `StartupResync`).
+    pub startup_resync: bool,
+}
+
 /// What the control side can ask of the sync thread.
 pub enum Request {
     /// The external cache as `conntrackd -e` lists it.
@@ -72,6 +123,8 @@ pub enum Request {
     ExternalEntries(mpsc::Sender<Vec<Entry>>),
     /// The counters, feed overflows included.
     Stats(mpsc::Sender<String>),
+    /// The counters as numbers.
+    Counters(mpsc::Sender<Counters>),
     /// Ask the peer for its table (`conntrackd -n`).
     RequestResync,
     /// Send the whole internal cache (`conntrackd -B`).
@@ -92,23 +145,33 @@ pub fn spawn(
     feeds: Vec<Feed>,
     initial_seq: u32,
 ) -> std::io::Result<(JoinHandle<()>, mpsc::Sender<Request>)> {
+    let sources = feeds
+        .into_iter()
+        .map(|f| Box::new(f) as Box<dyn Source>)
+        .collect();
+    spawn_with(cfg, socket, peer, sources, initial_seq, Timers::default())
+}
+
+/// [`spawn`] with any [`Source`]s and the [`Timers`].
+pub fn spawn_with(
+    cfg: Config,
+    socket: UdpSocket,
+    peer: SocketAddr,
+    sources: Vec<Box<dyn Source>>,
+    initial_seq: u32,
+    timers: Timers,
+) -> std::io::Result<(JoinHandle<()>, mpsc::Sender<Request>)> {
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("sync".into())
-        .spawn(move || run(cfg, socket, peer, feeds, initial_seq, rx))?;
+        .spawn(move || run(cfg, socket, peer, sources, initial_seq, timers, rx))?;
     Ok((handle, tx))
 }
 
-fn drain(feeds: &[Feed], engine: &mut Engine) {
+fn drain(feeds: &mut [Box<dyn Source>], engine: &mut Engine) {
     for f in feeds {
-        for _ in 0..DRAIN_PER_ROUND {
-            match f.inner.queue.pop() {
-                Some(Update::Upsert(e)) => engine.upsert(e),
-                Some(Update::Remove(k)) => engine.remove(&k),
-                None => break,
-            }
-        }
+        f.drain(engine, DRAIN_PER_ROUND);
     }
 }
 
@@ -116,21 +179,32 @@ fn run(
     cfg: Config,
     socket: UdpSocket,
     peer: SocketAddr,
-    feeds: Vec<Feed>,
+    mut feeds: Vec<Box<dyn Source>>,
     initial_seq: u32,
+    timers: Timers,
     requests: mpsc::Receiver<Request>,
 ) {
     let mut engine = Engine::new(cfg, initial_seq, Instant::now());
+    if timers.startup_resync {
+        engine.request_resync();
+    }
+    let mut next_refresh = timers.refresh.map(|r| Instant::now() + r);
     let mut buf = vec![0u8; 65536];
     let mut out = vec![0u8; 1472];
     let (mut send_errors, mut recv_errors) = (0u64, 0u64);
     loop {
-        drain(&feeds, &mut engine);
+        drain(&mut feeds, &mut engine);
+        if let (Some(at), Some(every)) = (next_refresh, timers.refresh) {
+            if Instant::now() >= at {
+                engine.send_bulk();
+                next_refresh = Some(at.max(Instant::now() - every) + every);
+            }
+        }
         loop {
             match requests.try_recv() {
                 Ok(r) => {
                     // what producers queued before asking is part of the answer
-                    drain(&feeds, &mut engine);
+                    drain(&mut feeds, &mut engine);
                     let now = Instant::now();
                     match r {
                         Request::ListExternal(s) => {
@@ -142,8 +216,19 @@ fn run(
                         Request::ExternalEntries(s) => {
                             let _ = s.send(engine.external().map(|(_, x)| x.entry).collect());
                         }
+                        Request::Counters(s) => {
+                            let _ = s.send(Counters {
+                                engine: engine.stats().clone(),
+                                feed_overflow: feeds.iter().map(|f| f.overflow()).sum(),
+                                send_errors,
+                                recv_errors,
+                                internal: engine.internal().count(),
+                                external: engine.external().count(),
+                                queued: engine.queue_lens(),
+                            });
+                        }
                         Request::Stats(s) => {
-                            let overflow: u64 = feeds.iter().map(Feed::overflow).sum();
+                            let overflow: u64 = feeds.iter().map(|f| f.overflow()).sum();
                             let _ = s.send(format!(
                                 "{}\nfeed overflow: {overflow}\nsend errors: {send_errors}\n\
                                  recv errors: {recv_errors}\n",
