@@ -265,7 +265,9 @@ fn details(r: &Rule, v6: bool) -> String {
         }
         Some(Target::Nflog(n)) => {
             if !n.prefix.is_empty() {
-                let _ = write!(o, " nflog-prefix \"{}\"", n.prefix);
+                // `xtables_save_string`, as libxt_NFLOG prints it: quoted only when it must be.
+                o.push_str(" nflog-prefix");
+                crate::print::save_string(&mut o, &n.prefix);
             }
             if n.group != 0 {
                 let _ = write!(o, " nflog-group {}", n.group);
