@@ -7,10 +7,9 @@
 //! namespaces under a unique prefix, torn down on drop, also when it fails. They run one at a
 //! time (a lock): they share the machine's two cores.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,97 +17,34 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
-const FWD: &str = env!("CARGO_BIN_EXE_fwd");
-
-/// A testbed (`scripts/testbed.sh`) with its own namespaces; `down` on drop.
-struct Testbed {
-    prefix: String,
-    dir: PathBuf,
-}
-
+/// This binary's testbeds and configs.
 impl Testbed {
     fn up(name: &str) -> Testbed {
-        require_root();
-        let prefix = format!("al{}{name}-", std::process::id() % 100000);
-        let dir = std::env::temp_dir().join(format!("{prefix}dir"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let tb = Testbed { prefix, dir };
-        ok(Command::new(repo_root().join("scripts/testbed.sh"))
-            .args(["up", "--queues", "1", "--prefix", &tb.prefix]));
-        tb
-    }
-    fn ns(&self, role: &str) -> String {
-        format!("{}{role}", self.prefix)
+        Testbed::up_with("al", name, 1)
     }
     fn config(&self, extra: &str) -> PathBuf {
-        let path = self.dir.join("fwd.toml");
-        let text = format!(
+        self.write_config(&format!(
             "[ports.a]\ninterface = \"fw-c\"\nmode = \"copy\"\n\
              [ports.b]\ninterface = \"fw-s\"\nmode = \"copy\"\n\
              [workers]\ncores = [1]\n[stats]\nlisten = \"127.0.0.1:9900\"\nlog_interval_s = 0\n\
              [control]\nsocket = \"{}\"\n[rules]\nipv4 = \"v4.rules\"\n{extra}\n",
-            self.dir.join("ctl.sock").display()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+            self.socket().display()
+        ))
     }
     fn rules(&self, text: &str) {
         std::fs::write(self.dir.join("v4.rules"), text).unwrap();
     }
-    fn fw_links(&self) -> String {
-        ok(Command::new("ip").args(["-n", &self.ns("fw"), "link", "show"]))
-    }
 }
 
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/testbed.sh"))
-            .args(["down", "--prefix", &self.prefix])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running fwd in the fw namespace; SIGKILL on drop if still running.
-struct Fwd {
-    child: Option<Child>,
-    socket: PathBuf,
-    ns: String,
-}
-
+/// This binary's ways of starting and stopping fwd.
 impl Fwd {
     /// Starts fwd with `stderr` as its standard error and waits until it answers.
-    fn start(tb: &Testbed, config: &Path, stderr: Stdio) -> Fwd {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &tb.ns("fw"), FWD, "--config"])
+    fn start_with(tb: &Testbed, config: &Path, stderr: Stdio) -> Fwd {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &tb.ns("fw"), FWD, "--config"])
             .arg(config)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn fwd");
-        let mut f = Fwd {
-            child: Some(child),
-            socket: tb.dir.join("ctl.sock"),
-            ns: tb.ns("fw"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(a) = fwd::control::request(&f.socket, "ping") {
-                if a == "pong\n" {
-                    return f;
-                }
-            }
-            if let Some(st) = f.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("fwd exited early ({st})");
-            }
-            assert!(Instant::now() < deadline, "fwd did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+            .stderr(stderr);
+        Fwd::launch(tb, &mut cmd, None)
     }
 
     fn signal(&self, sig: &str) {
@@ -130,33 +66,6 @@ impl Fwd {
                 return (t.elapsed(), None);
             }
             std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn request(&self, cmd: &str) -> String {
-        fwd::control::request(&self.socket, cmd).expect("control socket")
-    }
-
-    /// `/metrics` over HTTP, from inside the fw namespace.
-    fn metrics(&self) -> String {
-        let ns = self.ns.clone();
-        in_netns(&ns, || {
-            let mut s = TcpStream::connect("127.0.0.1:9900").expect("connect to /metrics");
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
-            out
-        })
-    }
-}
-
-impl Drop for Fwd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }
@@ -237,7 +146,7 @@ fn a_log_flood_keeps_forwarding_within_10_percent_and_the_log_bounded() {
     tb.rules(NO_LOG);
     let cfg = tb.config("");
     let log_path = tb.dir.join("fwd.log");
-    let fwd = Fwd::start(
+    let fwd = Fwd::start_with(
         &tb,
         &cfg,
         Stdio::from(std::fs::File::create(&log_path).unwrap()),
@@ -326,7 +235,7 @@ fn with_stderr_a_pipe_nobody_reads_sighup_reloads_and_sigterm_stops_within_1_s()
     // no LOG rate limit: every packet's line goes to stderr, so the pipe fills at once
     let cfg = tb.config("[log]\ninterval_ms = 0\n");
     // the read end stays open and unread: writes block once its 64 KiB are full
-    let mut fwd = Fwd::start(&tb, &cfg, Stdio::piped());
+    let mut fwd = Fwd::start_with(&tb, &cfg, Stdio::piped());
     let _unread = fwd.child.as_mut().unwrap().stderr.take().expect("pipe");
     let stop = Arc::new(AtomicBool::new(false));
     let h = flood(&tb, stop.clone());

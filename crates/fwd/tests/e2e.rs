@@ -7,48 +7,21 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::*;
 use testkit::read_pcap;
 
-const FWD: &str = env!("CARGO_BIN_EXE_fwd");
 const CLIENT_V4: &str = "198.18.0.1";
 const SERVER_V4: &str = "198.18.0.2";
 
-/// A testbed with its own namespaces; `down` on drop.
-struct Testbed {
-    prefix: String,
-    dir: PathBuf,
-}
-
+/// This binary's testbeds and configs.
 impl Testbed {
     fn up(name: &str, queues: u32) -> Testbed {
-        require_root();
-        let prefix = format!("fe{}{name}-", std::process::id() % 100000);
-        let dir = std::env::temp_dir().join(format!("{prefix}dir"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let tb = Testbed { prefix, dir };
-        ok(Command::new(repo_root().join("scripts/testbed.sh")).args([
-            "up",
-            "--queues",
-            &queues.to_string(),
-            "--prefix",
-            &tb.prefix,
-        ]));
-        tb
-    }
-    fn ns(&self, role: &str) -> String {
-        format!("{}{role}", self.prefix)
-    }
-    fn exec(&self, role: &str, args: &[&str]) -> Output {
-        sh(Command::new("ip")
-            .args(["netns", "exec", &self.ns(role)])
-            .args(args))
+        Testbed::up_with("fe", name, queues)
     }
     fn ping(&self, dst: &str, count: u32) -> bool {
         let c = count.to_string();
@@ -58,9 +31,6 @@ impl Testbed {
         );
         out.status.success()
     }
-    fn fw_links(&self) -> String {
-        ok(Command::new("ip").args(["-n", &self.ns("fw"), "link", "show"]))
-    }
     fn mac(&self, role: &str, dev: &str) -> String {
         let s = ok(Command::new("ip").args(["-n", &self.ns(role), "-br", "link", "show", dev]));
         s.split_whitespace().nth(2).expect("mac column").to_string()
@@ -69,120 +39,16 @@ impl Testbed {
         self.config_on(queues, "[1]", extra)
     }
     fn config_on(&self, queues: u32, cores: &str, extra: &str) -> PathBuf {
-        let path = self.dir.join("fwd.toml");
-        let text = format!(
+        self.write_config(&format!(
             "[ports.a]\ninterface = \"fw-c\"\nmode = \"copy\"\nqueues = {queues}\n\
              [ports.b]\ninterface = \"fw-s\"\nmode = \"copy\"\nqueues = {queues}\n\
              [workers]\ncores = {cores}\n{extra}\n[stats]\nlisten = \"127.0.0.1:9900\"\n\
              [control]\nsocket = \"{}\"\n",
-            self.dir.join("ctl.sock").display()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+            self.socket().display()
+        ))
     }
     fn control_socket(&self) -> PathBuf {
-        self.dir.join("ctl.sock")
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/testbed.sh"))
-            .args(["down", "--prefix", &self.prefix])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running fwd in the fw namespace; SIGTERM then SIGKILL on drop.
-struct Fwd {
-    child: Option<Child>,
-    socket: PathBuf,
-    ns: String,
-}
-
-impl Fwd {
-    fn start(tb: &Testbed, config: &Path) -> Fwd {
-        let log = std::fs::File::create(tb.dir.join("fwd.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &tb.ns("fw"), FWD, "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn fwd");
-        let mut f = Fwd {
-            child: Some(child),
-            socket: tb.control_socket(),
-            ns: tb.ns("fw"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(a) = fwd::control::request(&f.socket, "ping") {
-                if a == "pong\n" {
-                    return f;
-                }
-            }
-            if let Some(st) = f.child.as_mut().unwrap().try_wait().unwrap() {
-                let log = std::fs::read_to_string(tb.dir.join("fwd.log")).unwrap_or_default();
-                panic!("fwd exited early ({st}): {log}");
-            }
-            assert!(Instant::now() < deadline, "fwd did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops fwd with SIGTERM and returns its exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("fwd did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stats(&self) -> String {
-        fwd::control::request(&self.socket, "stats").expect("control socket")
-    }
-
-    /// `/metrics` over HTTP, from inside the fw namespace.
-    fn metrics(&self) -> String {
-        let ns = self.ns.clone();
-        in_netns(&ns, || {
-            let mut s = TcpStream::connect("127.0.0.1:9900").expect("connect to /metrics");
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
-            out
-        })
-    }
-}
-
-impl Drop for Fwd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.socket()
     }
 }
 
@@ -645,6 +511,7 @@ fn ready_is_notified_only_when_forwarding_works() {
         child: Some(child),
         socket: tb.control_socket(),
         ns: tb.ns("fw"),
+        log: Some(tb.dir.join("fwd.log")),
     };
     let mut buf = [0u8; 256];
     let n = sd.recv(&mut buf).expect("no READY=1 within 15 s");
