@@ -14,6 +14,8 @@ use classify::{
 };
 use rules::{ct_state, Family, Match, PortRange, Rule, Ruleset, TableName, Target};
 
+use crate::stateful::{nstamps_for, RecentCheck, RecentTable, Statistic, IP_LIST_TOT};
+
 pub use crate::compiled::{
     Action, Compiled, CompiledChain, CompiledRule, FamilyRules, HookPoint, LeafCheck, LimitBucket,
     NatSpec, PortInfo, RuleCounters,
@@ -265,6 +267,8 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
             }),
             Match::Limit(m) => limits.push(LeafCheck::Limit(Arc::new(LimitBucket::new(m)))),
             Match::Comment(_) => {}
+            // state shared by name: the builder adds them ([`Builder::side_effects`])
+            Match::Recent(_) | Match::Statistic(_) => {}
             m => match crate::stateless::lower(m, ports) {
                 Some(c) => leaf.push(LeafCheck::Stateless(c)),
                 None => return Err(format!("`-m {}` is not supported here", m.name())),
@@ -281,9 +285,64 @@ struct Builder<'a> {
     errors: Vec<CompileError>,
     counters: u32,
     has_log: bool,
+    /// `-m recent` lists by `--name`, shared by both families as the kernel's are.
+    recent: HashMap<String, Arc<RecentTable>>,
 }
 
 impl Builder<'_> {
+    /// The rule's checks with a side effect (`-m limit`, `-m recent`, `-m statistic`), in the
+    /// rule's order, after its pure checks: a token is spent, a list updated or a counter
+    /// stepped only for a packet every pure match of the rule accepted (netfilter evaluates
+    /// them where they stand; rules put them last in practice), and one of them only when the
+    /// ones before it matched, as netfilter does.
+    fn side_effects(
+        &mut self,
+        r: &Rule,
+        table: TableName,
+        mut spec: RuleSpec,
+        mut leaf: Vec<LeafCheck>,
+    ) -> (RuleSpec, Vec<LeafCheck>) {
+        if !r
+            .matches
+            .iter()
+            .any(|m| matches!(m, Match::Recent(_) | Match::Statistic(_)))
+        {
+            return (spec, leaf);
+        }
+        let pure = leaf.len()
+            - r.matches
+                .iter()
+                .filter(|m| matches!(m, Match::Limit(_)))
+                .count();
+        let mut limits = leaf.split_off(pure).into_iter();
+        for m in &r.matches {
+            match m {
+                Match::Limit(_) => leaf.extend(limits.next()),
+                Match::Recent(rm) => {
+                    let table_ref = self.recent.entry(rm.name.clone()).or_insert_with(|| {
+                        Arc::new(RecentTable::new(&rm.name, IP_LIST_TOT, nstamps_for(0)))
+                    });
+                    // xt_recent adds one to the TTL where the hook has an output device;
+                    // fwd's filter table is traversed at FORWARD
+                    let ttl_inc = table == TableName::Filter;
+                    leaf.push(LeafCheck::Recent(Arc::new(RecentCheck::new(
+                        rm,
+                        table_ref.clone(),
+                        addr_u128(rm.mask),
+                        ttl_inc,
+                    ))));
+                }
+                Match::Statistic(sm) => leaf.push(LeafCheck::Statistic(Arc::new(Statistic::new(
+                    sm,
+                    u64::from(self.counters) + 1,
+                )))),
+                _ => {}
+            }
+        }
+        spec.leaf_check = !leaf.is_empty();
+        (spec, leaf)
+    }
+
     fn family(&mut self, rs: Option<&Ruleset>, fam: &'static str) -> FamilyRules {
         let mut out = FamilyRules {
             source: rs.cloned(),
@@ -313,7 +372,7 @@ impl Builder<'_> {
                     message,
                 };
                 let (spec, leaf) = match lower(r, &self.cfg.ports) {
-                    Ok(x) => x,
+                    Ok((spec, leaf)) => self.side_effects(r, t.name, spec, leaf),
                     Err(m) => {
                         let e = err(m);
                         self.errors.push(e);
@@ -410,7 +469,7 @@ impl Builder<'_> {
                 .collect();
             let lookup_is_pure = compiled
                 .iter()
-                .all(|r| !r.leaf.iter().any(|l| matches!(l, LeafCheck::Limit(_))));
+                .all(|r| !r.leaf.iter().any(LeafCheck::has_side_effect));
             out.chains.push(CompiledChain {
                 lookup_is_pure,
                 ct_prefix,
@@ -468,6 +527,7 @@ pub fn compile(
         errors: Vec::new(),
         counters: 0,
         has_log: false,
+        recent: recent_tables([v4, v6]),
     };
     let v4 = b.family(v4, "ipv4");
     let v6 = b.family(v6, "ipv6");
@@ -485,6 +545,32 @@ pub fn compile(
             .collect(),
         has_log: b.has_log,
     })
+}
+
+/// The `-m recent` lists both rulesets name, each with room for the stamps its largest
+/// `--hitcount` needs (the kernel's table takes the largest `nstamps_max_mask` of its rules).
+fn recent_tables(rs: [Option<&Ruleset>; 2]) -> HashMap<String, Arc<RecentTable>> {
+    let mut want: HashMap<String, usize> = HashMap::new();
+    for r in rs
+        .into_iter()
+        .flatten()
+        .flat_map(|rs| &rs.tables)
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+    {
+        for m in &r.matches {
+            if let Match::Recent(rm) = m {
+                let n = want.entry(rm.name.clone()).or_insert(0);
+                *n = (*n).max(nstamps_for(rm.hitcount));
+            }
+        }
+    }
+    want.into_iter()
+        .map(|(name, n)| {
+            let t = Arc::new(RecentTable::new(&name, IP_LIST_TOT, n));
+            (name, t)
+        })
+        .collect()
 }
 
 /// Why rules files could not be loaded: the rules crate's diagnostics, or what the data plane

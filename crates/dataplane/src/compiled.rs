@@ -175,6 +175,21 @@ pub enum LeafCheck {
     /// `-m addrtype`, `-m pkttype`, `-m tos`, `-m dscp`, `-m ecn`, `-m physdev` and the
     /// host-only matches (see [`crate::stateless`]).
     Stateless(crate::stateless::StatelessCheck),
+    /// `-m recent`: a list shared by name ([`crate::stateful`]).
+    Recent(Arc<crate::stateful::RecentCheck>),
+    /// `-m statistic`: random, or the rule's nth counter.
+    Statistic(Arc<crate::stateful::Statistic>),
+}
+
+impl LeafCheck {
+    /// Evaluating it changes state (a token, a list, a counter): such a rule cannot be looked
+    /// up ahead of its walk.
+    pub fn has_side_effect(&self) -> bool {
+        matches!(
+            self,
+            LeafCheck::Limit(_) | LeafCheck::Recent(_) | LeafCheck::Statistic(_)
+        )
+    }
 }
 
 /// The token bucket of one `-m limit` rule, as `xt_limit`: `burst` packets at once, then one per

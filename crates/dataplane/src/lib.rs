@@ -25,6 +25,7 @@ pub mod pipeline;
 mod reason;
 pub mod reject;
 pub mod replay;
+pub mod stateful;
 pub mod stateless;
 pub mod steer;
 mod worker;

@@ -1740,6 +1740,10 @@ fn leaf_ok(
         }
         LeafCheck::Limit(bucket) => bucket.take(now),
         LeafCheck::Stateless(s) => s.ok(frame, info, key.iif, key.oif, hook),
+        LeafCheck::Recent(r) => {
+            r.eval(key.src, key.dst, info.family == Family::Ipv6, info.ttl, now)
+        }
+        LeafCheck::Statistic(s) => s.eval(),
     })
 }
 

@@ -469,6 +469,65 @@ pub enum Match {
     /// `-m rpfilter`, `-m cgroup`, `-m socket`): on a bump in the wire it never matches, as it
     /// never matches a forwarded packet in the kernel.
     HostOnly(HostOnlyMatch),
+    Recent(RecentMatch),
+    Statistic(StatisticMatch),
+}
+
+/// What one `-m recent` does with its list (`XT_RECENT_SET` ... `XT_RECENT_REMOVE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecentCmd {
+    Set,
+    Check,
+    Update,
+    Remove,
+}
+
+/// `-m recent` (`xt_recent`): a named list of recently seen addresses, shared by every rule that
+/// names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecentMatch {
+    /// `None` until one of `--set --rcheck --update --remove` is read (the check refuses it).
+    pub cmd: Option<RecentCmd>,
+    /// `!` before the command.
+    pub invert: bool,
+    /// `--seconds`: only time stamps this recent count (0: all).
+    pub seconds: u32,
+    /// `--reap`: drop the least recently seen entry once it is older than `seconds`.
+    pub reap: bool,
+    /// `--hitcount`: at least this many time stamps (0: any).
+    pub hitcount: u32,
+    /// `--rttl`: the entry's TTL must also match.
+    pub rttl: bool,
+    /// `--name` (`DEFAULT`).
+    pub name: String,
+    /// `--mask`, applied to the address before it is looked up (all ones by default).
+    pub mask: IpAddr,
+    /// `--rdest`: the destination address (default `--rsource`).
+    pub rdest: bool,
+}
+
+/// `-m statistic --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatisticMode {
+    Random,
+    Nth,
+}
+
+/// `-m statistic` (`xt_statistic`), in the kernel's own units. The options are `Option`s only
+/// while the line is read (the check refuses a rule without the ones its mode needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatisticMatch {
+    pub mode: Option<StatisticMode>,
+    /// `--probability p` as `lround(p * 2^31)`: random mode matches when a random 31-bit
+    /// number is below it.
+    pub probability: Option<u32>,
+    /// `--every n` as `n - 1` (the kernel's `u.nth.every`).
+    pub every: Option<u32>,
+    /// `--packet p`: the counter starts at `every - p`, so the `p`th packet (0-based) is the
+    /// first to match.
+    pub packet: Option<u32>,
+    /// `!` before `--probability` / `--every`.
+    pub negated: bool,
 }
 
 impl Match {
@@ -496,6 +555,8 @@ impl Match {
             Match::Ecn(_) => "ecn",
             Match::Physdev(_) => "physdev",
             Match::HostOnly(h) => h.kind.name(),
+            Match::Recent(_) => "recent",
+            Match::Statistic(_) => "statistic",
         }
     }
 }

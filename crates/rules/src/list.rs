@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::ast::*;
-use crate::print::{addr_text, rate_text, states};
+use crate::print::{addr_text, rate_text, states, statistic_text};
 
 /// iptables' `-v` number format (`xtables_print_num`): plain up to 99999, then rounded
 /// thousands with K, M, G, T while they exceed 9999.
@@ -240,6 +240,35 @@ fn details(r: &Rule, v6: bool) -> String {
             }
             Match::Comment(c) => {
                 let _ = write!(o, " /* {c} */");
+            }
+            Match::Recent(rm) => {
+                if rm.invert {
+                    o.push_str(" !");
+                }
+                o.push_str(match rm.cmd {
+                    Some(RecentCmd::Set) | None => " recent: SET",
+                    Some(RecentCmd::Check) => " recent: CHECK",
+                    Some(RecentCmd::Update) => " recent: UPDATE",
+                    Some(RecentCmd::Remove) => " recent: REMOVE",
+                });
+                if rm.seconds != 0 {
+                    let _ = write!(o, " seconds: {}", rm.seconds as i32);
+                }
+                if rm.reap {
+                    o.push_str(" reap");
+                }
+                if rm.hitcount != 0 {
+                    let _ = write!(o, " hit_count: {}", rm.hitcount);
+                }
+                if rm.rttl {
+                    o.push_str(" TTL-Match");
+                }
+                let side = if rm.rdest { "dest" } else { "source" };
+                let _ = write!(o, " name: {} side: {side} mask: {}", rm.name, rm.mask);
+            }
+            Match::Statistic(s) => {
+                o.push_str(" statistic");
+                statistic_text(&mut o, s, "");
             }
             Match::HostOnly(h) => o.push_str(&h.list),
             m => {

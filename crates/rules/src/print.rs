@@ -262,6 +262,8 @@ pub fn rule_spec(rule: &Rule) -> String {
                 o.push_str(" --comment");
                 save_string(&mut o, c);
             }
+            Match::Recent(r) => recent_text(&mut o, r),
+            Match::Statistic(s) => statistic_text(&mut o, s, "--"),
             Match::HostOnly(h) => o.push_str(&h.save),
             m => {
                 let known = crate::parse::stateless::save(&mut o, m);
@@ -273,6 +275,54 @@ pub fn rule_spec(rule: &Rule) -> String {
         target_text(&mut o, t);
     }
     o
+}
+
+/// `libxt_recent`'s save: the command, its modifiers, then always the name, mask and side.
+fn recent_text(o: &mut String, r: &RecentMatch) {
+    if r.invert {
+        o.push_str(" !");
+    }
+    o.push_str(match r.cmd {
+        Some(RecentCmd::Set) | None => " --set",
+        Some(RecentCmd::Check) => " --rcheck",
+        Some(RecentCmd::Update) => " --update",
+        Some(RecentCmd::Remove) => " --remove",
+    });
+    if r.seconds != 0 {
+        // `%d` of a u32, as libxt_recent prints it
+        let _ = write!(o, " --seconds {}", r.seconds as i32);
+    }
+    if r.reap {
+        o.push_str(" --reap");
+    }
+    if r.hitcount != 0 {
+        let _ = write!(o, " --hitcount {}", r.hitcount);
+    }
+    if r.rttl {
+        o.push_str(" --rttl");
+    }
+    let _ = write!(o, " --name {} --mask {}", r.name, r.mask);
+    o.push_str(if r.rdest { " --rdest" } else { " --rsource" });
+}
+
+/// `libxt_statistic`'s `print_match`, with `--` for save and nothing for `-L`.
+pub(crate) fn statistic_text(o: &mut String, s: &StatisticMatch, prefix: &str) {
+    let neg = if s.negated { " !" } else { "" };
+    match s.mode {
+        Some(StatisticMode::Random) | None => {
+            let p = f64::from(s.probability.unwrap_or(0)) / f64::from(0x8000_0000u32);
+            let _ = write!(o, " {prefix}mode random{neg} {prefix}probability {p:.11}");
+        }
+        Some(StatisticMode::Nth) => {
+            let every = u64::from(s.every.unwrap_or(0)) + 1;
+            let _ = write!(o, " {prefix}mode nth{neg} {prefix}every {every}");
+            // iptables 1.8.9's save prints the packet even when it is 0, its -L does not
+            let p = s.packet.unwrap_or(0);
+            if p != 0 || !prefix.is_empty() {
+                let _ = write!(o, " {prefix}packet {p}");
+            }
+        }
+    }
 }
 
 fn target_text(o: &mut String, t: &Target) {

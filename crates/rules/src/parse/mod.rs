@@ -22,8 +22,10 @@ mod limit;
 mod mac;
 mod multiport;
 mod real;
+mod recent;
 mod registry;
 pub(crate) mod stateless;
+mod statistic;
 mod targets;
 mod tcp_udp;
 mod ttl;
@@ -1023,12 +1025,7 @@ mod tests {
         for (line, name, col) in [
             ("-A INPUT -p sctp -m sctp --dport 80 -j ACCEPT", "sctp", 21),
             ("-A INPUT -m quota --quota 100 -j ACCEPT", "quota", 13),
-            (
-                "-A INPUT -m statistic --mode nth --every 2 --packet 0 -j DROP",
-                "statistic",
-                13,
-            ),
-            ("-A INPUT -m recent --set", "recent", 13),
+            ("-A INPUT -m cpu --cpu 0", "cpu", 13),
             ("-A INPUT -mhashlimit --hashlimit-name x", "hashlimit", 10),
         ] {
             let e = parse(line, &t).unwrap_err();

@@ -8,8 +8,8 @@
 
 use super::targets::{ct, log, nat, reject};
 use super::{
-    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, multiport, real, stateless,
-    suggest, tcp_udp, ttl, OptSpec,
+    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, multiport, real, recent,
+    stateless, statistic, suggest, tcp_udp, ttl, OptSpec,
 };
 use crate::ast::*;
 use crate::values::{Fail, VResult};
@@ -39,6 +39,8 @@ pub(super) static MATCHES: &[MatchExt] = &[
     hostonly::RPFILTER,
     hostonly::CGROUP,
     hostonly::SOCKET,
+    recent::RECENT,
+    statistic::STATISTIC,
 ];
 
 /// The extension targets (besides ACCEPT, DROP, RETURN and user chains).
