@@ -8,6 +8,7 @@
 //! wildcard, protocol, fragment flag) plus its [`Match`] list in load order plus a [`Target`].
 //! Every field that can be negated carries `negated`; all conditions of a rule are ANDed.
 
+pub use crate::proto_ast::{AhMatch, DccpMatch, SctpMatch, SpiMatch};
 use std::net::IpAddr;
 
 /// Address family of a ruleset: `iptables` or `ip6tables`.
@@ -471,6 +472,10 @@ pub enum Match {
     HostOnly(HostOnlyMatch),
     Recent(RecentMatch),
     Statistic(StatisticMatch),
+    Sctp(SctpMatch),
+    Dccp(DccpMatch),
+    Esp(SpiMatch),
+    Ah(AhMatch),
 }
 
 /// What one `-m recent` does with its list (`XT_RECENT_SET` ... `XT_RECENT_REMOVE`).
@@ -557,6 +562,10 @@ impl Match {
             Match::HostOnly(h) => h.kind.name(),
             Match::Recent(_) => "recent",
             Match::Statistic(_) => "statistic",
+            Match::Sctp(_) => "sctp",
+            Match::Dccp(_) => "dccp",
+            Match::Esp(_) => "esp",
+            Match::Ah(_) => "ah",
         }
     }
 }

@@ -15,6 +15,8 @@ mod lex;
 mod list;
 mod parse;
 mod print;
+mod proto_ast;
+mod proto_print;
 mod restore;
 mod services;
 mod values;
@@ -26,6 +28,9 @@ use std::path::Path;
 
 pub use ast::*;
 pub use print::rule_spec;
+pub use proto_ast::{
+    ChunkFlags, ChunkMatchType, ProtoPorts, SctpChunks, DCCP_INVALID_BITS, DCCP_TYPES, SCTP_CHUNKS,
+};
 
 /// Per-rule counters for [`Ruleset::to_list`]: `(chain, rule index) -> (packets, bytes)`;
 /// rule index `usize::MAX` asks for the policy's counters.

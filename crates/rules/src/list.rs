@@ -238,6 +238,9 @@ fn details(r: &Rule, v6: bool) -> String {
                 );
                 let _ = write!(o, " {w} match {w} {sym} {value}");
             }
+            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
+                crate::proto_print::list(m, &mut o)
+            }
             Match::Comment(c) => {
                 let _ = write!(o, " /* {c} */");
             }

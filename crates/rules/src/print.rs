@@ -258,6 +258,9 @@ pub fn rule_spec(rule: &Rule) -> String {
                     TtlOp::Gt => write!(o, " --{p}-gt {value}"),
                 };
             }
+            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
+                crate::proto_print::save(m, &mut o)
+            }
             Match::Comment(c) => {
                 o.push_str(" --comment");
                 save_string(&mut o, c);

@@ -21,6 +21,7 @@ mod length;
 mod limit;
 mod mac;
 mod multiport;
+mod proto;
 mod real;
 mod recent;
 mod registry;
@@ -210,6 +211,10 @@ impl<'a> Line<'a> {
             Some(values::PROTO_UDP) => Some("udp"),
             Some(values::PROTO_ICMP) if self.family == Family::Ipv4 => Some("icmp"),
             Some(values::PROTO_ICMPV6) if self.family == Family::Ipv6 => Some("icmp6"),
+            Some(132) => Some("sctp"),
+            Some(33) => Some("dccp"),
+            Some(50) => Some("esp"),
+            Some(51) => Some("ah"),
             _ => None,
         }
     }
@@ -1021,9 +1026,9 @@ mod tests {
         let t = Table::new(TableName::Filter);
         let real =
             |name: &str| format!("`{name}` is a real iptables extension that fwd does not support");
-        // Not "did you mean `tcp`?" for sctp.
+        // Not "did you mean ...?" for u32.
         for (line, name, col) in [
-            ("-A INPUT -p sctp -m sctp --dport 80 -j ACCEPT", "sctp", 21),
+            ("-A INPUT -p tcp -m u32 --u32 0x0=0x0 -j ACCEPT", "u32", 20),
             ("-A INPUT -m quota --quota 100 -j ACCEPT", "quota", 13),
             ("-A INPUT -m cpu --cpu 0", "cpu", 13),
             ("-A INPUT -mhashlimit --hashlimit-name x", "hashlimit", 10),

@@ -155,8 +155,8 @@ mod tests {
     #[test]
     fn names_the_tool_that_has_it() {
         assert_eq!(
-            unsupported(Kind::Match, "sctp", Family::Ipv4).as_deref(),
-            Some("`sctp` is a real iptables extension that fwd does not support")
+            unsupported(Kind::Match, "u32", Family::Ipv4).as_deref(),
+            Some("`u32` is a real iptables extension that fwd does not support")
         );
         assert_eq!(
             unsupported(Kind::Match, "frag", Family::Ipv4).as_deref(),

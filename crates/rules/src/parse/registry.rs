@@ -8,8 +8,8 @@
 
 use super::targets::{ct, log, nat, reject};
 use super::{
-    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, multiport, real, recent,
-    stateless, statistic, suggest, tcp_udp, ttl, OptSpec,
+    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, multiport, proto, real,
+    recent, stateless, statistic, suggest, tcp_udp, ttl, OptSpec,
 };
 use crate::ast::*;
 use crate::values::{Fail, VResult};
@@ -41,6 +41,11 @@ pub(super) static MATCHES: &[MatchExt] = &[
     hostonly::SOCKET,
     recent::RECENT,
     statistic::STATISTIC,
+    proto::SCTP,
+    proto::DCCP,
+    proto::ESP,
+    proto::AH4,
+    proto::AH6,
 ];
 
 /// The extension targets (besides ACCEPT, DROP, RETURN and user chains).
