@@ -269,6 +269,9 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
             Match::Comment(_) => {}
             // state shared by name: the builder adds them ([`Builder::side_effects`])
             Match::Recent(_) | Match::Statistic(_) => {}
+            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
+                leaf.extend(crate::proto::ProtoCheck::of(m).map(LeafCheck::Proto))
+            }
             m => match crate::stateless::lower(m, ports) {
                 Some(c) => leaf.push(LeafCheck::Stateless(c)),
                 None => return Err(format!("`-m {}` is not supported here", m.name())),

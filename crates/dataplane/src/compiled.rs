@@ -168,6 +168,8 @@ pub enum LeafCheck {
     Length { min: u16, max: u16, negated: bool },
     /// `-m ttl` / `-m hl`.
     Ttl { op: TtlOp, value: u8 },
+    /// `-m sctp`, `-m dccp`, `-m esp`, `-m ah`: read from the frame ([`crate::proto`]).
+    Proto(crate::proto::ProtoCheck),
     /// `-m limit`: the rule's token bucket. Always the last check of a rule, so that a token is
     /// only spent on a packet that every other match of the rule accepted (netfilter evaluates
     /// `limit` where it stands; rules put it last in practice).

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod nat;
 #[cfg(feature = "ports")]
 pub mod pipeline;
+pub mod proto;
 mod reason;
 pub mod reject;
 pub mod replay;

@@ -1738,6 +1738,7 @@ fn leaf_ok(
                 TtlOp::Gt => t > *value,
             }
         }
+        LeafCheck::Proto(p) => p.matches(frame, info),
         LeafCheck::Limit(bucket) => bucket.take(now),
         LeafCheck::Stateless(s) => s.ok(frame, info, key.iif, key.oif, hook),
         LeafCheck::Recent(r) => {

@@ -417,6 +417,12 @@ fn parse_l4(l4: &[u8], family: Family, mode: Mode, info: &mut FrameInfo) -> Resu
                 }
             }
         }
+        // SCTP, DCCP and UDP-Lite start with the two ports, as TCP and UDP do (multiport and
+        // the classifier read them). No length is enforced: their matches check their headers.
+        (ip_proto::SCTP | ip_proto::UDPLITE | 33, _) if l4.len() >= 4 => {
+            info.src_port = be16(l4, 0);
+            info.dst_port = be16(l4, 2);
+        }
         (ip_proto::ICMP, Family::Ipv4) => {
             if l4.len() < 8 {
                 return Err(Malformed::TruncatedIcmpHeader);
