@@ -266,6 +266,8 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                 value: *value,
             }),
             Match::Limit(m) => limits.push(LeafCheck::Limit(Arc::new(LimitBucket::new(m)))),
+            Match::Mark(m) => leaf.push(LeafCheck::Mark(*m)),
+            Match::Connmark(m) => leaf.push(LeafCheck::Connmark(*m)),
             Match::Comment(_) => {}
             // state shared by name: the builder adds them ([`Builder::side_effects`])
             Match::Recent(_) | Match::Statistic(_) => {}
@@ -451,6 +453,8 @@ impl Builder<'_> {
                         Action::Continue
                     }
                     Some(Target::Notrack) | Some(Target::CtNotrack) => Action::Notrack,
+                    Some(Target::Mark(x)) => Action::Mark(*x),
+                    Some(Target::Connmark(c)) => Action::Connmark(*c),
                 };
                 specs.push(spec);
                 compiled.push(CompiledRule {

@@ -131,6 +131,11 @@ pub enum Action {
     },
     /// `NOTRACK` / `CT --notrack`: the packet stays untracked; traversal continues.
     Notrack,
+    /// `MARK`: the packet's mark becomes `(mark & !mask) ^ value`; traversal continues.
+    Mark(rules::XMark),
+    /// `CONNMARK`: the connection's mark (set, save) or the packet's (restore); a packet without
+    /// a conntrack entry is left as it is, as `connmark_tg` does. Traversal continues.
+    Connmark(rules::ConnmarkTarget),
 }
 
 /// A check that is not a classifier dimension, evaluated at the classifier's leaf.
@@ -170,6 +175,14 @@ pub enum LeafCheck {
     Ttl { op: TtlOp, value: u8 },
     /// `-m sctp`, `-m dccp`, `-m esp`, `-m ah`: read from the frame ([`crate::proto`]).
     Proto(crate::proto::ProtoCheck),
+    /// `-m mark`: the packet's mark, as MARK rules earlier in the traversal left it. A leaf
+    /// check, not a classifier dimension: the mark changes during the walk (a dimension would
+    /// need the lookup redone after each MARK, and value/mask is a ternary match the tree does
+    /// not split on yet), and rulesets test it in a few rules, not thousands.
+    Mark(rules::MarkMatch),
+    /// `-m connmark`: the connection's mark; false for a packet without an entry (untracked,
+    /// invalid, or in raw PREROUTING before conntrack), negated or not, as `connmark_mt`.
+    Connmark(rules::MarkMatch),
     /// `-m limit`: the rule's token bucket. Always the last check of a rule, so that a token is
     /// only spent on a packet that every other match of the rule accepted (netfilter evaluates
     /// `limit` where it stands; rules put it last in practice).
@@ -189,7 +202,13 @@ impl LeafCheck {
     pub fn has_side_effect(&self) -> bool {
         matches!(
             self,
-            LeafCheck::Limit(_) | LeafCheck::Recent(_) | LeafCheck::Statistic(_)
+            LeafCheck::Limit(_)
+                | LeafCheck::Recent(_)
+                | LeafCheck::Statistic(_)
+                // not a side effect but as bad for a lookup ahead: the marks are set during
+                // the walk, after it
+                | LeafCheck::Mark(_)
+                | LeafCheck::Connmark(_)
         )
     }
 }

@@ -204,6 +204,19 @@ enum Final {
 /// How a walk ended. The walk writes the deciding rule into the trace itself, from registers:
 /// a `Decision` assembled field by field in the returned struct and copied out whole stalled on
 /// store forwarding.
+/// The marks a packet's traversal reads and writes: the packet's own (`skb->mark`, 0 for every
+/// packet arriving at a bridge port) and its connection's (the entry's `mark`, which
+/// `conntrack -L` shows). Carried from hook to hook of one packet; the connmark is written
+/// through to the entry as CONNMARK sets it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Marks {
+    pub(crate) pkt: u32,
+    pub(crate) ct: u32,
+    /// The packet's conntrack entry; `None` before conntrack and for untracked or invalid
+    /// packets, which `-m connmark` never matches and CONNMARK leaves alone.
+    pub(crate) entry: Option<EntryId>,
+}
+
 struct Walk {
     fin: Final,
     notrack: bool,
@@ -523,6 +536,8 @@ impl Worker {
                             &info[i],
                             now,
                             h,
+                            // chains testing a mark are not looked up ahead
+                            &Marks::default(),
                         )
                     },
                 );
@@ -611,6 +626,7 @@ impl Worker {
         // raw PREROUTING: conntrack has not run, so --ctstate sees INVALID.
         key.ct = ct::INVALID;
         let mut notrack = false;
+        let mut marks = Marks::default();
         if let Some(chain) = fam.hooks[HookPoint::RawPrerouting as usize] {
             let w = self.walk(
                 HookPoint::RawPrerouting,
@@ -623,6 +639,7 @@ impl Worker {
                 ingress,
                 egress,
                 (NO_MATCH, NO_MATCH),
+                &mut marks,
             );
             if w.too_deep {
                 return self.drop(DropReason::ChainTooDeep);
@@ -672,6 +689,10 @@ impl Worker {
             CtState::Untracked => ct::UNTRACKED,
         };
         let entry = tracked.and_then(|t| t.entry);
+        if let Some(id) = entry {
+            marks.entry = Some(id);
+            marks.ct = self.shard.mark(id);
+        }
         // Only a connection's first packet (not yet confirmed) traverses the nat chains; a
         // retransmitted SYN is NEW too but must reuse the binding of its confirmed entry.
         // (Confirmed entries are the ones in the hash: no second lookup needed to tell.)
@@ -735,6 +756,7 @@ impl Worker {
                 info,
                 ingress,
                 tracked,
+                &mut marks,
             ) {
                 return v;
             }
@@ -755,6 +777,7 @@ impl Worker {
                     ingress,
                     egress,
                     ahead(HookPoint::NatPrerouting, &key),
+                    &mut marks,
                 );
                 match w.fin {
                     Final::Accept => {}
@@ -792,6 +815,7 @@ impl Worker {
                 info,
                 ingress,
                 tracked,
+                &mut marks,
             ) {
                 return v;
             }
@@ -808,6 +832,7 @@ impl Worker {
                 ingress,
                 egress,
                 ahead(HookPoint::FilterForward, &key),
+                &mut marks,
             );
             if w.too_deep {
                 return self.reject_new(tracked, DropReason::ChainTooDeep);
@@ -837,9 +862,9 @@ impl Worker {
                 break;
             }
             if let Some(chain) = fam.hooks[h as usize] {
-                if let Some(v) =
-                    self.mangle_hook(h, fam, counters, chain, &key, frame, info, ingress, tracked)
-                {
+                if let Some(v) = self.mangle_hook(
+                    h, fam, counters, chain, &key, frame, info, ingress, tracked, &mut marks,
+                ) {
                     return v;
                 }
             }
@@ -859,6 +884,7 @@ impl Worker {
                     ingress,
                     egress,
                     ahead(HookPoint::NatPostrouting, &key),
+                    &mut marks,
                 );
                 let spec = match w.fin {
                     Final::Accept => None,
@@ -1007,6 +1033,7 @@ impl Worker {
         info: &FrameInfo,
         ingress: PortIdx,
         tracked: Option<Tracked>,
+        marks: &mut Marks,
     ) -> Option<Verdict> {
         let w = self.walk(
             hook,
@@ -1019,6 +1046,7 @@ impl Worker {
             ingress,
             ingress ^ 1,
             (NO_MATCH, NO_MATCH),
+            marks,
         );
         if w.too_deep {
             return Some(self.reject_new(tracked, DropReason::ChainTooDeep));
@@ -1152,6 +1180,7 @@ impl Worker {
         ingress: PortIdx,
         egress: PortIdx,
         ahead: (u32, u32),
+        marks: &mut Marks,
     ) -> Walk {
         let (mut ahead_pos, ahead_rule) = ahead;
         let bytes = u64::from(info.l3_len);
@@ -1180,7 +1209,17 @@ impl Worker {
                     std::slice::from_ref(key),
                     &[pos],
                     &mut out,
-                    |_, r| leaf_ok(&chain.rules[r as usize].leaf, key, frame, info, now, hook),
+                    |_, r| {
+                        leaf_ok(
+                            &chain.rules[r as usize].leaf,
+                            key,
+                            frame,
+                            info,
+                            now,
+                            hook,
+                            marks,
+                        )
+                    },
                 );
                 r = out[0];
             }
@@ -1202,6 +1241,20 @@ impl Worker {
                 Action::Continue => None,
                 Action::Notrack => {
                     notrack = true;
+                    None
+                }
+                Action::Mark(x) => {
+                    marks.pkt = x.apply(marks.pkt);
+                    None
+                }
+                Action::Connmark(c) => {
+                    if let Some(id) = marks.entry {
+                        let (ct, pkt) = c.apply(marks.ct, marks.pkt);
+                        if ct != marks.ct {
+                            self.shard.set_mark(id, ct);
+                        }
+                        (marks.ct, marks.pkt) = (ct, pkt);
+                    }
                     None
                 }
                 Action::Log(l) => {
@@ -1651,6 +1704,7 @@ fn leaf_ok(
     info: &FrameInfo,
     now: u64,
     hook: HookPoint,
+    marks: &Marks,
 ) -> bool {
     checks.iter().all(|c| match c {
         LeafCheck::Masked {
@@ -1739,6 +1793,8 @@ fn leaf_ok(
             }
         }
         LeafCheck::Proto(p) => p.matches(frame, info),
+        LeafCheck::Mark(m) => m.matches(marks.pkt),
+        LeafCheck::Connmark(m) => marks.entry.is_some() && m.matches(marks.ct),
         LeafCheck::Limit(bucket) => bucket.take(now),
         LeafCheck::Stateless(s) => s.ok(frame, info, key.iif, key.oif, hook),
         LeafCheck::Recent(r) => {
@@ -2570,6 +2626,172 @@ mod tests {
             run(&mut w, A, &other, SEC).0,
             Verdict::Drop(DropReason::FilterPolicy)
         );
+    }
+
+    const RAW_HDR: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+
+    /// The connection marks of the worker's entries, as `conntrack -L` would show them.
+    fn connmarks(w: &Worker, now: u64) -> Vec<u32> {
+        let mut snaps = Vec::new();
+        w.shard()
+            .snapshot(&conntrack::Filter::default(), now, &mut snaps);
+        snaps.iter().map(|s| s.mark).collect()
+    }
+
+    #[test]
+    fn a_mark_set_in_prerouting_is_what_forward_tests_and_every_packet_starts_at_zero() {
+        let text = format!(
+            "{RAW_HDR}-A PREROUTING -p tcp -m tcp --dport 22 -j MARK --set-mark 0x2/0x2\nCOMMIT\n\
+             {NAT_HDR}-A PREROUTING -p tcp -m tcp --dport 80 -j MARK --or-mark 0x4\nCOMMIT\n\
+             {FILTER_HDR}-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -m mark --mark 0x2/0x2 -j ACCEPT\n\
+             -A FORWARD -m mark --mark 0x4 -j ACCEPT\n\
+             -A FORWARD -m mark ! --mark 0x0 -j DROP\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        // raw PREROUTING's mark reaches FORWARD
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40000, 22, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        // nat PREROUTING's too (a connection's first packet only, as the kernel's nat table)
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40001, 80, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        // the next packet starts at 0 again: no rule marks port 443, so the policy drops it
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40002, 443, 0x02, 1, 0), SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        // marking is not a connection's: the reply of the port 22 one is ESTABLISHED
+        assert_eq!(
+            run(&mut w, B, &tcp(S, C, 22, 40000, 0x12, 9, 2), SEC + 1).0,
+            Verdict::Forward
+        );
+        assert_eq!(
+            connmarks(&w, SEC + 1),
+            vec![0, 0],
+            "MARK leaves the connmark alone"
+        );
+    }
+
+    #[test]
+    fn connmark_saved_on_the_first_packet_is_restored_on_the_reply() {
+        let text = format!(
+            "{FILTER_HDR}-A FORWARD -j CONNMARK --restore-mark\n\
+             -A FORWARD -p tcp -m mark --mark 0x0 -m tcp --dport 80 -j MARK --set-xmark 0x7/0xff\n\
+             -A FORWARD -j CONNMARK --save-mark --nfmask 0xf --ctmask 0xff\n\
+             -A FORWARD -m mark --mark 0x7 -m connmark --mark 0x7/0xff -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        assert_eq!(
+            run(&mut w, A, &tcp(C, S, 40000, 80, 0x02, 1, 0), SEC).0,
+            Verdict::Forward
+        );
+        assert_eq!(connmarks(&w, SEC), vec![7]);
+        // the reply is marked by nothing but the restore from its connection
+        assert_eq!(
+            run(&mut w, B, &tcp(S, C, 80, 40000, 0x12, 9, 2), SEC + 1).0,
+            Verdict::Forward
+        );
+        // another connection from the server side has connmark 0: dropped
+        assert_eq!(
+            run(&mut w, B, &tcp(S, C, 22, 40001, 0x02, 1, 0), SEC + 2).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        // the listing shows it where conntrack(8) does
+        let mut snaps = Vec::new();
+        w.shard()
+            .snapshot(&conntrack::Filter::default(), SEC + 2, &mut snaps);
+        let mut line = String::new();
+        let s = snaps
+            .iter()
+            .find(|s| s.mark == 7)
+            .expect("the marked connection");
+        conntrack::format_entry(&mut line, s, SEC + 2).unwrap();
+        assert!(line.ends_with(" mark=7 use=1"), "{line}");
+    }
+
+    #[test]
+    fn connmark_needs_a_connection_negated_or_not() {
+        let text = format!(
+            "{RAW_HDR}-A PREROUTING -p udp -m udp --dport 53 -j NOTRACK\n\
+             -A PREROUTING -j CONNMARK --set-mark 0x9\n\
+             -A PREROUTING -m connmark ! --mark 0x9 -j DROP\nCOMMIT\n\
+             {FILTER_HDR}-A FORWARD -j CONNMARK --set-mark 0x5\n\
+             -A FORWARD -m connmark ! --mark 0x5 -j ACCEPT\n\
+             -A FORWARD -m connmark --mark 0x5 -p udp -m udp --dport 54 -j ACCEPT\nCOMMIT\n"
+        );
+        let mut w = worker_for(&text);
+        let b = FrameBuilder::default();
+        // raw PREROUTING runs before conntrack: no entry, so neither CONNMARK nor `! --mark`
+        // does anything; untracked in FORWARD: still no entry, and nothing matches
+        assert_eq!(
+            run(&mut w, A, &b.udp(ip(C, S), 5000, 53, b"q"), SEC).0,
+            Verdict::Drop(DropReason::FilterPolicy)
+        );
+        assert_eq!(w.shard().len(), 0);
+        // tracked: FORWARD's CONNMARK sets 5 on the entry and the third rule sees it
+        assert_eq!(
+            run(&mut w, A, &b.udp(ip(C, S), 5000, 54, b"q"), SEC).0,
+            Verdict::Forward
+        );
+        assert_eq!(connmarks(&w, SEC), vec![5]);
+    }
+
+    #[test]
+    fn mark_arithmetic_agrees_with_the_man_page_for_every_option() {
+        // iptables-extensions(8): --set-xmark zeroes the mask's bits and XORs the value,
+        // --set-mark zeroes them and ORs it, --and/--or/--xor-mark are the bitwise operations;
+        // CONNMARK --save-mark: ctmark = (ctmark & ~ctmask) ^ (nfmark & nfmask), and
+        // --restore-mark: nfmark = (nfmark & ~nfmask) ^ (ctmark & ctmask).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u32
+        };
+        let first_action = |target: &str| -> Action {
+            let text = format!("{FILTER_HDR}-A FORWARD -j {target}\nCOMMIT\n");
+            let c = compile(Some(&parse_v4(&text)), None, &cfg()).unwrap();
+            let id = c.v4.chain_id(rules::TableName::Filter, "FORWARD").unwrap();
+            c.v4.chains[id as usize].rules[0].action.clone()
+        };
+        for _ in 0..64 {
+            let (v, m, old, ct) = (next(), next(), next(), next());
+            // an all-ones mask is the default and may not be written
+            for (opt, want) in [
+                (format!("--set-xmark {v:#x}/{m:#x}"), (old & !m) ^ v),
+                (format!("--set-mark {v:#x}/{m:#x}"), (old & !m) | v),
+                (format!("--set-mark {v}"), v),
+                (format!("--and-mark {v:#x}"), old & v),
+                (format!("--or-mark 0{v:o}"), old | v),
+                (format!("--xor-mark {v}"), old ^ v),
+            ] {
+                let Action::Mark(xm) = first_action(&format!("MARK {opt}")) else {
+                    panic!("MARK {opt}");
+                };
+                assert_eq!(xm.apply(old), want, "MARK {opt} on {old:#x}");
+                let Action::Connmark(c) = first_action(&format!("CONNMARK {opt}")) else {
+                    panic!("CONNMARK {opt}");
+                };
+                assert_eq!(c.apply(old, ct), (want, ct), "CONNMARK {opt} on {old:#x}");
+            }
+            let Action::Connmark(save) = first_action(&format!(
+                "CONNMARK --save-mark --nfmask {v:#x} --ctmask {m:#x}"
+            )) else {
+                panic!("save");
+            };
+            assert_eq!(save.apply(ct, old), ((ct & !m) ^ (old & v), old));
+            let Action::Connmark(restore) =
+                first_action(&format!("CONNMARK --restore-mark --mask {m:#x}"))
+            else {
+                panic!("restore");
+            };
+            assert_eq!(restore.apply(ct, old), (ct, (old & !m) ^ (ct & m)));
+        }
     }
 
     #[test]

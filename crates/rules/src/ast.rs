@@ -411,6 +411,74 @@ pub enum TtlOp {
     Gt,
 }
 
+/// `-m mark --mark` / `-m connmark --mark`: `(mark & mask) == value`, as the kernel's
+/// `xt_mark_mtinfo1` / `xt_connmark_mtinfo1` hold it. The value is not masked on load (iptables
+/// keeps `--mark 3/1`, which never matches), and `mask` is `0xffffffff` without `/mask`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MarkMatch {
+    pub value: u32,
+    pub mask: u32,
+    pub negated: bool,
+}
+
+impl MarkMatch {
+    /// Whether `mark` matches.
+    pub fn matches(&self, mark: u32) -> bool {
+        ((mark & self.mask) == self.value) != self.negated
+    }
+}
+
+/// A mark rewrite as the kernel stores it (`xt_mark_tginfo2`, and the `ctmark`/`ctmask` of
+/// CONNMARK's set mode): the new mark is `(old & !mask) ^ value`. Every option folds into it:
+/// `--set-mark V/M` is `V` / `V|M`, `--and-mark V` is `0` / `!V`, `--or-mark V` is `V` / `V`,
+/// `--xor-mark V` is `V` / `0`; iptables-save prints the pair as `--set-xmark`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct XMark {
+    pub value: u32,
+    pub mask: u32,
+}
+
+impl XMark {
+    /// The mark after the rewrite.
+    pub fn apply(&self, old: u32) -> u32 {
+        (old & !self.mask) ^ self.value
+    }
+}
+
+/// `-j CONNMARK`'s operation (`XT_CONNMARK_SET`, `_SAVE`, `_RESTORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnmarkMode {
+    /// ctmark = (ctmark & !ctmask) ^ value.
+    Set,
+    /// `--save-mark`: ctmark = (ctmark & !ctmask) ^ (mark & nfmask).
+    Save,
+    /// `--restore-mark`: mark = (mark & !nfmask) ^ (ctmark & ctmask).
+    Restore,
+}
+
+/// `-j CONNMARK` as `xt_connmark_tginfo1` holds it (the shifts of revision 2 are not
+/// supported). `ctmark` is only used by [`ConnmarkMode::Set`], `nfmask` only by save and restore;
+/// both masks default to `0xffffffff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnmarkTarget {
+    pub mode: ConnmarkMode,
+    pub ctmark: u32,
+    pub ctmask: u32,
+    pub nfmask: u32,
+}
+
+impl ConnmarkTarget {
+    /// The connection's and the packet's marks after the target, as `connmark_tg_shift` (shift
+    /// 0) computes them: `(ctmark, mark)`.
+    pub fn apply(&self, ctmark: u32, mark: u32) -> (u32, u32) {
+        match self.mode {
+            ConnmarkMode::Set => ((ctmark & !self.ctmask) ^ self.ctmark, mark),
+            ConnmarkMode::Save => ((ctmark & !self.ctmask) ^ (mark & self.nfmask), mark),
+            ConnmarkMode::Restore => (ctmark, (mark & !self.nfmask) ^ (ctmark & self.ctmask)),
+        }
+    }
+}
+
 /// A match module with its options. Variants carry only what the module tests.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Match {
@@ -476,6 +544,10 @@ pub enum Match {
     Dccp(DccpMatch),
     Esp(SpiMatch),
     Ah(AhMatch),
+    /// `-m mark`: the packet's mark.
+    Mark(MarkMatch),
+    /// `-m connmark`: the connection's mark (never matches an untracked packet, negated or not).
+    Connmark(MarkMatch),
 }
 
 /// What one `-m recent` does with its list (`XT_RECENT_SET` ... `XT_RECENT_REMOVE`).
@@ -566,6 +638,8 @@ impl Match {
             Match::Dccp(_) => "dccp",
             Match::Esp(_) => "esp",
             Match::Ah(_) => "ah",
+            Match::Mark(_) => "mark",
+            Match::Connmark(_) => "connmark",
         }
     }
 }
@@ -858,6 +932,10 @@ pub enum Target {
     Notrack,
     /// `-j CT --notrack`.
     CtNotrack,
+    /// `-j MARK`: rewrites the packet's mark, traversal continues.
+    Mark(XMark),
+    /// `-j CONNMARK`: the connection's mark, or the packet's from it; traversal continues.
+    Connmark(ConnmarkTarget),
 }
 
 /// One rule. Equality ignores nothing; use [`Rule::same_spec`] to compare without `line`.

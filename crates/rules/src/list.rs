@@ -96,6 +96,8 @@ fn target_name(t: &Option<Target>) -> String {
         Some(Target::Redirect { .. }) => "REDIRECT".into(),
         // NOTRACK is an alias of CT --notrack.
         Some(Target::Notrack | Target::CtNotrack) => "CT".into(),
+        Some(Target::Mark(_)) => "MARK".into(),
+        Some(Target::Connmark(_)) => "CONNMARK".into(),
     }
 }
 
@@ -273,6 +275,22 @@ fn details(r: &Rule, v6: bool) -> String {
                 o.push_str(" statistic");
                 statistic_text(&mut o, s, "");
             }
+            // libxt_mark.c prints ` mark match [!]`, libxt_connmark.c ` connmark match [!]`
+            // (so two blanks before an uninverted value)
+            Match::Mark(mm) => {
+                o.push_str(" mark match");
+                if mm.negated {
+                    o.push_str(" !");
+                }
+                crate::print::mark_text(&mut o, mm);
+            }
+            Match::Connmark(mm) => {
+                o.push_str(" connmark match ");
+                if mm.negated {
+                    o.push('!');
+                }
+                crate::print::mark_text(&mut o, mm);
+            }
             Match::HostOnly(h) => o.push_str(&h.list),
             m => {
                 let known = crate::parse::stateless::list(&mut o, m);
@@ -348,10 +366,50 @@ fn details(r: &Rule, v6: bool) -> String {
         }
         Some(Target::Notrack) => o.push_str(" NOTRACK"),
         Some(Target::CtNotrack) => o.push_str(" CT notrack"),
+        Some(Target::Mark(x)) => xmark_list(&mut o, "MARK", x.value, x.mask),
+        Some(Target::Connmark(c)) => match c.mode {
+            ConnmarkMode::Set => xmark_list(&mut o, "CONNMARK", c.ctmark, c.ctmask),
+            ConnmarkMode::Save => {
+                masks_list(&mut o, "save", ("nfmask", c.nfmask), ("ctmask", c.ctmask))
+            }
+            ConnmarkMode::Restore => masks_list(
+                &mut o,
+                "restore",
+                ("ctmask", c.ctmask),
+                ("nfmask", c.nfmask),
+            ),
+        },
         _ => {}
     }
     let _ = v6;
     o
+}
+
+/// `mark_tg_print_v2` / the set mode of `connmark_tg_print`: the operation the pair came from.
+fn xmark_list(o: &mut String, name: &str, value: u32, mask: u32) {
+    let _ = if value == 0 {
+        write!(o, " {name} and {:#x}", !mask)
+    } else if value == mask {
+        write!(o, " {name} or {value:#x}")
+    } else if mask == 0 {
+        write!(o, " {name} xor {value:#x}")
+    } else if mask == u32::MAX {
+        write!(o, " {name} set {value:#x}")
+    } else {
+        write!(o, " {name} xset {value:#x}/{mask:#x}")
+    };
+}
+
+/// CONNMARK's save and restore modes as `connmark_tg_print` lists them: nothing for the
+/// default masks, one `mask` when equal, else both (the second one with a `~`, as iptables has it).
+fn masks_list(o: &mut String, name: &str, (n1, a): (&str, u32), (n2, b): (&str, u32)) {
+    let _ = if a == u32::MAX && b == u32::MAX {
+        write!(o, " CONNMARK {name}")
+    } else if a == b {
+        write!(o, " CONNMARK {name} mask {a:#x}")
+    } else {
+        write!(o, " CONNMARK {name} {n1} {a:#x} {n2} ~{b:#x}")
+    };
 }
 
 fn flags(o: &mut String, random: bool, random_fully: bool, persistent: bool) {

@@ -26,6 +26,14 @@ pub(crate) fn save_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// ` 0xV` or ` 0xV/0xM` (`print_mark` of libxt_mark.c: the mask only when not all ones).
+pub(crate) fn mark_text(out: &mut String, m: &MarkMatch) {
+    let _ = write!(out, " {:#x}", m.value);
+    if m.mask != u32::MAX {
+        let _ = write!(out, "/{:#x}", m.mask);
+    }
+}
+
 /// `addr/len`, or `addr/dotted` for a non-contiguous IPv4 mask.
 pub(crate) fn addr_text(a: &AddrMatch) -> String {
     match a.prefix_len() {
@@ -267,6 +275,11 @@ pub fn rule_spec(rule: &Rule) -> String {
             }
             Match::Recent(r) => recent_text(&mut o, r),
             Match::Statistic(s) => statistic_text(&mut o, s, "--"),
+            Match::Mark(mm) | Match::Connmark(mm) => {
+                neg(&mut o, mm.negated);
+                o.push_str(" --mark");
+                mark_text(&mut o, mm);
+            }
             Match::HostOnly(h) => o.push_str(&h.save),
             m => {
                 let known = crate::parse::stateless::save(&mut o, m);
@@ -425,6 +438,29 @@ fn target_text(o: &mut String, t: &Target) {
         }
         Target::Notrack => o.push_str(" -j NOTRACK"),
         Target::CtNotrack => o.push_str(" -j CT --notrack"),
+        Target::Mark(x) => {
+            let _ = write!(o, " -j MARK --set-xmark {:#x}/{:#x}", x.value, x.mask);
+        }
+        Target::Connmark(c) => {
+            let _ = match c.mode {
+                ConnmarkMode::Set => write!(
+                    o,
+                    " -j CONNMARK --set-xmark {:#x}/{:#x}",
+                    c.ctmark, c.ctmask
+                ),
+                ConnmarkMode::Save | ConnmarkMode::Restore => write!(
+                    o,
+                    " -j CONNMARK --{}-mark --nfmask {:#x} --ctmask {:#x}",
+                    if c.mode == ConnmarkMode::Save {
+                        "save"
+                    } else {
+                        "restore"
+                    },
+                    c.nfmask,
+                    c.ctmask
+                ),
+            };
+        }
     }
 }
 

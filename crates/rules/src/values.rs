@@ -40,6 +40,70 @@ pub(crate) fn number(s: &str, max: u64, what: &str) -> VResult<u64> {
     }
 }
 
+/// `strtoumax(s, &end, 0)` as `xtables_strtoul_base` uses it, limited to `u32`: leading white
+/// space and a `+` are skipped, a `-` is refused, `0x` means hex and a leading `0` octal. The
+/// value and what follows it; `None` without a digit or out of range.
+fn strtou32(s: &str) -> Option<(u32, &str)> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    if t.starts_with('-') {
+        return None;
+    }
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let b = t.as_bytes();
+    let (radix, start) = match b {
+        [b'0', b'x' | b'X', h, ..] if h.is_ascii_hexdigit() => (16, 2),
+        [b'0', ..] => (8, 0),
+        _ => (10, 0),
+    };
+    let digits = t[start..]
+        .bytes()
+        .take_while(|c| char::from(*c).is_digit(radix))
+        .count();
+    if digits == 0 {
+        return None;
+    }
+    let end = start + digits;
+    let v = u64::from_str_radix(&t[start..end], radix).ok()?;
+    Some((u32::try_from(v).ok()?, &t[end..]))
+}
+
+/// A 32-bit number as XTTYPE_UINT32 reads it (`--and-mark`, `--ctmask`...): decimal, `0x` hex
+/// or `0` octal, up to `0xffffffff`.
+pub(crate) fn u32_any_base(s: &str, what: &str) -> VResult<u32> {
+    match strtou32(s) {
+        Some((v, "")) => Ok(v),
+        _ => fail_hint(
+            format!("invalid {what} `{s}`"),
+            "expected a number 0-4294967295 (decimal, 0x hex or 0 octal)",
+        ),
+    }
+}
+
+/// `VALUE[/MASK]` as XTTYPE_MARKMASK32 reads it (`--mark`, `--set-mark`, `--set-xmark`): each
+/// part as [`u32_any_base`]; the mask is `0xffffffff` when absent.
+pub(crate) fn mark_mask(s: &str, what: &str) -> VResult<(u32, u32)> {
+    let bad = || {
+        fail_hint(
+            format!("invalid {what} `{s}`"),
+            "expected VALUE[/MASK], each a number 0-4294967295 (decimal, 0x hex or 0 octal)",
+        )
+    };
+    let Some((value, rest)) = strtou32(s) else {
+        return bad();
+    };
+    let (mask, rest) = match rest.strip_prefix('/') {
+        Some(m) => match strtou32(m) {
+            Some(x) => x,
+            None => return bad(),
+        },
+        None => (u32::MAX, rest),
+    };
+    if !rest.is_empty() {
+        return bad();
+    }
+    Ok((value, mask))
+}
+
 /// IP protocol names from Debian's `/etc/protocols` (what iptables prints), plus iptables'
 /// own aliases accepted on input.
 const PROTOCOLS: &[(&str, u8)] = &[
@@ -733,6 +797,35 @@ mod tests {
             "did you mean `echo-reply` or `echo-request`?"
         );
         assert_eq!(icmp_type("neighbor-s", true, false).unwrap().icmp_type, 135);
+    }
+
+    #[test]
+    fn marks_read_as_strtoul_base_0() {
+        assert_eq!(mark_mask("1", "mark"), Ok((1, u32::MAX)));
+        assert_eq!(mark_mask("0x10/0xff", "mark"), Ok((16, 255)));
+        assert_eq!(mark_mask("010/0X3", "mark"), Ok((8, 3)));
+        assert_eq!(mark_mask(" +1", "mark"), Ok((1, u32::MAX)));
+        assert_eq!(mark_mask("0xffffffff", "mark"), Ok((u32::MAX, u32::MAX)));
+        assert_eq!(mark_mask("0/0", "mark"), Ok((0, 0)));
+        for bad in [
+            "",
+            "-1",
+            "1/",
+            "1/-1",
+            "08",
+            "0x",
+            "0x100000000",
+            "4294967296",
+            "1/2/3",
+            "1 ",
+            "x",
+        ] {
+            assert!(mark_mask(bad, "mark").is_err(), "{bad:?}");
+        }
+        assert_eq!(u32_any_base("0xf", "mask"), Ok(15));
+        assert_eq!(u32_any_base("017", "mask"), Ok(15));
+        assert!(u32_any_base("1/2", "mask").is_err());
+        assert!(u32_any_base("-0", "mask").is_err());
     }
 
     #[test]

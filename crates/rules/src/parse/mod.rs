@@ -20,6 +20,7 @@ mod iprange;
 mod length;
 mod limit;
 mod mac;
+mod mark;
 mod multiport;
 mod proto;
 mod real;
@@ -236,14 +237,19 @@ impl<'a> Line<'a> {
             .iter()
             .map(|o| Resolved::new(o, Owner::Generic))
             .collect();
-        for (i, m) in self.rule.matches.iter().enumerate() {
-            // A match is "completed" once another of the same name is loaded (libxtables).
-            if self.rule.matches[i + 1..]
-                .iter()
-                .any(|later| later.name() == m.name())
-            {
-                continue;
+        // libxtables merges an extension's options in front of the older ones' when it is
+        // first loaded, so getopt gives a name two extensions share (`--mark` of `-m mark` and
+        // `-m connmark`) to the one loaded first most recently; within an extension, to its
+        // last instance (a match is "completed" once another of the same name is loaded).
+        let ms = &self.rule.matches;
+        let mut order: Vec<(usize, usize)> = Vec::new();
+        for (i, m) in ms.iter().enumerate() {
+            match order.iter_mut().find(|(f, _)| ms[*f].name() == m.name()) {
+                Some(e) => e.1 = i,
+                None => order.push((i, i)),
             }
+        }
+        for &(_, i) in order.iter().rev() {
             let opts = self.exts[i].0.opts;
             cands.extend(
                 opts.iter()
@@ -1022,6 +1028,35 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_option_goes_to_the_extension_loaded_first_most_recently() {
+        let t = Table::new(TableName::Filter);
+        let ok = parse("-A FORWARD -m mark --mark 1 -m connmark --mark 2/3", &t).unwrap();
+        assert_eq!(
+            ok.rules[0].matches,
+            vec![
+                Match::Mark(MarkMatch {
+                    value: 1,
+                    mask: u32::MAX,
+                    negated: false
+                }),
+                Match::Connmark(MarkMatch {
+                    value: 2,
+                    mask: 3,
+                    negated: false
+                }),
+            ]
+        );
+        // a second `-m mark` does not move mark's options in front again: iptables gives
+        // this `--mark` to connmark, which has one already
+        let e = parse(
+            "-A FORWARD -m mark --mark 1 -m connmark --mark 2 -m mark --mark 3",
+            &t,
+        )
+        .unwrap_err();
+        assert_eq!(e.msg, "`--mark` given twice for `-m connmark`");
+    }
+
+    #[test]
     fn real_extensions_fwd_lacks_are_named_as_such() {
         let t = Table::new(TableName::Filter);
         let real =
@@ -1047,7 +1082,7 @@ mod tests {
         // Nor "a user chain must be declared" for a real target.
         for (line, name) in [
             ("-A INPUT -j TEE --gateway 198.18.0.1", "TEE"),
-            ("-A INPUT -j MARK --set-mark 1", "MARK"),
+            ("-A INPUT -j AUDIT --type accept", "AUDIT"),
             ("-A INPUT -j SYNPROXY", "SYNPROXY"),
             ("-A INPUT -j QUEUE", "QUEUE"),
         ] {

@@ -6,9 +6,9 @@
 //! The order is the one fwd's hints list them in, and the order in which an option name is
 //! looked up to say which extension it belongs to (`--sport` names tcp before multiport).
 
-use super::targets::{ct, log, nat, reject};
+use super::targets::{ct, log, mark as mark_t, nat, reject};
 use super::{
-    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, multiport, proto, real,
+    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, mark, multiport, proto, real,
     recent, stateless, statistic, suggest, tcp_udp, ttl, OptSpec,
 };
 use crate::ast::*;
@@ -46,6 +46,8 @@ pub(super) static MATCHES: &[MatchExt] = &[
     proto::ESP,
     proto::AH4,
     proto::AH6,
+    mark::MARK,
+    mark::CONNMARK,
 ];
 
 /// The extension targets (besides ACCEPT, DROP, RETURN and user chains).
@@ -59,6 +61,8 @@ pub(super) static TARGETS: &[TargetExt] = &[
     nat::REDIRECT,
     ct::NOTRACK,
     ct::CT,
+    mark_t::MARK,
+    mark_t::CONNMARK,
 ];
 
 /// A match extension: `-m NAME`, or loaded implicitly by `-p tcp|udp|icmp|ipv6-icmp`.

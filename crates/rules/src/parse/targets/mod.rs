@@ -4,6 +4,7 @@
 
 pub(in crate::parse) mod ct;
 pub(in crate::parse) mod log;
+pub(in crate::parse) mod mark;
 pub(in crate::parse) mod nat;
 pub(in crate::parse) mod reject;
 
