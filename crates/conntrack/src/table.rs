@@ -379,19 +379,7 @@ impl Shard {
         let left = e.expires.wrapping_sub(self.now_t) as i32;
         let left_ticks = left.max(0) as u64;
         let timeout_secs = ((left_ticks << TICK_SHIFT) / 1_000_000_000) as u32;
-        let snap = crate::list::Snapshot {
-            id: EntryId(idx),
-            family: Family::from_u8(e.family),
-            proto: e.proto,
-            orig: e.tuple[0],
-            reply: e.tuple[1],
-            tcp_state: (e.proto == PROTO_TCP).then(|| TcpState::from_u8(e.pstate & 0x0f)),
-            seen_reply: e.status & S_SEEN_REPLY != 0,
-            assured: e.status & S_ASSURED != 0,
-            mark: e.mark,
-            expires_at: (u64::from(e.expires)) << TICK_SHIFT,
-            nat: self.nat_kind(EntryId(idx)),
-        };
+        let snap = self.snapshot_at(idx, u64::from(e.expires) << TICK_SHIFT);
         let ev = CtEvent {
             kind,
             snap,
@@ -1351,14 +1339,7 @@ impl Shard {
 
     /// The NAT binding: kind and the (translated) reply tuple.
     pub fn nat(&self, id: EntryId) -> (NatKind, Tuple) {
-        let e = &self.entries[id.0 as usize];
-        let kind = match (e.status & S_SRC_NAT != 0, e.status & S_DST_NAT != 0) {
-            (false, false) => NatKind::None,
-            (true, false) => NatKind::Src,
-            (false, true) => NatKind::Dst,
-            (true, true) => NatKind::Both,
-        };
-        (kind, e.tuple[1])
+        (self.nat_kind(id), self.entries[id.0 as usize].tuple[1])
     }
 
     /// Bind NAT for a connection not yet confirmed (its first packet, between `track` and
@@ -1398,10 +1379,15 @@ impl Shard {
         if left <= 0 {
             return None;
         }
-        let family = Family::from_u8(e.family);
-        Some(crate::list::Snapshot {
+        Some(self.snapshot_at(idx, now + ((left as u64) << TICK_SHIFT)))
+    }
+
+    /// Entry `idx` as listings and sync events show it, expiring at `expires_at` (ns).
+    fn snapshot_at(&self, idx: u32, expires_at: u64) -> crate::list::Snapshot {
+        let e = &self.entries[idx as usize];
+        crate::list::Snapshot {
             id: EntryId(idx),
-            family,
+            family: Family::from_u8(e.family),
             proto: e.proto,
             orig: e.tuple[0],
             reply: e.tuple[1],
@@ -1409,9 +1395,9 @@ impl Shard {
             seen_reply: e.status & S_SEEN_REPLY != 0,
             assured: e.status & S_ASSURED != 0,
             mark: e.mark,
-            expires_at: now + ((left as u64) << TICK_SHIFT),
-            nat: self.nat(EntryId(idx)).0,
-        })
+            expires_at,
+            nat: self.nat_kind(EntryId(idx)),
+        }
     }
 
     /// The event [`Shard::emit`] would build for the first live entry (tests).
