@@ -8,7 +8,7 @@
 //! The words are hashed with SipHash-1-3 under a 128-bit [`HashKey`] that fwd draws from the OS
 //! at every start: without the key nobody can compute which flows share a bucket, so a sender
 //! cannot aim a flood at one chain (issue 9; the table also bounds every chain, see
-//! `table.rs`). The high 32 bits choose the shard ([`shard_of`]), the low bits the bucket
+//! `table/index.rs`). The high 32 bits choose the shard ([`shard_of`]), the low bits the bucket
 //! inside it.
 
 use core::fmt;
