@@ -2,9 +2,10 @@
 //!
 //! The core is sans-I/O: a [`CtPacket`] (an already parsed description of a packet) and the
 //! current time `now` (nanoseconds, any monotonic origin) go into [`Shard::track`]; a
-//! [`Tracked`] verdict (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED) comes out and must be
-//! handed back to [`Shard::commit`] once the ruleset has decided, because netfilter only
-//! confirms (inserts) a new connection when its first packet is accepted.
+//! [`Tracked`] verdict (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED) comes out, a token that
+//! is consumed once the ruleset has decided, by [`Tracked::confirm`] (accepted) or
+//! [`Tracked::abandon`] (dropped), because netfilter only confirms (inserts) a new connection
+//! when its first packet is accepted.
 //!
 //! Each worker owns one [`Shard`]; [`flow_hash`] is symmetric, so both directions of a flow pick
 //! the same shard. See `docs/CONNTRACK.md` for the semantics and where they come from.

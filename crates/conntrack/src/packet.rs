@@ -283,10 +283,8 @@ mod tests {
         CtPacket::from_frame(frame, &info).unwrap()
     }
 
-    fn pass(sh: &mut Shard, frame: &[u8], now: u64) -> crate::Tracked {
-        let t = sh.track(&pkt(frame), now);
-        assert!(sh.commit(t, true));
-        t
+    fn pass(sh: &mut Shard, frame: &[u8], now: u64) -> crate::table::tests::Seen {
+        crate::table::tests::pass(sh, &pkt(frame), now)
     }
 
     #[test]

@@ -378,15 +378,14 @@ impl Shard {
 
     /// Finish a packet: confirm a new connection if its packet was `accepted`, destroy an entry
     /// whose last packet this was. Returns `false` if the packet must be dropped after all (a
-    /// new connection clashed with one confirmed since it was tracked).
+    /// new connection clashed with one confirmed since it was tracked). The same as
+    /// [`Tracked::confirm`] (accepted) or [`Tracked::abandon`] (dropped).
     pub fn commit(&mut self, t: Tracked, accepted: bool) -> bool {
-        self.confirm(t, accepted).is_ok()
+        self.finish(t, accepted).is_ok()
     }
 
-    /// [`Shard::commit`] that says why a new connection was refused after all:
-    /// [`CtReason::Clash`], or [`CtReason::ChainFull`] when NAT put its reply tuple in a full
-    /// chain.
-    pub fn confirm(&mut self, t: Tracked, accepted: bool) -> Result<(), CtReason> {
+    /// Ends `t`'s packet (see [`Tracked::confirm`]); `t` is consumed, so it happens once.
+    pub(super) fn finish(&mut self, t: Tracked, accepted: bool) -> Result<(), CtReason> {
         #[cfg(debug_assertions)]
         {
             self.pending = false;
@@ -394,7 +393,9 @@ impl Shard {
         let Some(EntryId(idx)) = t.entry else {
             return Ok(());
         };
-        // A `Tracked` is `Copy`: a second commit of the same one must change nothing.
+        // A `Tracked` is consumed here, so this is its only commit; but a caller that tracked
+        // another packet of this shard in between (a debug build asserts it did not) may have
+        // changed the entry since: then change nothing rather than free a slot twice.
         let status = self.entries[idx as usize].status;
         let pending = status & S_USED != 0 && status & S_CONFIRMED == 0;
         match t.action {

@@ -24,7 +24,7 @@ mod timers;
 #[cfg(test)]
 // `pass` commits; the Tracked it returns is only inspected.
 #[allow(unused_must_use)]
-mod tests;
+pub(crate) mod tests;
 
 pub use events::{CtEvent, CtEventKind, Import};
 
@@ -173,9 +173,31 @@ enum Action {
 /// A lookup key (family, protocol, tuple) with its [`flow_hash`].
 pub type HashedKey = ((Family, u8, Tuple), u64);
 
-/// Conntrack's answer for one packet; give it back to [`Shard::commit`].
-#[must_use = "every Tracked must be committed"]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Conntrack's answer for one packet, and the token that ends it: once the ruleset has
+/// decided, it goes back to the shard by [`Tracked::confirm`] (the packet passes) or
+/// [`Tracked::abandon`] (it is dropped), or [`Shard::commit`]. It is neither `Copy` nor
+/// `Clone` and those take it by value, so a NEW connection is confirmed at most once and a
+/// token cannot be used after it was abandoned:
+///
+/// ```compile_fail
+/// # use conntrack::*;
+/// # let mut sh = Shard::new(8, &Config::default(), 0);
+/// # let p = CtPacket::udp("198.18.0.1".parse().unwrap(), "198.18.1.2".parse().unwrap(), 1, 2);
+/// let t = sh.track(&p, 0);
+/// t.abandon(&mut sh);
+/// t.confirm(&mut sh); // error[E0382]: use of moved value: `t`
+/// ```
+///
+/// ```compile_fail
+/// # use conntrack::*;
+/// # let mut sh = Shard::new(8, &Config::default(), 0);
+/// # let p = CtPacket::udp("198.18.0.1".parse().unwrap(), "198.18.1.2".parse().unwrap(), 1, 2);
+/// let t = sh.track(&p, 0);
+/// let copy = t.clone(); // error[E0599]: no method named `clone`
+/// # t.abandon(&mut sh);
+/// ```
+#[must_use = "every Tracked must be confirmed or abandoned"]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Tracked {
     pub state: CtState,
     /// Direction of the packet in its connection (for RELATED: of the connection it is about).
@@ -198,6 +220,24 @@ impl Tracked {
     #[inline]
     pub fn is_unconfirmed(&self) -> bool {
         self.action == Action::Confirm
+    }
+
+    /// The packet passes (the ruleset accepted it): a NEW connection is confirmed, inserted
+    /// into the index and the timer wheel; an entry whose last packet this was (an ICMP reply,
+    /// an unreachable error, a RST) is destroyed. `Err` if the packet must be dropped after all:
+    /// [`CtReason::Clash`] (a new connection clashed with one confirmed since it was tracked)
+    /// or [`CtReason::ChainFull`] (NAT put its reply tuple in a full chain).
+    #[inline]
+    pub fn confirm(self, shard: &mut Shard) -> Result<(), CtReason> {
+        shard.finish(self, true)
+    }
+
+    /// The packet is dropped: a NEW connection's entry is freed as if it had never been
+    /// tracked (netfilter confirms a connection only when its first packet is accepted); an
+    /// entry whose last packet this was is destroyed all the same.
+    #[inline]
+    pub fn abandon(self, shard: &mut Shard) {
+        let _ = shard.finish(self, false);
     }
 
     fn invalid(reason: CtReason) -> Tracked {

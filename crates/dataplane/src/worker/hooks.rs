@@ -109,14 +109,13 @@ impl Worker {
         }
         let quoted = st.quote[i].as_ref();
         self.trace.ct_state = Some(state);
-        if let Some(t) = tracked {
-            if t.drop {
-                let _ = self.shard.commit(t, false);
-                return self.drop(match t.reason {
-                    Some(conntrack::CtReason::ChainFull) => DropReason::CtChainFull,
-                    _ => DropReason::CtTableFull,
-                });
-            }
+        if let Some(t) = tracked.take_if(|t| t.drop) {
+            let reason = t.reason;
+            t.abandon(&mut self.shard);
+            return self.drop(match reason {
+                Some(conntrack::CtReason::ChainFull) => DropReason::CtChainFull,
+                _ => DropReason::CtTableFull,
+            });
         }
         key.ct = match state {
             CtState::New => ct::NEW,
@@ -125,7 +124,7 @@ impl Worker {
             CtState::Invalid => ct::INVALID,
             CtState::Untracked => ct::UNTRACKED,
         };
-        let entry = tracked.and_then(|t| t.entry);
+        let entry = tracked.as_ref().and_then(|t| t.entry);
         if let Some(id) = entry {
             marks.entry = Some(id);
             marks.ct = self.shard.mark(id);
@@ -133,7 +132,7 @@ impl Worker {
         // Only a connection's first packet (not yet confirmed) traverses the nat chains; a
         // retransmitted SYN is NEW too but must reuse the binding of its confirmed entry.
         // (Confirmed entries are the ones in the hash: no second lookup needed to tell.)
-        let is_new = state == CtState::New && tracked.is_some_and(|t| t.is_unconfirmed());
+        let is_new = state == CtState::New && tracked.as_ref().is_some_and(|t| t.is_unconfirmed());
 
         // The translation this packet gets: from an existing binding, or decided now.
         let cur = if v6 { None } else { Some(nat::current(info)) };
@@ -143,7 +142,7 @@ impl Worker {
             let kind = self.shard.nat_kind(id);
             if kind != NatKind::None {
                 nat_kind = kind;
-                let dir = tracked.map(|t| t.dir).unwrap_or(Dir::Original);
+                let dir = tracked.as_ref().map_or(Dir::Original, |t| t.dir);
                 let other = self.shard.tuple(id, dir.other());
                 if state == CtState::Related {
                     // errors: the quote becomes what the receiving endpoint sent
@@ -192,7 +191,7 @@ impl Worker {
                 frame,
                 info,
                 ingress,
-                tracked,
+                &mut tracked,
                 &mut marks,
             ) {
                 return v;
@@ -223,7 +222,7 @@ impl Worker {
                         pick_dnat(t, &spec, info.l4_proto);
                         dnat = true;
                     }
-                    _ => return self.reject_new(tracked, DropReason::NatDrop),
+                    _ => return self.reject_new(&mut tracked, DropReason::NatDrop),
                 }
             }
         }
@@ -251,7 +250,7 @@ impl Worker {
                 frame,
                 info,
                 ingress,
-                tracked,
+                &mut tracked,
                 &mut marks,
             ) {
                 return v;
@@ -272,13 +271,13 @@ impl Worker {
                 &mut marks,
             );
             if w.too_deep {
-                return self.reject_new(tracked, DropReason::ChainTooDeep);
+                return self.reject_new(&mut tracked, DropReason::ChainTooDeep);
             }
             match w.fin {
                 Final::Accept => {}
                 Final::Reject(with) => {
-                    if let Some(t) = tracked {
-                        let _ = self.shard.commit(t, false);
+                    if let Some(t) = tracked.take() {
+                        t.abandon(&mut self.shard);
                     }
                     return self.reject(buf, len, info, with);
                 }
@@ -288,7 +287,7 @@ impl Worker {
                     } else {
                         DropReason::FilterRule
                     };
-                    return self.reject_new(tracked, r);
+                    return self.reject_new(&mut tracked, r);
                 }
             }
         }
@@ -300,7 +299,16 @@ impl Worker {
             }
             if let Some(chain) = fam.hooks[h as usize] {
                 if let Some(v) = self.mangle_hook(
-                    h, fam, counters, chain, &key, frame, info, ingress, tracked, &mut marks,
+                    h,
+                    fam,
+                    counters,
+                    chain,
+                    &key,
+                    frame,
+                    info,
+                    ingress,
+                    &mut tracked,
+                    &mut marks,
                 ) {
                     return v;
                 }
@@ -333,9 +341,11 @@ impl Worker {
                             ports,
                             random,
                         }),
-                        None => return self.reject_new(tracked, DropReason::NoMasqueradeAddress),
+                        None => {
+                            return self.reject_new(&mut tracked, DropReason::NoMasqueradeAddress)
+                        }
                     },
-                    _ => return self.reject_new(tracked, DropReason::NatDrop),
+                    _ => return self.reject_new(&mut tracked, DropReason::NatDrop),
                 };
                 if let Some(spec) = spec {
                     let t = target.as_mut().expect("IPv4 has a rewrite");
@@ -343,7 +353,7 @@ impl Worker {
                         .shard
                         .tuples(entry.expect("new connections are tracked"));
                     if !self.pick_snat(t, &spec, info.l4_proto, &old_reply, now) {
-                        return self.reject_new(tracked, DropReason::NatPortsExhausted);
+                        return self.reject_new(&mut tracked, DropReason::NatPortsExhausted);
                     }
                     snat = true;
                 }
@@ -356,14 +366,14 @@ impl Worker {
                 (true, false) => NatKind::Src,
                 _ => NatKind::Dst,
             };
-            let tr = tracked.expect("new connections are tracked");
+            let tr = tracked.as_ref().expect("new connections are tracked");
             let (_, old_reply) = self.shard.tuples(tr.entry.expect("tracked"));
             let reply = reply_tuple(&t, &old_reply, info.l4_proto);
-            let _ = self.shard.set_nat(&tr, kind, reply);
+            let _ = self.shard.set_nat(tr, kind, reply);
             nat_kind = kind;
         }
         if let Some(t) = tracked {
-            if let Err(r) = self.shard.confirm(t, true) {
+            if let Err(r) = t.confirm(&mut self.shard) {
                 return self.drop(match r {
                     conntrack::CtReason::ChainFull => DropReason::CtChainFull,
                     _ => DropReason::CtClash,
@@ -469,7 +479,7 @@ impl Worker {
         frame: &[u8],
         info: &FrameInfo,
         ingress: PortIdx,
-        tracked: Option<Tracked>,
+        tracked: &mut Option<Tracked>,
         marks: &mut Marks,
     ) -> Option<Verdict> {
         let w = self.walk(
@@ -501,9 +511,11 @@ impl Worker {
         }
     }
 
-    pub(super) fn reject_new(&mut self, tracked: Option<Tracked>, r: DropReason) -> Verdict {
-        if let Some(t) = tracked {
-            let _ = self.shard.commit(t, false);
+    /// Drops a packet after conntrack: its `Tracked` (if any) is abandoned, so a NEW
+    /// connection's entry is freed.
+    pub(super) fn reject_new(&mut self, tracked: &mut Option<Tracked>, r: DropReason) -> Verdict {
+        if let Some(t) = tracked.take() {
+            t.abandon(&mut self.shard);
         }
         self.drop(r)
     }
