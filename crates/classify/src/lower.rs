@@ -151,7 +151,10 @@ pub fn lower_rule(rule: &Rule, iface_ids: &[&str]) -> Lowered {
                     l4_seen = true;
                 }
             }
-            Match::State(s) | Match::Conntrack(s) => {
+            Match::State(s) | Match::Conntrack(rules::ConntrackMatch { state: Some(s), .. })
+                if matches!(m, Match::State(_))
+                    || matches!(m, Match::Conntrack(c) if c.state_only().is_some()) =>
+            {
                 if spec.ct.is_some() {
                     to_leaf = true;
                 } else {

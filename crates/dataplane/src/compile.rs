@@ -218,7 +218,14 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                     negate: i.negated,
                 });
             }
-            Match::State(s) | Match::Conntrack(s) => {
+            Match::Conntrack(c) if c.state_only().is_none() => {
+                return Err(
+                    "`-m conntrack` options other than --ctstate are not evaluated by fwd's data plane yet"
+                        .into(),
+                )
+            }
+            Match::State(s)
+            | Match::Conntrack(rules::ConntrackMatch { state: Some(s), .. }) => {
                 let c = CtMatch {
                     mask: ct_bits(s.states),
                     negate: s.negated,

@@ -9,6 +9,7 @@
 //! Every field that can be negated carries `negated`; all conditions of a rule are ANDed.
 
 pub use crate::proto_ast::{AhMatch, DccpMatch, SctpMatch, SpiMatch};
+pub use crate::stateful_ast::*;
 use std::net::IpAddr;
 
 /// Address family of a ruleset: `iptables` or `ip6tables`.
@@ -489,8 +490,8 @@ pub enum Match {
     Multiport(MultiportMatch),
     /// `-m state --state`.
     State(StateMatch),
-    /// `-m conntrack --ctstate` (the only conntrack option fwd supports).
-    Conntrack(StateMatch),
+    /// `-m conntrack`.
+    Conntrack(ConntrackMatch),
     IpRange(IpRangeMatch),
     Mac {
         addr: [u8; 6],
@@ -548,6 +549,14 @@ pub enum Match {
     Mark(MarkMatch),
     /// `-m connmark`: the connection's mark (never matches an untracked packet, negated or not).
     Connmark(MarkMatch),
+    /// `-m time`.
+    Time(TimeMatch),
+    /// `-m hashlimit`.
+    Hashlimit(HashlimitMatch),
+    /// `-m connlimit`.
+    Connlimit(ConnlimitMatch),
+    /// `-m connbytes`.
+    Connbytes(ConnbytesMatch),
 }
 
 /// What one `-m recent` does with its list (`XT_RECENT_SET` ... `XT_RECENT_REMOVE`).
@@ -640,6 +649,10 @@ impl Match {
             Match::Ah(_) => "ah",
             Match::Mark(_) => "mark",
             Match::Connmark(_) => "connmark",
+            Match::Time(_) => "time",
+            Match::Hashlimit(_) => "hashlimit",
+            Match::Connlimit(_) => "connlimit",
+            Match::Connbytes(_) => "connbytes",
         }
     }
 }

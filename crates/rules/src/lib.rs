@@ -19,6 +19,7 @@ mod proto_ast;
 mod proto_print;
 mod restore;
 mod services;
+mod stateful_ast;
 mod values;
 mod warnings;
 pub use warnings::Warning;

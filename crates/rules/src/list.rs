@@ -172,14 +172,11 @@ fn details(r: &Rule, v6: bool) -> String {
                     states(s.states)
                 );
             }
-            Match::Conntrack(s) => {
-                let _ = write!(
-                    o,
-                    " {}ctstate {}",
-                    if s.negated { "! " } else { "" },
-                    states(s.states)
-                );
-            }
+            Match::Conntrack(c) => crate::parse::conntrack::dump(&mut o, c, false, states),
+            Match::Time(t) => crate::parse::time::list(&mut o, t),
+            Match::Hashlimit(h) => crate::parse::hashlimit::list(&mut o, h),
+            Match::Connlimit(c) => crate::parse::connlimit::list(&mut o, c),
+            Match::Connbytes(c) => crate::parse::connbytes::list(&mut o, c),
             Match::IpRange(ir) => {
                 if let Some(s) = &ir.src {
                     let _ = write!(

@@ -217,10 +217,11 @@ pub fn rule_spec(rule: &Rule) -> String {
                 neg(&mut o, s.negated);
                 let _ = write!(o, " --state {}", states(s.states));
             }
-            Match::Conntrack(s) => {
-                neg(&mut o, s.negated);
-                let _ = write!(o, " --ctstate {}", states(s.states));
-            }
+            Match::Conntrack(c) => crate::parse::conntrack::dump(&mut o, c, true, states),
+            Match::Time(t) => crate::parse::time::save(&mut o, t),
+            Match::Hashlimit(h) => crate::parse::hashlimit::save(&mut o, h),
+            Match::Connlimit(c) => crate::parse::connlimit::save(&mut o, c),
+            Match::Connbytes(c) => crate::parse::connbytes::save(&mut o, c),
             Match::IpRange(r) => {
                 if let Some(s) = &r.src {
                     neg(&mut o, s.negated);

@@ -142,7 +142,7 @@ fn extra_match(v6: bool) -> impl Strategy<Value = Match> {
     ];
     prop_oneof![
         states.clone().prop_map(|s| Match::State(StateMatch { states: s.states & !(ct_state::SNAT | ct_state::DNAT) | ct_state::NEW, negated: s.negated })),
-        states.prop_map(Match::Conntrack),
+        states.prop_map(|s| Match::Conntrack(ConntrackMatch { state: Some(s), ..ConntrackMatch::default() })),
         (1u64..100, prop_oneof![Just(1u64), Just(60), Just(3600), Just(86400)], 1u32..1000)
             .prop_map(|(n, mult, burst)| Match::Limit(LimitMatch { avg: (10000 * mult / n) as u32, burst }))
             .prop_filter("kernel overflow", |m| matches!(m, Match::Limit(l) if u64::from(l.avg) * u64::from(l.burst) <= u64::from(u32::MAX))),

@@ -12,8 +12,11 @@
 //! line there. [`real`] knows the extensions iptables has and fwd does not, for diagnostics.
 
 mod comment;
-mod conntrack;
+pub(crate) mod connbytes;
+pub(crate) mod connlimit;
+pub(crate) mod conntrack;
 mod generic;
+pub(crate) mod hashlimit;
 mod hostonly;
 mod icmp;
 mod iprange;
@@ -30,6 +33,7 @@ pub(crate) mod stateless;
 mod statistic;
 mod targets;
 mod tcp_udp;
+pub(crate) mod time;
 mod ttl;
 
 use crate::ast::*;
@@ -643,6 +647,12 @@ impl<'a> Line<'a> {
         for m in &mut self.rule.matches {
             hostonly::finish(m);
         }
+        for i in 0..self.rule.matches.len() {
+            if let Err(f) = hashlimit::finish(&mut self.rule.matches[i]) {
+                let col = self.word_col("hashlimit");
+                return Err(Diag::at(line, col, f));
+            }
+        }
         // iptables checks interfaces against the built-in chain named in the command.
         if let Some(h) = Hook::from_name(chain)
             .filter(|_| self.table.chain(chain).is_some_and(|c| c.builtin.is_some()))
@@ -1066,7 +1076,7 @@ mod tests {
             ("-A INPUT -p tcp -m u32 --u32 0x0=0x0 -j ACCEPT", "u32", 20),
             ("-A INPUT -m quota --quota 100 -j ACCEPT", "quota", 13),
             ("-A INPUT -m cpu --cpu 0", "cpu", 13),
-            ("-A INPUT -mhashlimit --hashlimit-name x", "hashlimit", 10),
+            ("-A INPUT -mhelper --helper ftp", "helper", 10),
         ] {
             let e = parse(line, &t).unwrap_err();
             assert_eq!(

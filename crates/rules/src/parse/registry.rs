@@ -8,8 +8,9 @@
 
 use super::targets::{ct, log, mark as mark_t, nat, reject};
 use super::{
-    comment, conntrack, hostonly, icmp, iprange, length, limit, mac, mark, multiport, proto, real,
-    recent, stateless, statistic, suggest, tcp_udp, ttl, OptSpec,
+    comment, connbytes, connlimit, conntrack, hashlimit, hostonly, icmp, iprange, length, limit,
+    mac, mark, multiport, proto, real, recent, stateless, statistic, suggest, tcp_udp, time, ttl,
+    OptSpec,
 };
 use crate::ast::*;
 use crate::values::{Fail, VResult};
@@ -48,6 +49,10 @@ pub(super) static MATCHES: &[MatchExt] = &[
     proto::AH6,
     mark::MARK,
     mark::CONNMARK,
+    time::TIME,
+    hashlimit::HASHLIMIT,
+    connlimit::CONNLIMIT,
+    connbytes::CONNBYTES_EXT,
 ];
 
 /// The extension targets (besides ACCEPT, DROP, RETURN and user chains).
