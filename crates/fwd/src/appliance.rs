@@ -277,6 +277,11 @@ fn run_logging(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Re
     for h in handles {
         let _ = h.join();
     }
+    // The workers have pushed their last connection events; the sync thread sends them and
+    // ends (joined, not left running while the rest shuts down).
+    if let Some(sy) = &firewall.sync {
+        sy.stop();
+    }
     // Workers have closed their sockets; now detach the programs.
     drop(supervisor);
     drop(attachments);

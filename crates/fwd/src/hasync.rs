@@ -434,11 +434,16 @@ impl SyncHandle {
         Ok((per, bad))
     }
 
-    /// Stops the sync thread.
+    /// Stops the sync thread and waits for it: it sends what the workers queued last, then
+    /// ends without announcing any deletion (a stopped box's connections live on in its peers'
+    /// external caches, for a failover). Idempotent.
     pub fn stop(&self) {
         let _ = self.tell(Request::Stop);
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
+            match t.join() {
+                Ok(()) => tracing::info!("sync: stopped"),
+                Err(_) => tracing::error!("sync: the sync thread panicked"),
+            }
         }
     }
 

@@ -237,7 +237,11 @@ fn run(
                         }
                         Request::RequestResync => engine.request_resync(),
                         Request::SendBulk => engine.send_bulk(),
-                        Request::Stop => return,
+                        Request::Stop => {
+                            // what the producers queued last still goes out
+                            flush(&socket, peer, &mut engine, &mut out, &mut send_errors);
+                            return;
+                        }
                     }
                 }
                 Err(mpsc::TryRecvError::Empty) => break,
@@ -255,16 +259,27 @@ fn run(
                 ) => {}
             Err(_) => recv_errors += 1,
         }
-        let now = Instant::now();
-        engine.poll(now);
-        loop {
-            let n = engine.poll_transmit(&mut out, now);
-            if n == 0 {
-                break;
-            }
-            if socket.send_to(&out[..n], peer).is_err() {
-                send_errors += 1;
-            }
+        flush(&socket, peer, &mut engine, &mut out, &mut send_errors);
+    }
+}
+
+/// Runs the engine's timers and sends every datagram it has ready.
+fn flush(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    engine: &mut Engine,
+    out: &mut [u8],
+    send_errors: &mut u64,
+) {
+    let now = Instant::now();
+    engine.poll(now);
+    loop {
+        let n = engine.poll_transmit(out, now);
+        if n == 0 {
+            break;
+        }
+        if socket.send_to(&out[..n], peer).is_err() {
+            *send_errors += 1;
         }
     }
 }

@@ -162,14 +162,29 @@ impl Fwd {
     /// Spawns `cmd` (which runs fwd in the fw namespace, its pid fwd's) and waits until fwd
     /// answers on the control socket; panics with its log if it exits first.
     pub fn launch(tb: &Testbed, cmd: &mut Command, log: Option<PathBuf>) -> Fwd {
+        Fwd::launch_at(&tb.ns("fw"), tb.socket(), cmd, log)
+    }
+
+    /// `ip netns exec NS fwd --config CONFIG`, stderr to `log`, answering on `socket`: for
+    /// topologies of more than one fwd (each in a namespace of its own).
+    pub fn start_in(ns: &str, config: &Path, socket: PathBuf, log: PathBuf) -> Fwd {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, FWD, "--config"])
+            .arg(config)
+            .stderr(std::fs::File::create(&log).unwrap());
+        Fwd::launch_at(ns, socket, &mut cmd, Some(log))
+    }
+
+    /// [`Fwd::launch`] for a fwd in namespace `ns` answering on `socket`.
+    pub fn launch_at(ns: &str, socket: PathBuf, cmd: &mut Command, log: Option<PathBuf>) -> Fwd {
         let child = cmd
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn fwd: {e}"));
         let mut f = Fwd {
             child: Some(child),
-            socket: tb.socket(),
-            ns: tb.ns("fw"),
+            socket,
+            ns: ns.to_string(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
