@@ -287,6 +287,18 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
             },
         }
     }
+    // netfilter's tcp, udp, icmp and icmp6 matches never match a non-first fragment, even with
+    // no option (`tcp_mt`, `udp_mt`, `icmp_match` return false when `fragoff != 0`): an empty
+    // `-p tcp -m tcp` refuses fragments that a bare `-p tcp` takes.
+    let l4_match = rule.matches.iter().any(|m| {
+        matches!(
+            m,
+            Match::Tcp(_) | Match::Udp(_) | Match::Icmp(_) | Match::Icmp6(_)
+        )
+    });
+    if l4_match && !spec.needs_l4() && spec.fragment.is_none() {
+        spec.fragment = Some(false);
+    }
     leaf.append(&mut limits);
     spec.leaf_check = !leaf.is_empty();
     Ok((spec, leaf))
@@ -782,5 +794,173 @@ pub(crate) mod tests {
         };
         let s = iface_set(&m, &cfg().ports);
         assert!(s.matches(0) && !s.matches(1));
+    }
+
+    // Lowering from the AST happens here only (classify is a leaf crate and has no `rules`):
+    // these two tests were classify's `lower` tests, now against the appliance's compiler.
+
+    /// Ports `eth0` and `wan0`, and `text` compiled for `family`.
+    fn compiled_for(text: &str, family: Family) -> Compiled {
+        let rs = rules::parse_restore("test.rules", text, family).unwrap_or_else(|d| panic!("{d}"));
+        let cfg = CompileConfig {
+            ports: [PortInfo::named("eth0"), PortInfo::named("wan0")],
+            workers: 1,
+        };
+        let (v4, v6) = match family {
+            Family::Ipv4 => (Some(&rs), None),
+            Family::Ipv6 => (None, Some(&rs)),
+        };
+        compile(v4, v6, &cfg).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// The FORWARD chain of `fam`.
+    fn forward_of(fam: &FamilyRules) -> &CompiledChain {
+        let id = fam.hooks[HookPoint::FilterForward as usize].unwrap();
+        &fam.chains[id as usize]
+    }
+
+    fn v4_bits(a: [u8; 4]) -> u128 {
+        u32::from_be_bytes(a) as u128
+    }
+
+    #[test]
+    fn lowers_an_iptables_chain() {
+        use classify::{Key, NO_MATCH};
+        let text = "*filter\n:FORWARD DROP [0:0]\n\
+            -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+            -A FORWARD -s 198.18.0.0/15 -i eth+ -p tcp -m tcp --dport 22 --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT\n\
+            -A FORWARD ! -d 198.19.1.0/24 -p udp -m udp --sport 1024:65535 -m limit --limit 5/sec -j ACCEPT\n\
+            -A FORWARD -p icmp -m icmp --icmp-type 8 -j ACCEPT\n\
+            -A FORWARD -m iprange --src-range 198.18.0.10-198.18.0.20 -j DROP\n\
+            COMMIT\n";
+        let c = compiled_for(text, Family::Ipv4);
+        let chain = forward_of(&c.v4);
+        let specs = chain.classifier.rules();
+        assert_eq!(specs.len(), 5);
+        assert_eq!(
+            specs[0].ct,
+            Some(CtMatch {
+                mask: ct::RELATED | ct::ESTABLISHED,
+                negate: false
+            })
+        );
+        let ssh = &specs[1];
+        assert_eq!(ssh.iif, IfaceSet(0b01), "eth+ is eth0, not wan0");
+        assert_eq!(ssh.dport, PortMatch::range(22, 22));
+        assert_eq!(
+            ssh.tcp_flags,
+            Some(TcpFlagsMatch {
+                mask: 0x17,
+                cmp: 0x02,
+                negate: false
+            })
+        );
+        assert!(!ssh.leaf_check && chain.rules[1].leaf.is_empty());
+        assert!(
+            matches!(chain.rules[2].leaf[..], [LeafCheck::Limit(_)]),
+            "limit is a leaf check: {:?}",
+            chain.rules[2].leaf
+        );
+        assert!(specs[2].leaf_check && specs[2].dst.negate);
+        assert_eq!(
+            specs[4].src,
+            AddrMatch::range(v4_bits([198, 18, 0, 10]), v4_bits([198, 18, 0, 20]))
+        );
+
+        let cls = &chain.classifier;
+        let syn = Key {
+            src: v4_bits([198, 18, 0, 15]),
+            dst: v4_bits([198, 19, 1, 1]),
+            sport: 40000,
+            dport: 22,
+            proto: 6,
+            iif: 0,
+            oif: 1,
+            ct: ct::NEW,
+            tcp_flags: 0x02,
+            ..Key::default()
+        };
+        assert_eq!(cls.lookup(&syn, 0), 1);
+        assert_eq!(
+            cls.lookup(&Key { iif: 1, ..syn }, 0),
+            4,
+            "wan0 is not eth+; the iprange rule"
+        );
+        assert_eq!(
+            cls.lookup(
+                &Key {
+                    ct: ct::ESTABLISHED,
+                    ..syn
+                },
+                0
+            ),
+            0
+        );
+        let dns = Key {
+            proto: 17,
+            sport: 5353,
+            dport: 53,
+            dst: v4_bits([198, 19, 2, 1]),
+            src: v4_bits([198, 18, 1, 1]),
+            ..syn
+        };
+        let mut out = [0];
+        cls.lookup_burst_with(&[dns], &[0], &mut out, |_, r| r == 2);
+        assert_eq!(out[0], 2, "the limit callback says yes");
+        cls.lookup_burst_with(&[dns], &[0], &mut out, |_, _| false);
+        assert_eq!(out[0], NO_MATCH);
+        let ping = Key {
+            proto: 1,
+            icmp_type: 8,
+            sport: 0,
+            dport: 0,
+            ..dns
+        };
+        assert_eq!(cls.lookup(&ping, 0), 3);
+        let frag = Key { frag: true, ..ping };
+        assert_eq!(
+            cls.lookup(&frag, 0),
+            NO_MATCH,
+            "a non-first fragment has no ICMP header"
+        );
+    }
+
+    #[test]
+    fn lowers_ip6tables_prefixes_and_fragments() {
+        use classify::{Key, NO_MATCH};
+        let text = "*filter\n:FORWARD ACCEPT [0:0]\n\
+            -A FORWARD -s 2001:2::/48 -p tcp -m tcp -j DROP\n\
+            -A FORWARD -d 2001:2:0:1::/64 -o wan0 -j ACCEPT\n\
+            COMMIT\n";
+        let c = compiled_for(text, Family::Ipv6);
+        let chain = forward_of(&c.v6);
+        let specs = chain.classifier.rules();
+        assert_eq!(
+            specs[0].fragment,
+            Some(false),
+            "an empty -m tcp still refuses fragments"
+        );
+        assert_eq!(specs[1].oif, IfaceSet::one(1));
+        let cls = &chain.classifier;
+        let k = Key {
+            src: 0x2001_0002_0000_0005_0000_0000_0000_0001,
+            dst: 0x2001_0002_0000_0001_0000_0000_0000_0002,
+            proto: 6,
+            oif: 1,
+            ..Key::default()
+        };
+        assert_eq!(cls.lookup(&k, 0), 0);
+        assert_eq!(cls.lookup(&Key { frag: true, ..k }, 0), 1);
+        assert_eq!(
+            cls.lookup(
+                &Key {
+                    oif: 0,
+                    frag: true,
+                    ..k
+                },
+                0
+            ),
+            NO_MATCH
+        );
     }
 }
