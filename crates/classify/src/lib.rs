@@ -6,7 +6,6 @@
 pub mod classbench;
 pub mod classifier;
 pub mod linear;
-pub mod lower;
 pub mod spec;
 #[cfg(any(test, feature = "proptest"))]
 pub mod strategies;
