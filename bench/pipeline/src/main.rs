@@ -30,10 +30,12 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use classify::classbench::{parse_rules, parse_trace, to_iptables_restore};
 use classify::{ct, Key, LinearClassifier, RuleSpec, NO_MATCH};
+use dataplane::pipeline::Action;
 use dataplane::pipeline::Firewall;
 use dataplane::{compile, CompileConfig, HookPoint, PortInfo, Verdict, Worker};
+use dataplane::{Pipeline, PortId};
 use ports::mem::HeapPool;
-use ports::{Action, Frame, FramePool, Pipeline, PortId};
+use ports::{Frame, FramePool, PoolBurst};
 use wire::builder::{FrameBuilder, IpPair, TcpSpec};
 use wire::tcp::TcpFlags;
 
@@ -198,8 +200,7 @@ impl Appliance {
         }
         self.fw.process_burst(
             PortId::A,
-            &mut self.frames[..n],
-            &mut self.pool,
+            &mut PoolBurst::new(&mut self.pool, &mut self.frames[..n]),
             &mut self.actions[..n],
             now,
         );

@@ -10,6 +10,9 @@
 //!   `Arc<ArcSwap<Compiled>>`, swapped on reload, conntrack untouched); [`compiled`] holds
 //!   the types the workers read, [`mod@compile`] the compiler.
 //! * [`Worker`]: one worker's shard, counters and traversal; [`Worker::process_burst`].
+//! * [`pipeline`]: the seam fwd's workers drive ([`Pipeline`] over a [`Burst`], per-frame
+//!   [`pipeline::Action`]s, the one [`DropReason`] listing) and [`Firewall`], the data plane
+//!   behind it. This crate does no I/O and depends on no I/O crate.
 //! * [`nat`]: RFC 1624 rewrites; [`reject`]: REJECT replies; [`log`]: LOG/NFLOG events.
 #![deny(unsafe_code)]
 
@@ -20,7 +23,6 @@ pub mod control;
 pub mod log;
 pub mod metrics;
 pub mod nat;
-#[cfg(feature = "ports")]
 pub mod pipeline;
 pub mod proto;
 mod reason;
@@ -35,6 +37,7 @@ pub use bridge::{BridgeClass, BridgePolicy, PppoePolicy, TagPolicy};
 pub use compile::{
     compile, load, Action, CompileConfig, CompileError, Compiled, HookPoint, LoadError, PortInfo,
 };
+pub use pipeline::{Burst, BurstFill, Firewall, ForwardAll, Pipeline, PortId};
 pub use reason::DropReason;
 pub use replay::{Replay, ReplayOut};
 pub use worker::{Decision, PortIdx, Trace, Verdict, Worker, WorkerStats, MAX_DEPTH, POLICY};

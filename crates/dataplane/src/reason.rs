@@ -1,9 +1,14 @@
-//! The one listing of reasons the data plane drops a frame. Malformed frames keep wire's finer
-//! reason in a separate array ([`wire::Malformed`]); this listing says which stage dropped.
+//! The one listing of reasons a frame is dropped, by the data plane or by the I/O around it: the
+//! per-port counters (`fwd_drops_total{port,reason}`) and the data plane's own
+//! (`fwd_dataplane_drops_total{reason}`) index the same array, so the reason the data plane
+//! gives reaches the port's counters unchanged. Malformed frames keep wire's finer reason in a
+//! separate array ([`wire::Malformed`]); this listing says which stage dropped.
 
 wire::reason_listing! {
-    /// Why the data plane dropped (or did not forward) a frame; indexes a counter array.
+    /// Why a frame was dropped (or not forwarded); indexes a counter array.
     pub enum DropReason {
+        TxRingFull => ("tx_ring_full", "the egress port's transmit ring had no room"),
+        Policy => ("policy", "a pipeline without finer reasons decided to drop the frame (the firewall always names its reason)"),
         Malformed => ("malformed", "the frame could not be parsed (see the malformed reasons)"),
         RawDrop => ("raw_drop", "a DROP rule of raw PREROUTING (or its policy)"),
         NatDrop => ("nat_drop", "a DROP rule of a nat chain (or its policy)"),
@@ -26,6 +31,10 @@ wire::reason_listing! {
         PppoeDiscoveryDropped => ("pppoe_discovery_dropped", "a PPPoE discovery frame, dropped by [bridge] pppoe_discovery = \"drop\""),
         LinkLocal => ("link_local_dropped", "a frame to 01:80:c2:00:00:00-0f (STP, pause, LACP, EAPOL, LLDP), which an 802.1D bridge never forwards ([bridge] forward_link_local)"),
         EthertypeDropped => ("ethertype_dropped", "a non-IP frame other than ARP and PPPoE, dropped by [bridge] other_ethertypes = \"drop\""),
+        NoBuffer => ("no_buffer", "no free buffer to build a frame"),
+        HandoffQueueFull => ("handoff_queue_full", "the queue to the worker owning the flow was full"),
+        PortDown => ("port_down", "the egress port was down, gone, or its sockets were being rebound"),
+        Oversize => ("oversize", "the frame was longer than a receive buffer (dropped by fwd's XDP program)"),
     }
 }
 

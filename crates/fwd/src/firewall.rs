@@ -331,7 +331,7 @@ impl Firewall {
                         }
                         LogKind::Nflog { .. } => {
                             if let Some(w) = nflog.as_mut() {
-                                wrote |= dataplane::pipeline::write_nflog(w, &ev).is_ok();
+                                wrote |= crate::capture::write_nflog(w, &ev).is_ok();
                             }
                         }
                     }

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod appliance;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod control;

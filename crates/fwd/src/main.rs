@@ -329,7 +329,7 @@ fn replay(
     input: &Path,
     output: &Path,
     verdicts: Option<&Path>,
-) -> Result<dataplane::pipeline::ReplaySummary, String> {
+) -> Result<fwd::capture::ReplaySummary, String> {
     // The capture, not the machine, is the environment: interfaces need not exist here.
     let cfg = Config::load_unchecked(config).map_err(|e| e.to_string())?;
     let ct = fwd::firewall::conntrack_config(&cfg)?;
@@ -358,7 +358,7 @@ fn replay(
     let mut out = TempFile::create(output)?;
     let mut vout = verdicts.map(TempFile::create).transpose()?;
     let mut vfile = vout.as_mut().map(|t| std::io::BufWriter::new(t.take()));
-    let sum = dataplane::pipeline::replay_pcapng_bridged(
+    let sum = fwd::capture::replay_pcapng_bridged(
         rules,
         &ct,
         cfg.bridge.policy(),

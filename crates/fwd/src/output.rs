@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use conntrack::{Family, Snapshot, Tuple};
-use ports::{DropReason, PortId};
+use dataplane::{DropReason, PortId};
 use serde_json::{json, Map, Value};
 
 use crate::link::LinkStatus;

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use dataplane::{DropReason, PortId};
 use hdrhistogram::Histogram;
-use ports::{DropReason, KernelStats, PortId};
+use ports::KernelStats;
 
 /// Counters of one port as seen by one worker.
 #[derive(Debug, Default)]

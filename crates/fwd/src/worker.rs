@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataplane::pipeline::Action;
+use dataplane::{DropReason, Pipeline, PortId};
 use hdrhistogram::Histogram;
 use ports::xdp::MAX_BURST;
-use ports::{Action, DropReason, Frame, FramePool, KernelStats, Pipeline, Port, PortId};
+use ports::{Frame, FramePool, KernelStats, PoolBurst, PoolFill, Port};
 
 use crate::link::LinkStatus;
 use crate::stats::{new_histogram, LocalCounters, WorkerShared};
@@ -183,8 +185,7 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         }
         self.pipeline.process_burst(
             ingress,
-            &mut self.frames[..n],
-            &mut self.pool,
+            &mut PoolBurst::new(&mut self.pool, &mut self.frames[..n]),
             &mut self.actions[..n],
             now_ns,
         );
@@ -249,9 +250,8 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
     /// transmitted on this worker's first queue pair. Returns how many.
     fn handed(&mut self, now_ns: u64) -> usize {
         let n = self.pipeline.handed_burst(
-            &mut self.frames[..self.burst],
+            &mut PoolFill::new(&mut self.pool, &mut self.frames[..self.burst]),
             &mut self.handed_ingress[..self.burst],
-            &mut self.pool,
             &mut self.actions[..self.burst],
             now_ns,
         );
@@ -431,8 +431,9 @@ fn account_tx<M: FramePool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::pipeline::Burst;
+    use dataplane::ForwardAll;
     use ports::mem::{HeapPool, MemPort};
-    use ports::ForwardAll;
 
     /// ARP request who-has 198.18.0.2 tell 198.18.0.1.
     const ARP: [u8; 42] = [
@@ -490,17 +491,16 @@ mod tests {
     /// place; drops frames shorter than an Ethernet header.
     struct Mirror;
     impl Pipeline for Mirror {
-        fn process_burst<M: FramePool + ?Sized>(
+        fn process_burst<B: Burst + ?Sized>(
             &mut self,
             _ingress: PortId,
-            frames: &mut [Frame],
-            pool: &mut M,
+            frames: &mut B,
             actions: &mut [Action],
             now_ns: u64,
         ) {
             assert_eq!(now_ns, 77);
-            for (f, a) in frames.iter().zip(actions.iter_mut()) {
-                let d = pool.data_mut(f);
+            for (i, a) in actions.iter_mut().enumerate() {
+                let d = frames.frame_mut(i);
                 if d.len() < 14 {
                     *a = Action::Drop(DropReason::Malformed);
                     continue;
@@ -538,16 +538,15 @@ mod tests {
     /// forwards the rest.
     struct Sorter;
     impl Pipeline for Sorter {
-        fn process_burst<M: FramePool + ?Sized>(
+        fn process_burst<B: Burst + ?Sized>(
             &mut self,
             _ingress: PortId,
-            frames: &mut [Frame],
-            pool: &mut M,
+            frames: &mut B,
             actions: &mut [Action],
             _now_ns: u64,
         ) {
-            for (f, a) in frames.iter().zip(actions.iter_mut()) {
-                *a = match pool.data(f).first() {
+            for (i, a) in actions.iter_mut().enumerate() {
+                *a = match frames.frame(i).first() {
                     Some(b) if b % 2 == 1 => Action::Drop(DropReason::Policy),
                     Some(0x02) => Action::Reply,
                     _ => Action::Forward,
@@ -626,11 +625,10 @@ mod tests {
     /// Forwards frames from A, replies to frames from B.
     struct Mirror2;
     impl Pipeline for Mirror2 {
-        fn process_burst<M: FramePool + ?Sized>(
+        fn process_burst<B: Burst + ?Sized>(
             &mut self,
             ingress: PortId,
-            _frames: &mut [Frame],
-            _pool: &mut M,
+            _frames: &mut B,
             actions: &mut [Action],
             _now_ns: u64,
         ) {
@@ -827,7 +825,10 @@ mod steer_tests {
             .1
             .inject(&tcp(S, C, 80, sp, 0x12, 500, 101));
         w.poll_once(1_000_000_000, &Instant::now());
-        assert_eq!(w.counters().ports[1].drops[DropReason::Policy.index()], 1);
+        assert_eq!(
+            w.counters().ports[1].drops[DropReason::FilterPolicy.index()],
+            1
+        );
     }
 
     #[test]

@@ -5,19 +5,22 @@
 //! port A without a copy: a [`Frame`] is only a buffer index and a length. Ports move frames
 //! in bursts and never allocate per frame.
 //!
+//! The seam to the data plane (`dataplane::Pipeline`, its `Action`s, `PortId`, `DropReason`)
+//! is the data plane's; [`burst`] shows a pool's frames to it as a `dataplane::Burst`.
+//!
 //! Implementations: [`xdp`] (AF_XDP through xsk-rs, with a fail-closed XDP program),
 //! [`mem`] (in-memory queues for tests and benchmarks), [`pcapng`] (capture files, for replay).
 
 // Unsafe code is allowed here (AF_XDP, bpf(2), setns) and nowhere else; each block says why.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod burst;
 pub mod mem;
 pub mod netns;
 pub mod pcapng;
-pub mod pipeline;
 pub mod xdp;
 
-pub use pipeline::{Action, DropReason, ForwardAll, Pipeline, PortId};
+pub use burst::{PoolBurst, PoolFill};
 
 /// A buffer owned by the holder of this value: index of the buffer in its worker's pool and
 /// the length of the frame in it. Copying a `Frame` does not copy bytes; the holder must hand
