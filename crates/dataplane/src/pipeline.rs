@@ -347,8 +347,8 @@ impl Pipeline for Firewall {
             let out = &*out;
             w.prepare(&rs, &mut stages, n, |i| out.frame(base + i), now_ns);
         }
-        for i in 0..n {
-            actions[i] = Self::finish(w, Some(&mut *st), &stages, i, &rs, out, base + i, now_ns);
+        for (i, a) in actions[..n].iter_mut().enumerate() {
+            *a = Self::finish(w, Some(&mut *st), &stages, i, &rs, out, base + i, now_ns);
         }
         w.put_stages(stages);
         n
