@@ -14,6 +14,7 @@ use classify::{
 };
 use rules::{ct_state, Family, Match, PortRange, Rule, Ruleset, TableName, Target};
 
+use crate::limits::{HashlimitCheck, HashlimitTable};
 use crate::stateful::{nstamps_for, RecentCheck, RecentTable, Statistic, IP_LIST_TOT};
 
 pub use crate::compiled::{
@@ -218,23 +219,33 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                     negate: i.negated,
                 });
             }
-            Match::Conntrack(c) if c.state_only().is_none() => {
-                return Err(
-                    "`-m conntrack` options other than --ctstate are not evaluated by fwd's data plane yet"
-                        .into(),
-                )
-            }
-            Match::State(s)
-            | Match::Conntrack(rules::ConntrackMatch { state: Some(s), .. }) => {
-                let c = CtMatch {
-                    mask: ct_bits(s.states),
-                    negate: s.negated,
+            Match::State(_) | Match::Conntrack(_) => {
+                let (state, rest) = match m {
+                    Match::State(s) => (Some(*s), None),
+                    Match::Conntrack(c) => (c.state, c.state_only().is_none().then_some(c)),
+                    _ => (None, None),
                 };
-                if spec.ct.is_none() {
-                    spec.ct = Some(c);
-                } else {
-                    leaf.push(LeafCheck::Ct(c));
+                if let Some(s) = state {
+                    let c = CtMatch {
+                        mask: ct_bits(s.states),
+                        negate: s.negated,
+                    };
+                    if spec.ct.is_none() {
+                        spec.ct = Some(c);
+                    } else {
+                        leaf.push(LeafCheck::Ct(c));
+                    }
                 }
+                if let Some(c) = rest {
+                    leaf.push(LeafCheck::Conntrack(Box::new(*c)));
+                }
+            }
+            Match::Time(t) => leaf.push(LeafCheck::Time(*t)),
+            Match::Connlimit(_) | Match::Connbytes(_) => {
+                return Err(format!(
+                    "`-m {}` loads but fwd's data plane does not evaluate it yet",
+                    m.name()
+                ))
             }
             Match::IpRange(r) => {
                 for (dst, range) in [(false, r.src), (true, r.dst)] {
@@ -277,7 +288,7 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
             Match::Connmark(m) => leaf.push(LeafCheck::Connmark(*m)),
             Match::Comment(_) => {}
             // state shared by name: the builder adds them ([`Builder::side_effects`])
-            Match::Recent(_) | Match::Statistic(_) => {}
+            Match::Recent(_) | Match::Statistic(_) | Match::Hashlimit(_) => {}
             Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
                 leaf.extend(crate::proto::ProtoCheck::of(m).map(LeafCheck::Proto))
             }
@@ -311,6 +322,8 @@ struct Builder<'a> {
     has_log: bool,
     /// `-m recent` lists by `--name`, shared by both families as the kernel's are.
     recent: HashMap<String, Arc<RecentTable>>,
+    /// `-m hashlimit` tables by `--hashlimit-name` and family (the kernel's are per family).
+    hashlimit: HashMap<(String, bool), Arc<HashlimitTable>>,
 }
 
 impl Builder<'_> {
@@ -326,11 +339,12 @@ impl Builder<'_> {
         mut spec: RuleSpec,
         mut leaf: Vec<LeafCheck>,
     ) -> (RuleSpec, Vec<LeafCheck>) {
-        if !r
-            .matches
-            .iter()
-            .any(|m| matches!(m, Match::Recent(_) | Match::Statistic(_)))
-        {
+        if !r.matches.iter().any(|m| {
+            matches!(
+                m,
+                Match::Recent(_) | Match::Statistic(_) | Match::Hashlimit(_)
+            )
+        }) {
             return (spec, leaf);
         }
         let pure = leaf.len()
@@ -355,6 +369,16 @@ impl Builder<'_> {
                         addr_u128(rm.mask),
                         ttl_inc,
                     ))));
+                }
+                Match::Hashlimit(h) => {
+                    // the first rule naming a table sets its configuration, as the kernel's
+                    // `htable_find_get` hands later rules the existing table
+                    let t = self
+                        .hashlimit
+                        .entry((h.name.clone(), h.family == rules::Family::Ipv6))
+                        .or_insert_with(|| Arc::new(HashlimitTable::new(h)))
+                        .clone();
+                    leaf.push(LeafCheck::Hashlimit(Arc::new(HashlimitCheck::new(t))));
                 }
                 Match::Statistic(sm) => leaf.push(LeafCheck::Statistic(Arc::new(Statistic::new(
                     sm,
@@ -554,6 +578,7 @@ pub fn compile(
         counters: 0,
         has_log: false,
         recent: recent_tables([v4, v6]),
+        hashlimit: HashMap::new(),
     };
     let v4 = b.family(v4, "ipv4");
     let v6 = b.family(v6, "ipv6");

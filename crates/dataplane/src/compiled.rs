@@ -194,6 +194,13 @@ pub enum LeafCheck {
     Recent(Arc<crate::stateful::RecentCheck>),
     /// `-m statistic`: random, or the rule's nth counter.
     Statistic(Arc<crate::stateful::Statistic>),
+    /// `-m time`: the wall clock ([`crate::limits::time_matches`]).
+    Time(rules::TimeMatch),
+    /// `-m conntrack` options other than `--ctstate` (which is the classifier's `ct`
+    /// dimension or a [`LeafCheck::Ct`]): the packet's entry ([`crate::limits`]).
+    Conntrack(Box<rules::ConntrackMatch>),
+    /// `-m hashlimit`: a table shared by name ([`crate::limits`]).
+    Hashlimit(Arc<crate::limits::HashlimitCheck>),
 }
 
 impl LeafCheck {
@@ -209,6 +216,9 @@ impl LeafCheck {
                 // the walk, after it
                 | LeafCheck::Mark(_)
                 | LeafCheck::Connmark(_)
+                | LeafCheck::Hashlimit(_)
+                // the entry is known only once the packet is tracked
+                | LeafCheck::Conntrack(_)
         )
     }
 }

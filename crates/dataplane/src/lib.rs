@@ -20,6 +20,7 @@ pub mod bridge;
 pub mod compile;
 pub mod compiled;
 pub mod control;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod nat;

@@ -139,6 +139,10 @@ pub trait Pipeline: Send {
     /// Work between bursts, once per poll round (control requests, messages between
     /// workers); bounded, so polling goes on.
     fn between_bursts(&mut self, _now_ns: u64) {}
+
+    /// The wall clock (UTC ns since the epoch) minus the `now_ns` the bursts get, set by the
+    /// poll loop once in a while (`-m time` reads the wall clock; the pipeline reads none).
+    fn set_wall_offset(&mut self, _offset_ns: i64) {}
 }
 
 /// The first pipeline: everything crosses.
@@ -352,6 +356,10 @@ impl Pipeline for Firewall {
         }
         w.put_stages(stages);
         n
+    }
+
+    fn set_wall_offset(&mut self, offset_ns: i64) {
+        self.worker.set_wall_offset(offset_ns);
     }
 
     fn between_bursts(&mut self, now_ns: u64) {

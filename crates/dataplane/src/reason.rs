@@ -35,6 +35,7 @@ wire::reason_listing! {
         HandoffQueueFull => ("handoff_queue_full", "the queue to the worker owning the flow was full"),
         PortDown => ("port_down", "the egress port was down, gone, or its sockets were being rebound"),
         Oversize => ("oversize", "the frame was longer than a receive buffer (dropped by fwd's XDP program)"),
+        HashlimitFull => ("hashlimit_full", "a -m hashlimit table was at its --hashlimit-htable-max and could not take the packet's group: dropped, as the kernel's hotdrop does"),
     }
 }
 

@@ -24,6 +24,18 @@ pub fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// The system's wall clock (UTC, ns since 1970) minus [`now_ns`]: what `-m time` adds to the
+/// data plane's clock. Read by the poll loop once a second, so a clock step reaches the rules
+/// within a second and the data plane itself reads no clock.
+pub fn wall_offset_ns() -> i64 {
+    let now = now_ns() as i64;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    wall - now
+}
+
 /// What the compiler needs from the configuration.
 pub fn compile_config(cfg: &Config, workers: usize) -> CompileConfig {
     let port = |p: &crate::config::PortConfig| PortInfo {

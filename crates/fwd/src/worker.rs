@@ -362,6 +362,8 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
         let mut empty_rounds = 0u32;
         let mut next_kernel = Duration::ZERO;
         let mut first = true;
+        self.pipeline
+            .set_wall_offset(crate::firewall::wall_offset_ns());
         while !stop.load(Ordering::Relaxed) {
             let now = clock.elapsed();
             // the data plane's clock is shared with the control thread (conntrack listings)
@@ -390,6 +392,8 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             }
             if now >= next_kernel {
                 self.publish_kernel(shared);
+                self.pipeline
+                    .set_wall_offset(crate::firewall::wall_offset_ns());
                 next_kernel = now + Duration::from_secs(1);
             }
         }

@@ -28,7 +28,16 @@ use std::fmt;
 use std::path::Path;
 
 pub use ast::*;
+/// The calendar of `-m time` (days since the epoch to a UTC date).
+pub use parse::time::civil as civil_date;
 pub use print::rule_spec;
+
+/// `-m hashlimit`'s units, as the data plane's token buckets need them.
+pub mod hashlimit_units {
+    pub use crate::parse::hashlimit::{
+        cost_to_bytes, user2credits, BYTE_CREDITS_PER_SEC, BYTE_SHIFT, CREDITS_PER_SEC, SCALE,
+    };
+}
 pub use proto_ast::{
     ChunkFlags, ChunkMatchType, ProtoPorts, SctpChunks, DCCP_INVALID_BITS, DCCP_TYPES, SCTP_CHUNKS,
 };

@@ -455,6 +455,28 @@ impl Shard {
         true
     }
 
+    /// What `-m conntrack` reads of an entry at `now`: its protocol, the kernel's status bits
+    /// (`IPS_EXPECTED` 1, `IPS_SEEN_REPLY` 2, `IPS_ASSURED` 4, `IPS_CONFIRMED` 8; fwd has no
+    /// expectations) and the whole seconds left (0 before the entry is confirmed: the kernel
+    /// keeps an unconfirmed entry's timeout relative, and `nf_ct_expires` reads it as 0).
+    pub fn match_view(&self, id: EntryId, now: u64) -> (u8, u16, u32) {
+        let e = &self.entries[id.0 as usize];
+        let mut status = 0u16;
+        if e.status & S_SEEN_REPLY != 0 {
+            status |= 2;
+        }
+        if e.status & S_ASSURED != 0 {
+            status |= 4;
+        }
+        let mut secs = 0;
+        if e.status & S_CONFIRMED != 0 {
+            status |= 8;
+            let left = (e.expires.wrapping_sub(tick(now)) as i32).max(0) as u64;
+            secs = ((left << TICK_SHIFT) / 1_000_000_000) as u32;
+        }
+        (e.proto, status, secs)
+    }
+
     pub fn mark(&self, id: EntryId) -> u32 {
         self.entries[id.0 as usize].mark
     }

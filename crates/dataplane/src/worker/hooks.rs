@@ -81,6 +81,9 @@ impl Worker {
             if w.too_deep {
                 return self.drop(DropReason::ChainTooDeep);
             }
+            if marks.hotdrop {
+                return self.drop(DropReason::HashlimitFull);
+            }
             notrack = w.notrack;
             if !matches!(w.fin, Final::Accept) {
                 return self.drop(DropReason::RawDrop);
@@ -128,6 +131,9 @@ impl Worker {
         if let Some(id) = entry {
             marks.entry = Some(id);
             marks.ct = self.shard.mark(id);
+            marks.reply = tracked
+                .as_ref()
+                .is_some_and(|t| t.dir == conntrack::Dir::Reply);
         }
         // Only a connection's first packet (not yet confirmed) traverses the nat chains; a
         // retransmitted SYN is NEW too but must reuse the binding of its confirmed entry.
@@ -272,6 +278,9 @@ impl Worker {
             );
             if w.too_deep {
                 return self.reject_new(&mut tracked, DropReason::ChainTooDeep);
+            }
+            if marks.hotdrop {
+                return self.reject_new(&mut tracked, DropReason::HashlimitFull);
             }
             match w.fin {
                 Final::Accept => {}
@@ -497,6 +506,9 @@ impl Worker {
         );
         if w.too_deep {
             return Some(self.reject_new(tracked, DropReason::ChainTooDeep));
+        }
+        if marks.hotdrop {
+            return Some(self.reject_new(tracked, DropReason::HashlimitFull));
         }
         match w.fin {
             Final::Accept => None,

@@ -38,6 +38,8 @@ mod walk;
 #[cfg(test)]
 mod differential;
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod robustness;
 #[cfg(test)]
 mod tests;
@@ -161,6 +163,11 @@ pub(crate) struct Marks {
     /// The packet's conntrack entry; `None` before conntrack and for untracked or invalid
     /// packets, which `-m connmark` never matches and CONNMARK leaves alone.
     pub(crate) entry: Option<EntryId>,
+    /// The packet goes in its connection's reply direction (`--ctdir`).
+    pub(crate) reply: bool,
+    /// A match dropped the packet whatever the rules say (a full `-m hashlimit` table: the
+    /// kernel's `hotdrop`); the walk stops.
+    pub(crate) hotdrop: bool,
 }
 
 struct Walk {
@@ -190,6 +197,8 @@ pub struct Worker {
     stack: [(u32, u32); MAX_DEPTH],
     /// `now` of the frame being processed (for log events).
     now: u64,
+    /// Wall clock minus `now` (ns), set by the poll loop ([`Worker::set_wall_offset`]).
+    wall_offset: i64,
     /// Decisions of first fragments, for the later fragments of the same datagram.
     frags: Box<FragTable>,
     frag_head: Option<(usize, FragKey)>,
@@ -224,11 +233,25 @@ impl Worker {
             log: None,
             stack: [(0, 0); MAX_DEPTH],
             now,
+            wall_offset: 0,
             frags: Box::new(FragTable::new()),
             frag_head: None,
             bridge: BridgePolicy::default(),
             stages: Some(Stages::new()),
         }
+    }
+
+    /// The wall clock (UTC, ns since the epoch) is `now + offset`: `-m time` reads it. The
+    /// poll loop sets it from the system clock once in a while, so the data plane reads no
+    /// clock and a replay with the same offset decides the same (0, the default, makes `now`
+    /// itself the wall clock).
+    pub fn set_wall_offset(&mut self, offset_ns: i64) {
+        self.wall_offset = offset_ns;
+    }
+
+    /// The wall clock at `now`, in whole seconds since the epoch.
+    fn wall_secs(&self, now: u64) -> u64 {
+        ((now as i64).saturating_add(self.wall_offset).max(0) as u64) / 1_000_000_000
     }
 
     /// Sets the `[bridge]` policy (default: [`BridgePolicy::default`]).

@@ -157,6 +157,7 @@ impl Worker {
         frame: impl Fn(usize) -> &'f [u8],
         now: u64,
     ) {
+        let wall = self.wall_secs(now);
         st.ahead[..n].fill(false);
         st.ahead_pos = [[NO_MATCH; HookPoint::COUNT]; 2];
         if !rs.v4.classifies_ahead && !rs.v6.classifies_ahead {
@@ -221,10 +222,11 @@ impl Worker {
                             &keys[j],
                             frame(i),
                             &info[i],
-                            now,
+                            (now, wall),
                             h,
                             // chains testing a mark are not looked up ahead
-                            &Marks::default(),
+                            &mut Marks::default(),
+                            &self.shard,
                         )
                     },
                 );

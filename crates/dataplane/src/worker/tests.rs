@@ -5,14 +5,14 @@ use wire::builder::{FrameBuilder, IpPair, TcpSpec};
 use wire::parse_frame;
 use wire::tcp::TcpFlags;
 
-const C: [u8; 4] = [198, 18, 0, 1];
-const S: [u8; 4] = [198, 18, 0, 2];
+pub(super) const C: [u8; 4] = [198, 18, 0, 1];
+pub(super) const S: [u8; 4] = [198, 18, 0, 2];
 const S3: [u8; 4] = [198, 18, 0, 3];
-const A: PortIdx = 0;
-const B: PortIdx = 1;
-const SEC: u64 = 1_000_000_000;
+pub(super) const A: PortIdx = 0;
+pub(super) const B: PortIdx = 1;
+pub(super) const SEC: u64 = 1_000_000_000;
 
-fn worker_for(text: &str) -> Worker {
+pub(super) fn worker_for(text: &str) -> Worker {
     worker_cfg(text, &cfg())
 }
 
@@ -26,7 +26,7 @@ fn worker_cfg(text: &str, c: &CompileConfig) -> Worker {
     Worker::new(rules, &conntrack::Config::default(), 1024, 0, 1, 0)
 }
 
-fn run(w: &mut Worker, ingress: PortIdx, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+pub(super) fn run(w: &mut Worker, ingress: PortIdx, frame: &[u8], now: u64) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0u8; 2048];
     buf[..frame.len()].copy_from_slice(frame);
     let v = w.process(ingress, &mut buf, frame.len(), now);
@@ -38,11 +38,19 @@ fn run(w: &mut Worker, ingress: PortIdx, frame: &[u8], now: u64) -> (Verdict, Ve
     (v, buf)
 }
 
-fn ip(a: [u8; 4], b: [u8; 4]) -> IpPair {
+pub(super) fn ip(a: [u8; 4], b: [u8; 4]) -> IpPair {
     IpPair::V4(a, b)
 }
 
-fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+pub(super) fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
     FrameBuilder::default().tcp(
         ip(src, dst),
         &TcpSpec {
@@ -64,7 +72,7 @@ fn valid(frame: &[u8]) {
     wire::verify_l4_checksum(frame, &info).unwrap();
 }
 
-const FILTER_HDR: &str =
+pub(super) const FILTER_HDR: &str =
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
 const NAT_HDR: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
 

@@ -46,6 +46,8 @@ impl Worker {
                 r = ahead_rule;
                 ahead_pos = NO_MATCH;
             } else if r == NO_MATCH && (pos as usize) < chain.rules.len() {
+                let wall = self.wall_secs(now);
+                let shard = &self.shard;
                 chain.classifier.lookup_burst_with(
                     std::slice::from_ref(key),
                     &[pos],
@@ -56,13 +58,22 @@ impl Worker {
                             key,
                             frame,
                             info,
-                            now,
+                            (now, wall),
                             hook,
                             marks,
+                            shard,
                         )
                     },
                 );
                 r = out[0];
+                if marks.hotdrop {
+                    return Walk {
+                        fin: Final::Drop,
+                        notrack,
+                        rule: POLICY,
+                        too_deep: false,
+                    };
+                }
             }
             if r == NO_MATCH {
                 if depth == 0 {
@@ -228,15 +239,19 @@ pub(super) fn log_flags(l: &rules::LogTarget) -> u8 {
         | u8::from(l.macdecode) << 3
 }
 
+/// `clock` is `(now, wall)`: the monotonic ns and the wall clock's seconds (`-m time`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn leaf_ok(
     checks: &[LeafCheck],
     key: &Key,
     frame: &[u8],
     info: &FrameInfo,
-    now: u64,
+    clock: (u64, u64),
     hook: HookPoint,
-    marks: &Marks,
+    marks: &mut Marks,
+    shard: &Shard,
 ) -> bool {
+    let (now, wall) = clock;
     checks.iter().all(|c| match c {
         LeafCheck::Masked {
             dst,
@@ -332,5 +347,33 @@ pub(super) fn leaf_ok(
             r.eval(key.src, key.dst, info.family == Family::Ipv6, info.ttl, now)
         }
         LeafCheck::Statistic(s) => s.eval(),
+        LeafCheck::Time(t) => crate::limits::time_matches(t, wall),
+        LeafCheck::Conntrack(c) => {
+            let v6 = info.family == Family::Ipv6;
+            let view = marks.entry.map(|id| {
+                let (proto, status, expires) = shard.match_view(id, now);
+                crate::limits::CtView {
+                    proto,
+                    orig: shard.tuple(id, conntrack::Dir::Original),
+                    reply: shard.tuple(id, conntrack::Dir::Reply),
+                    status,
+                    expires,
+                    reply_dir: marks.reply,
+                }
+            });
+            crate::limits::conntrack_matches(c, view, v6)
+        }
+        LeafCheck::Hashlimit(h) => {
+            let ports = matches!(info.l4_proto, 6 | 17 | 33 | 132 | 136) && !key.frag;
+            let g = h.key(key.src, key.dst, ports.then_some((key.sport, key.dport)));
+            match h.eval(g, u32::from(info.l3_len), now) {
+                crate::limits::HlVerdict::Match => true,
+                crate::limits::HlVerdict::NoMatch => false,
+                crate::limits::HlVerdict::Drop => {
+                    marks.hotdrop = true;
+                    false
+                }
+            }
+        }
     })
 }

@@ -123,7 +123,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// `(year, month, day, hour, minute, second)` of seconds since the epoch (UTC).
-pub(crate) fn civil(t: u64) -> (i64, u32, u32, u32, u32, u32) {
+pub fn civil(t: u64) -> (i64, u32, u32, u32, u32, u32) {
     let days = (t / 86_400) as i64;
     let rem = t % 86_400;
     let z = days + 719_468;
