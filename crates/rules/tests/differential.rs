@@ -287,6 +287,14 @@ fn command_lines_agree_with_iptables_legacy() {
             "iptables -A FORWARD -p tcp --syn -m limit --limit 10/s -j ACCEPT",
             "iptables -N toolongchainnameabcdefghijklmnop",
             "iptables -A INPUT -s example.invalid -j DROP",
+            "iptables -A FORWARD -p tcp --syn -m hashlimit --hashlimit-above 20/min --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name syn -j DROP",
+            "iptables -A FORWARD -m hashlimit --hashlimit-upto 100kb/s --hashlimit-name bytes -j ACCEPT",
+            "iptables -A FORWARD -p tcp --syn -m connlimit --connlimit-above 16 --connlimit-mask 24 -j REJECT --reject-with tcp-reset",
+            "iptables -A FORWARD -m connbytes --connbytes 10485760: --connbytes-dir both --connbytes-mode bytes -j DROP",
+            "iptables -A FORWARD -m time --timestart 22:00 --timestop 06:00 --contiguous --weekdays Fri,Sat -j DROP",
+            "iptables -D FORWARD -m time --timestart 22:00 --timestop 06:00 --contiguous --weekdays Fri,Sat -j DROP",
+            "iptables -A FORWARD -m conntrack --ctstate DNAT --ctorigdst 198.18.0.5 --ctorigdstport 8080 -j ACCEPT",
+            "iptables -A FORWARD -m conntrack --ctdir sideways -j ACCEPT",
         ],
     );
 }
