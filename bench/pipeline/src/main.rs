@@ -30,12 +30,12 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use classify::classbench::{parse_rules, parse_trace, to_iptables_restore};
 use classify::{ct, Key, LinearClassifier, RuleSpec, NO_MATCH};
-use dataplane::pipeline::Action;
 use dataplane::pipeline::Firewall;
+use dataplane::pipeline::{Action, Burst};
 use dataplane::{compile, CompileConfig, HookPoint, PortInfo, Verdict, Worker};
 use dataplane::{Pipeline, PortId};
 use ports::mem::HeapPool;
-use ports::{Frame, FramePool, PoolBurst};
+use ports::{Frame, FramePool, Frames, Port};
 use wire::builder::{FrameBuilder, IpPair, TcpSpec};
 use wire::tcp::TcpFlags;
 
@@ -124,21 +124,34 @@ struct FeedPort<'a> {
     limit: u64,
 }
 
-impl FeedPort<'_> {
-    fn receive(&mut self, pool: &mut HeapPool, out: &mut [Frame]) -> usize {
+impl Port for FeedPort<'_> {
+    type Pool = HeapPool;
+
+    fn receive_into(&mut self, pool: &mut HeapPool, out: &mut Frames, max: usize) -> usize {
         let mut n = 0;
-        while n < out.len() && self.limit > 0 {
+        while n < max && self.limit > 0 {
             let Some(mut f) = pool.alloc() else { break };
             let t = &self.frames[self.next];
             pool.set_len(&mut f, FRAME);
             pool.data_mut(&f).copy_from_slice(t);
+            if let Err(f) = out.push(f) {
+                pool.release(f);
+                break;
+            }
             self.next = (self.next + 1) % self.frames.len();
             self.limit -= 1;
-            out[n] = f;
             n += 1;
         }
         n
     }
+    fn tx_room(&mut self, _want: usize) -> usize {
+        0
+    }
+    fn tx_stage(&mut self, pool: &mut HeapPool, frame: Frame) {
+        pool.release(frame);
+    }
+    fn tx_commit(&mut self, _pool: &mut HeapPool) {}
+    fn maintain(&mut self, _pool: &mut HeapPool) {}
 }
 
 /// A transmit ring that completes at once: descriptors back to the pool, no byte copied (as
@@ -148,12 +161,21 @@ struct SinkPort {
     sent: u64,
 }
 
-impl SinkPort {
-    fn transmit(&mut self, pool: &mut HeapPool, frames: &[Frame]) -> usize {
-        pool.release_all(frames);
-        self.sent += frames.len() as u64;
-        frames.len()
+impl Port for SinkPort {
+    type Pool = HeapPool;
+
+    fn receive_into(&mut self, _pool: &mut HeapPool, _out: &mut Frames, _max: usize) -> usize {
+        0
     }
+    fn tx_room(&mut self, want: usize) -> usize {
+        want
+    }
+    fn tx_stage(&mut self, pool: &mut HeapPool, frame: Frame) {
+        pool.release(frame);
+        self.sent += 1;
+    }
+    fn tx_commit(&mut self, _pool: &mut HeapPool) {}
+    fn maintain(&mut self, _pool: &mut HeapPool) {}
 }
 
 /// The appliance's path for one worker: fwd's worker loop (`fwd::worker::Worker::burst_from`)
@@ -163,10 +185,10 @@ impl SinkPort {
 struct Appliance {
     fw: Firewall,
     pool: HeapPool,
-    frames: [Frame; BURST],
+    frames: Frames,
     actions: [Action; BURST],
-    forward: [Frame; BURST],
-    reply: [Frame; BURST],
+    forward: Frames,
+    reply: Frames,
     a: SinkPort,
     b: SinkPort,
     dropped: u64,
@@ -177,10 +199,10 @@ impl Appliance {
         Appliance {
             fw,
             pool: HeapPool::new(4 * BURST as u32, 2048),
-            frames: [Frame::default(); BURST],
+            frames: Frames::with_capacity(BURST),
             actions: [Action::Forward; BURST],
-            forward: [Frame::default(); BURST],
-            reply: [Frame::default(); BURST],
+            forward: Frames::with_capacity(BURST),
+            reply: Frames::with_capacity(BURST),
             a: SinkPort::default(),
             b: SinkPort::default(),
             dropped: 0,
@@ -194,39 +216,41 @@ impl Appliance {
     /// One poll round with a burst from port a; returns frames received.
     fn poll(&mut self, rx: &mut FeedPort, now: u64) -> usize {
         self.fw.between_bursts(now);
-        let n = rx.receive(&mut self.pool, &mut self.frames);
+        let mut burst = rx.receive(&mut self.pool, &mut self.frames, BURST);
+        let n = burst.len();
         if n == 0 {
             return 0;
         }
-        self.fw.process_burst(
-            PortId::A,
-            &mut PoolBurst::new(&mut self.pool, &mut self.frames[..n]),
-            &mut self.actions[..n],
-            now,
-        );
-        let (mut nf, mut nr) = (0, 0);
-        for i in 0..n {
-            let f = self.frames[i];
-            match self.actions[i] {
-                Action::Forward => {
-                    self.forward[nf] = f;
-                    nf += 1;
-                }
-                Action::Reply => {
-                    self.reply[nr] = f;
-                    nr += 1;
-                }
-                Action::Drop(_) | Action::Handoff => {
-                    self.dropped += 1;
-                    self.pool.release(f);
+        self.fw
+            .process_burst(PortId::A, &mut burst, &mut self.actions[..n], now);
+        {
+            let (pool, frames) = burst.parts();
+            for (f, a) in frames.drain().zip(&self.actions[..n]) {
+                let f = match a {
+                    Action::Forward => self.forward.push(f),
+                    Action::Reply => self.reply.push(f),
+                    Action::Drop(_) | Action::Handoff => {
+                        self.dropped += 1;
+                        Err(f)
+                    }
+                };
+                if let Err(f) = f {
+                    pool.release(f);
                 }
             }
         }
-        let sent = self.b.transmit(&mut self.pool, &self.forward[..nf]);
-        self.pool.release_all(&self.forward[sent..nf]);
-        if nr > 0 {
-            let sent = self.a.transmit(&mut self.pool, &self.reply[..nr]);
-            self.pool.release_all(&self.reply[sent..nr]);
+        drop(burst);
+        if !self.forward.is_empty() {
+            self.b
+                .transmit(&mut self.pool, self.forward.len())
+                .send(&mut self.forward);
+            self.pool.release_all(&mut self.forward);
+        }
+        if !self.reply.is_empty() {
+            self.a
+                .transmit(&mut self.pool, self.reply.len())
+                .send(&mut self.reply);
+            self.pool.release_all(&mut self.reply);
         }
         n
     }

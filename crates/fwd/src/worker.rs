@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::pipeline::Action;
+use dataplane::pipeline::{Action, Burst};
 use dataplane::{DropReason, Pipeline, PortId};
 use hdrhistogram::Histogram;
 use ports::xdp::MAX_BURST;
-use ports::{Frame, FramePool, KernelStats, PoolBurst, PoolFill, Port};
+use ports::{FillBurst, FramePool, Frames, KernelStats, Port, Sent};
 
 use crate::link::LinkStatus;
 use crate::stats::{new_histogram, LocalCounters, WorkerShared};
@@ -40,11 +40,14 @@ pub struct Worker<P: Port, L: Pipeline> {
     burst: usize,
     local: LocalCounters,
     latency: Histogram<u64>,
-    // Stage arrays, reused for every burst.
-    frames: [Frame; MAX_BURST],
+    // Stage arrays, reused for every burst (empty between bursts: every frame received is
+    // transmitted or released before the burst ends).
+    frames: Frames,
     actions: [Action; MAX_BURST],
-    forward: [Frame; MAX_BURST],
-    reply: [Frame; MAX_BURST],
+    /// Frames leaving through the other port (in `handed`: through port A).
+    forward: Frames,
+    /// Frames leaving through their ingress port (in `handed`: through port B).
+    reply: Frames,
     handed_ingress: [PortId; MAX_BURST],
     /// Whether each port can transmit, read from the supervisor once per poll round.
     port_up: [bool; 2],
@@ -65,10 +68,10 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             burst: burst.clamp(1, MAX_BURST),
             local: LocalCounters::default(),
             latency: new_histogram(),
-            frames: [Frame::default(); MAX_BURST],
+            frames: Frames::with_capacity(burst.clamp(1, MAX_BURST)),
             actions: [Action::Forward; MAX_BURST],
-            forward: [Frame::default(); MAX_BURST],
-            reply: [Frame::default(); MAX_BURST],
+            forward: Frames::with_capacity(MAX_BURST),
+            reply: Frames::with_capacity(MAX_BURST),
             handed_ingress: [PortId::A; MAX_BURST],
             port_up: [true; 2],
             links: None,
@@ -173,71 +176,74 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
             PortId::A => (a, b),
             PortId::B => (b, a),
         };
-        let n = inp.receive(&mut self.pool, &mut self.frames[..self.burst]);
+        let mut rx = inp.receive(&mut self.pool, &mut self.frames, self.burst);
+        let n = rx.len();
         if n == 0 {
             return 0;
         }
         let t0 = clock.elapsed();
         let lin = &mut self.local.ports[ingress.index()];
         lin.rx_packets += n as u64;
-        for f in &self.frames[..n] {
+        for f in rx.frames().iter() {
             lin.rx_bytes += f.len() as u64;
         }
-        self.pipeline.process_burst(
-            ingress,
-            &mut PoolBurst::new(&mut self.pool, &mut self.frames[..n]),
-            &mut self.actions[..n],
-            now_ns,
-        );
-        let (mut nf, mut nr) = (0, 0);
-        for i in 0..n {
-            let f = self.frames[i];
-            match self.actions[i] {
-                Action::Forward => {
-                    self.forward[nf] = f;
-                    nf += 1;
+        self.pipeline
+            .process_burst(ingress, &mut rx, &mut self.actions[..n], now_ns);
+        // sort the burst into per-port TX batches; each frame goes exactly one way
+        {
+            let (pool, frames) = rx.parts();
+            let drops = &mut self.local.ports[ingress.index()].drops;
+            for (f, action) in frames.drain().zip(&self.actions[..n]) {
+                let f = match action {
+                    Action::Forward => self.forward.push(f),
+                    Action::Reply => self.reply.push(f),
+                    Action::Drop(reason) => {
+                        drops[reason.index()] += 1;
+                        Err(f)
+                    }
+                    // copied to the flow's owner
+                    Action::Handoff => Err(f),
+                };
+                if let Err(f) = f {
+                    pool.release(f);
                 }
-                Action::Reply => {
-                    self.reply[nr] = f;
-                    nr += 1;
-                }
-                Action::Drop(reason) => {
-                    self.local.ports[ingress.index()].drops[reason.index()] += 1;
-                    self.pool.release(f);
-                }
-                // copied to the flow's owner
-                Action::Handoff => self.pool.release(f),
             }
         }
+        drop(rx);
         let egress = ingress.other();
-        if !self.port_up[egress.index()] && nf > 0 {
-            self.local.ports[ingress.index()].drops[DropReason::PortDown.index()] += nf as u64;
-            self.pool.release_all(&self.forward[..nf]);
-            nf = 0;
+        let drops = &mut self.local.ports[ingress.index()].drops;
+        if !self.port_up[egress.index()] && !self.forward.is_empty() {
+            drops[DropReason::PortDown.index()] += self.forward.len() as u64;
+            self.pool.release_all(&mut self.forward);
         }
-        if !self.port_up[ingress.index()] && nr > 0 {
-            self.local.ports[ingress.index()].drops[DropReason::PortDown.index()] += nr as u64;
-            self.pool.release_all(&self.reply[..nr]);
-            nr = 0;
+        if !self.port_up[ingress.index()] && !self.reply.is_empty() {
+            drops[DropReason::PortDown.index()] += self.reply.len() as u64;
+            self.pool.release_all(&mut self.reply);
         }
-        let sent = outp.transmit(&mut self.pool, &self.forward[..nf]);
-        account_tx(
-            &mut self.local,
-            &mut self.pool,
-            ingress,
-            ingress.other(),
-            &self.forward[..nf],
-            sent,
-        );
-        if nr > 0 {
-            let sent = inp.transmit(&mut self.pool, &self.reply[..nr]);
+        if !self.forward.is_empty() {
+            let sent = outp
+                .transmit(&mut self.pool, self.forward.len())
+                .send(&mut self.forward);
+            account_tx(
+                &mut self.local,
+                &mut self.pool,
+                ingress,
+                egress,
+                sent,
+                &mut self.forward,
+            );
+        }
+        if !self.reply.is_empty() {
+            let sent = inp
+                .transmit(&mut self.pool, self.reply.len())
+                .send(&mut self.reply);
             account_tx(
                 &mut self.local,
                 &mut self.pool,
                 ingress,
                 ingress,
-                &self.reply[..nr],
                 sent,
+                &mut self.reply,
             );
         }
         self.local.bursts += 1;
@@ -250,68 +256,70 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
     /// transmitted on this worker's first queue pair. Returns how many.
     fn handed(&mut self, now_ns: u64) -> usize {
         let n = self.pipeline.handed_burst(
-            &mut PoolFill::new(&mut self.pool, &mut self.frames[..self.burst]),
+            &mut FillBurst::new(&mut self.pool, &mut self.frames),
             &mut self.handed_ingress[..self.burst],
             &mut self.actions[..self.burst],
             now_ns,
         );
+        debug_assert_eq!(n, self.frames.len());
         if n == 0 || self.queues.is_empty() {
-            self.pool.release_all(&self.frames[..n]);
+            self.pool.release_all(&mut self.frames);
             return n;
         }
+        // sort by the port each frame leaves through: forwarded ones out of the other port,
+        // replies out of the one they came in on; `ingress_of` keeps whose counters they are
+        let mut ingress_of = [[PortId::A; MAX_BURST]; 2];
+        for (i, f) in self.frames.drain().enumerate() {
+            let ing = self.handed_ingress[i];
+            let out_port = match self.actions[i] {
+                Action::Forward => ing.other(),
+                Action::Reply => ing,
+                Action::Drop(reason) => {
+                    self.local.ports[ing.index()].drops[reason.index()] += 1;
+                    self.pool.release(f);
+                    continue;
+                }
+                Action::Handoff => {
+                    self.pool.release(f);
+                    continue;
+                }
+            };
+            let batch = match out_port {
+                PortId::A => &mut self.forward,
+                PortId::B => &mut self.reply,
+            };
+            ingress_of[out_port.index()][batch.len()] = ing;
+            if let Err(f) = batch.push(f) {
+                self.pool.release(f);
+            }
+        }
         for out_port in [PortId::A, PortId::B] {
-            // frames leaving through `out_port`: forwarded ones that came in on the other port
-            // and replies to ones that came in on it
-            let mut k = 0;
-            let mut ingress_of = [PortId::A; MAX_BURST];
-            for i in 0..n {
-                let f = self.frames[i];
-                let ing = self.handed_ingress[i];
-                let goes = match self.actions[i] {
-                    Action::Forward => ing.other() == out_port,
-                    Action::Reply => ing == out_port,
-                    Action::Drop(reason) => {
-                        if out_port == PortId::A {
-                            self.local.ports[ing.index()].drops[reason.index()] += 1;
-                            self.pool.release(f);
-                        }
-                        false
-                    }
-                    Action::Handoff => {
-                        if out_port == PortId::A {
-                            self.pool.release(f);
-                        }
-                        false
-                    }
-                };
-                if goes {
-                    self.forward[k] = f;
-                    ingress_of[k] = ing;
-                    k += 1;
-                }
-            }
-            if k == 0 {
+            let batch = match out_port {
+                PortId::A => &mut self.forward,
+                PortId::B => &mut self.reply,
+            };
+            if batch.is_empty() {
                 continue;
             }
+            let ingress_of = &ingress_of[out_port.index()];
             if !self.port_up[out_port.index()] {
-                for (f, ing) in self.forward[..k].iter().zip(&ingress_of[..k]) {
+                for ing in &ingress_of[..batch.len()] {
                     self.local.ports[ing.index()].drops[DropReason::PortDown.index()] += 1;
-                    self.pool.release(*f);
                 }
+                self.pool.release_all(batch);
                 continue;
             }
+            let k = batch.len();
             let (a, b) = &mut self.queues[0];
             let port = if out_port == PortId::A { a } else { b };
-            let sent = port.transmit(&mut self.pool, &self.forward[..k]);
+            let sent = port.transmit(&mut self.pool, k).send(batch);
             let out = &mut self.local.ports[out_port.index()];
-            out.tx_packets += sent as u64;
-            for f in &self.forward[..sent] {
-                out.tx_bytes += f.len() as u64;
-            }
-            for (f, ing) in self.forward[sent..k].iter().zip(&ingress_of[sent..k]) {
+            out.tx_packets += sent.frames as u64;
+            out.tx_bytes += sent.bytes;
+            for ing in &ingress_of[sent.frames..k] {
                 self.local.ports[ing.index()].drops[DropReason::TxRingFull.index()] += 1;
-                self.pool.release(*f);
             }
+            self.pool.release_all(batch);
         }
         n
     }
@@ -411,21 +419,19 @@ impl<P: Port, L: Pipeline> Worker<P, L> {
     }
 }
 
-/// Counts what `transmit` took and drops (releases) the rest as `TxRingFull`.
+/// Counts what a transmit guard took and drops (releases) what stayed in `rest` as
+/// `TxRingFull`.
 fn account_tx<M: FramePool>(
     local: &mut LocalCounters,
     pool: &mut M,
     ingress: PortId,
     egress: PortId,
-    frames: &[Frame],
-    sent: usize,
+    sent: Sent,
+    rest: &mut Frames,
 ) {
     let out = &mut local.ports[egress.index()];
-    out.tx_packets += sent as u64;
-    for f in &frames[..sent] {
-        out.tx_bytes += f.len() as u64;
-    }
-    let rest = &frames[sent..];
+    out.tx_packets += sent.frames as u64;
+    out.tx_bytes += sent.bytes;
     if !rest.is_empty() {
         local.ports[ingress.index()].drops[DropReason::TxRingFull.index()] += rest.len() as u64;
         pool.release_all(rest);

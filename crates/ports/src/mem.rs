@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use crate::{Frame, FramePool, Port};
+use crate::{Frame, FramePool, Frames, Port};
 
 /// A pool of fixed-size buffers in one heap allocation.
 #[derive(Debug)]
@@ -50,7 +50,8 @@ impl FramePool for HeapPool {
         self.free.pop().map(|i| Frame::new(i, 0))
     }
     fn release(&mut self, frame: Frame) {
-        debug_assert!(!self.free.contains(&frame.index()), "double release");
+        // No double-release check: `Frame` is neither Copy nor Clone, so a buffer's one token
+        // is consumed here.
         self.free.push(frame.index());
     }
     fn free_count(&self) -> usize {
@@ -111,9 +112,9 @@ impl MemPort {
 impl Port for MemPort {
     type Pool = HeapPool;
 
-    fn receive(&mut self, pool: &mut HeapPool, out: &mut [Frame]) -> usize {
+    fn receive_into(&mut self, pool: &mut HeapPool, out: &mut Frames, max: usize) -> usize {
         let mut n = 0;
-        while n < out.len() && !self.rx.is_empty() {
+        while n < max && out.room() > 0 && !self.rx.is_empty() {
             let Some(mut frame) = pool.alloc() else { break };
             let bytes = self.rx.pop_front().expect("checked non-empty");
             let len = bytes.len().min(pool.buffer_capacity());
@@ -123,24 +124,31 @@ impl Port for MemPort {
             pool.set_len(&mut frame, len);
             pool.data_mut(&frame).copy_from_slice(&bytes[..len]);
             self.spare.push(bytes);
-            out[n] = frame;
+            if let Err(f) = out.push(frame) {
+                pool.release(f);
+                break;
+            }
             n += 1;
         }
         n
     }
 
-    fn transmit(&mut self, pool: &mut HeapPool, frames: &[Frame]) -> usize {
-        let room = self.tx_capacity - self.tx.len();
-        let n = frames.len().min(room);
-        for f in &frames[..n] {
+    fn tx_room(&mut self, want: usize) -> usize {
+        want.min(self.tx_capacity - self.tx.len())
+    }
+
+    fn tx_stage(&mut self, pool: &mut HeapPool, frame: Frame) {
+        if self.tx.len() < self.tx_capacity {
             let mut v = self.spare.pop().unwrap_or_default();
             v.clear();
-            v.extend_from_slice(pool.data(f));
+            v.extend_from_slice(pool.data(&frame));
             self.tx.push_back(v);
-            pool.release(*f);
         }
-        n
+        // the "DMA" is done: the buffer is free again
+        pool.release(frame);
     }
+
+    fn tx_commit(&mut self, _pool: &mut HeapPool) {}
 
     fn maintain(&mut self, _pool: &mut HeapPool) {}
 }
@@ -148,6 +156,7 @@ impl Port for MemPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::Burst;
     use proptest::prelude::*;
 
     /// An ICMP echo request 198.18.0.1 -> 198.18.0.2 as ping sends it.
@@ -164,14 +173,24 @@ mod tests {
         let mut a = MemPort::new(4);
         let mut b = MemPort::new(4);
         a.inject(&PING);
-        let mut burst = [Frame::default(); 4];
-        let n = a.receive(&mut pool, &mut burst);
-        assert_eq!(n, 1);
-        assert_eq!(pool.data(&burst[0]), &PING[..]);
-        assert_eq!(pool.free_count(), 7);
+        let mut burst = Frames::with_capacity(4);
+        let mut rx = a.receive(&mut pool, &mut burst, 4);
+        assert_eq!(rx.len(), 1);
+        assert_eq!(rx.frame(0), &PING[..]);
         // modify in place: decrement the TTL
-        pool.data_mut(&burst[0])[22] -= 1;
-        assert_eq!(b.transmit(&mut pool, &burst[..n]), 1);
+        rx.frame_mut(0)[22] -= 1;
+        let mut out = Frames::with_capacity(4);
+        {
+            let (p, frames) = rx.parts();
+            assert_eq!(p.free_count(), 7);
+            for f in frames.drain() {
+                out.push(f).unwrap();
+            }
+        }
+        drop(rx);
+        let mut tx = b.transmit(&mut pool, 4);
+        assert_eq!(tx.send(&mut out).frames, 1);
+        drop(tx);
         assert_eq!(pool.free_count(), 8);
         let out = b.take_transmitted();
         assert_eq!(out.len(), 1);
@@ -187,13 +206,90 @@ mod tests {
         for _ in 0..3 {
             a.inject(&PING);
         }
-        let mut burst = [Frame::default(); 8];
-        let n = a.receive(&mut pool, &mut burst);
+        let mut burst = Frames::with_capacity(8);
+        let n = a.receive_into(&mut pool, &mut burst, 8);
         assert_eq!(n, 3);
-        assert_eq!(b.transmit(&mut pool, &burst[..n]), 2);
+        let sent = b.transmit(&mut pool, n).send(&mut burst);
+        assert_eq!(
+            sent,
+            crate::Sent {
+                frames: 2,
+                bytes: 84
+            }
+        );
+        assert_eq!(burst.len(), 1, "the third stays the caller's");
         assert_eq!(pool.free_count(), 7);
-        pool.release(burst[2]);
+        pool.release_all(&mut burst);
         assert_eq!(pool.free_count(), 8);
+    }
+
+    #[test]
+    fn a_receive_guard_dropped_with_frames_gives_them_back() {
+        let mut pool = HeapPool::new(8, 2048);
+        let mut a = MemPort::new(8);
+        for _ in 0..3 {
+            a.inject(&PING);
+        }
+        let mut burst = Frames::with_capacity(8);
+        {
+            let mut rx = a.receive(&mut pool, &mut burst, 2);
+            assert_eq!(rx.len(), 2);
+            // one frame taken on, one left in the guard
+            let (pool, frames) = rx.parts();
+            let f = frames.pop().unwrap();
+            assert_eq!(pool.free_count(), 6);
+            pool.release(f);
+        }
+        assert!(burst.is_empty());
+        assert_eq!(pool.free_count(), 8, "the abandoned frame came back");
+        assert_eq!(a.pending_rx(), 1);
+    }
+
+    #[test]
+    fn a_transmit_guard_takes_up_to_its_room_and_commits_on_drop() {
+        let mut pool = HeapPool::new(8, 2048);
+        let mut a = MemPort::new(8);
+        let mut b = MemPort::new(3);
+        for _ in 0..5 {
+            a.inject(&PING);
+        }
+        let mut burst = Frames::with_capacity(8);
+        assert_eq!(a.receive_into(&mut pool, &mut burst, 8), 5);
+        let f = burst.pop().unwrap();
+        let mut tx = b.transmit(&mut pool, 8);
+        assert_eq!(tx.room(), 3);
+        assert_eq!(tx.push(f), Ok(()));
+        assert_eq!(tx.send(&mut burst).frames, 2);
+        assert_eq!(tx.room(), 0);
+        let g = burst.pop().unwrap();
+        let g = tx.push(g).unwrap_err();
+        assert_eq!(
+            tx.commit(),
+            crate::Sent {
+                frames: 3,
+                bytes: 126
+            }
+        );
+        assert_eq!(b.take_transmitted().len(), 3);
+        burst.push(g).unwrap();
+        assert_eq!(burst.len(), 2);
+        pool.release_all(&mut burst);
+        assert_eq!(pool.free_count(), 8);
+    }
+
+    #[test]
+    fn frames_never_grow_past_their_capacity() {
+        let mut pool = HeapPool::new(4, 64);
+        let mut fs = Frames::with_capacity(2);
+        for _ in 0..2 {
+            fs.push(pool.alloc().unwrap()).unwrap();
+        }
+        let extra = pool.alloc().unwrap();
+        let extra = fs.push(extra).unwrap_err();
+        assert_eq!((fs.len(), fs.room(), fs.capacity()), (2, 0, 2));
+        pool.release(extra);
+        pool.release_all(&mut fs);
+        assert_eq!(pool.free_count(), 4);
     }
 
     #[test]
@@ -203,9 +299,10 @@ mod tests {
         for _ in 0..3 {
             a.inject(&PING);
         }
-        let mut burst = [Frame::default(); 8];
-        assert_eq!(a.receive(&mut pool, &mut burst), 2);
+        let mut burst = Frames::with_capacity(8);
+        assert_eq!(a.receive_into(&mut pool, &mut burst, 8), 2);
         assert_eq!(a.pending_rx(), 1);
+        pool.release_all(&mut burst);
     }
 
     #[test]
@@ -241,10 +338,10 @@ mod tests {
             let mut a = MemPort::new(32);
             let mut b = MemPort::new(32);
             for f in &frames { a.inject(f); }
-            let mut burst = [Frame::default(); 32];
-            let n = a.receive(&mut pool, &mut burst);
+            let mut burst = Frames::with_capacity(32);
+            let n = a.receive_into(&mut pool, &mut burst, 32);
             prop_assert_eq!(n, frames.len());
-            prop_assert_eq!(b.transmit(&mut pool, &burst[..n]), n);
+            prop_assert_eq!(b.transmit(&mut pool, n).send(&mut burst).frames, n);
             prop_assert_eq!(b.take_transmitted(), frames);
             prop_assert_eq!(pool.free_count(), 32);
         }

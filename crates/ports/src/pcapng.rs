@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use crate::mem::HeapPool;
-use crate::{Frame, FramePool, Port};
+use crate::{Frame, FramePool, Frames, Port};
 
 const SHB: u32 = 0x0A0D_0D0A;
 const IDB: u32 = 0x0000_0001;
@@ -401,9 +401,9 @@ impl PcapPort {
 impl Port for PcapPort {
     type Pool = HeapPool;
 
-    fn receive(&mut self, pool: &mut HeapPool, out: &mut [Frame]) -> usize {
+    fn receive_into(&mut self, pool: &mut HeapPool, out: &mut Frames, max: usize) -> usize {
         let mut n = 0;
-        while n < out.len() {
+        while n < max && out.room() > 0 {
             let Some(p) = self.rx.front() else { break };
             let Some(mut f) = pool.alloc() else { break };
             let len = p.data.len().min(pool.buffer_capacity());
@@ -411,25 +411,31 @@ impl Port for PcapPort {
             pool.data_mut(&f).copy_from_slice(&p.data[..len]);
             self.now_ns = p.ts_ns;
             self.rx.pop_front();
-            out[n] = f;
+            if let Err(f) = out.push(f) {
+                pool.release(f);
+                break;
+            }
             n += 1;
         }
         n
     }
 
-    fn transmit(&mut self, pool: &mut HeapPool, frames: &[Frame]) -> usize {
-        for f in frames {
-            let data = pool.data(f).to_vec();
-            self.tx.push(CapturedPacket {
-                interface: self.interface,
-                ts_ns: self.now_ns,
-                orig_len: data.len() as u32,
-                data,
-            });
-            pool.release(*f);
-        }
-        frames.len()
+    fn tx_room(&mut self, want: usize) -> usize {
+        want
     }
+
+    fn tx_stage(&mut self, pool: &mut HeapPool, frame: Frame) {
+        let data = pool.data(&frame).to_vec();
+        self.tx.push(CapturedPacket {
+            interface: self.interface,
+            ts_ns: self.now_ns,
+            orig_len: data.len() as u32,
+            data,
+        });
+        pool.release(frame);
+    }
+
+    fn tx_commit(&mut self, _pool: &mut HeapPool) {}
 
     fn maintain(&mut self, _pool: &mut HeapPool) {}
 }
@@ -554,14 +560,14 @@ mod tests {
         let mut a = PcapPort::new(0, &pkts);
         let mut b = PcapPort::new(1, &pkts);
         assert_eq!(a.next_ts(), Some(10));
-        let mut burst = [Frame::default(); 4];
-        let n = a.receive(&mut pool, &mut burst);
+        let mut burst = Frames::with_capacity(4);
+        let n = a.receive_into(&mut pool, &mut burst, 4);
         assert_eq!(n, 1);
         b.set_now(10);
-        assert_eq!(b.transmit(&mut pool, &burst[..n]), 1);
-        let n = b.receive(&mut pool, &mut burst);
+        assert_eq!(b.transmit(&mut pool, n).send(&mut burst).frames, 1);
+        let n = b.receive_into(&mut pool, &mut burst, 4);
         a.set_now(20);
-        a.transmit(&mut pool, &burst[..n]);
+        a.transmit(&mut pool, n).send(&mut burst);
         let file = PcapPort::write_merged(Vec::new(), &[&a, &b]).unwrap();
         let back = PcapngReader::new(&file[..]).read_all().unwrap();
         assert_eq!(back.len(), 2);

@@ -17,7 +17,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 pub use bpf::{ifindex, BpfError, OversizeCounter, XdpAttachment};
 
-use crate::{Frame, FramePool, KernelStats, Port};
+use crate::{Frame, FramePool, Frames, KernelStats, Port};
 
 /// How sockets bind to a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -235,6 +235,8 @@ pub struct XdpPort {
     comp: CompQueue,
     queue: u32,
     scratch: Vec<FrameDesc>,
+    /// Descriptors staged for the TX ring by a `TxBurst`, produced on its commit.
+    tx_staged: Vec<FrameDesc>,
     /// Frames in the TX ring or the kernel, not yet completed.
     tx_outstanding: u32,
     ring_size: u32,
@@ -286,7 +288,7 @@ impl XdpPort {
 impl Port for XdpPort {
     type Pool = XdpPool;
 
-    fn receive(&mut self, pool: &mut XdpPool, out: &mut [Frame]) -> usize {
+    fn receive_into(&mut self, pool: &mut XdpPool, out: &mut Frames, max: usize) -> usize {
         if self.busy_poll {
             // SAFETY: a zero-length, non-blocking recvfrom on our own socket with null buffer
             // and address pointers, which the kernel does not touch for a length of 0.
@@ -301,29 +303,51 @@ impl Port for XdpPort {
                 );
             }
         }
-        let n = out.len().min(self.scratch.len());
+        let n = max.min(out.room()).min(self.scratch.len());
         // SAFETY: `scratch` descriptors are overwritten with frames of this socket's UMEM.
         let got = unsafe { self.rx.consume(&mut self.scratch[..n]) };
-        for (o, d) in out.iter_mut().zip(&self.scratch[..got]) {
-            *o = Frame::new(pool.index_of(d), d.lengths().data() as u32);
+        for d in &self.scratch[..got] {
+            // the kernel handed this buffer over: its one token is made here; room checked
+            let f = Frame::new(pool.index_of(d), d.lengths().data() as u32);
+            if let Err(f) = out.push(f) {
+                pool.release(f);
+            }
         }
         got
     }
 
-    fn transmit(&mut self, pool: &mut XdpPool, frames: &[Frame]) -> usize {
-        let room = self.tx.nb_free(frames.len() as u32) as usize;
-        let n = frames.len().min(room).min(self.scratch.len());
-        if n == 0 {
-            return 0;
+    fn tx_room(&mut self, want: usize) -> usize {
+        let want = want.min(MAX_BURST - self.tx_staged.len());
+        let free = self.tx.nb_free(want as u32) as usize;
+        want.min(free)
+    }
+
+    fn tx_stage(&mut self, pool: &mut XdpPool, frame: Frame) {
+        if self.tx_staged.len() >= MAX_BURST {
+            // beyond the room a guard is given: dropped, never overwritten
+            pool.release(frame);
+            return;
         }
-        for (s, f) in self.scratch.iter_mut().zip(&frames[..n]) {
-            *s = pool.tx_desc(f);
+        // the token is consumed: the buffer is the ring's until its completion comes back
+        self.tx_staged.push(pool.tx_desc(&frame));
+    }
+
+    fn tx_commit(&mut self, pool: &mut XdpPool) {
+        if self.tx_staged.is_empty() {
+            return;
         }
-        // SAFETY: the caller held these buffers (none is in another ring), they belong to this
-        // UMEM, and `nb_free` said there is room for all `n`, so the ring takes them all.
-        let done = unsafe { self.tx.produce(&self.scratch[..n]) };
+        // SAFETY: each staged descriptor came from a frame token its holder gave up (so no
+        // buffer is in another ring or held), they belong to this UMEM, and `tx_room` checked
+        // `nb_free` for all of them, so the ring takes them all.
+        let done = unsafe { self.tx.produce(&self.tx_staged) };
+        if done < self.tx_staged.len() {
+            // produce is all or nothing: nothing went out, the buffers are free again
+            for d in &self.tx_staged {
+                pool.free.push(pool.index_of(d));
+            }
+        }
         self.tx_outstanding += done as u32;
-        done
+        self.tx_staged.clear();
     }
 
     fn kernel_stats(&self) -> Option<KernelStats> {
@@ -602,6 +626,7 @@ fn open_socket(
         comp,
         queue,
         scratch: vec![FrameDesc::default(); MAX_BURST],
+        tx_staged: Vec::with_capacity(MAX_BURST),
         tx_outstanding: 0,
         ring_size: sizes.ring_size,
         busy_poll,
