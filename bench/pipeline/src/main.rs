@@ -16,7 +16,7 @@
 //!   as 60-byte ACKs and as 1514-byte data segments, through a worker with the check and one
 //!   without, alternating, best of 5 each (`SCENARIO=checksum` runs only this).
 //!
-//! Every scenario but `checksum` runs the appliance's path: the `Firewall` pipeline fwd's workers
+//! Every scenario but `checksum` runs the appliance's path: the `FirewallPipeline` pipeline fwd's workers
 //! run, fed bursts of 32 from an in-memory port, its frames sorted into per-port TX batches by
 //! action and transmitted (see `Appliance`).
 //!
@@ -30,7 +30,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use classify::classbench::{parse_rules, parse_trace, to_iptables_restore};
 use classify::{ct, Key, LinearClassifier, RuleSpec, NO_MATCH};
-use dataplane::pipeline::Firewall;
+use dataplane::pipeline::FirewallPipeline;
 use dataplane::pipeline::{Action, Burst};
 use dataplane::{compile, CompileConfig, HookPoint, PortInfo, Verdict, Worker};
 use dataplane::{Pipeline, PortId};
@@ -179,11 +179,11 @@ impl Port for SinkPort {
 }
 
 /// The appliance's path for one worker: fwd's worker loop (`fwd::worker::Worker::burst_from`)
-/// over in-memory ports: receive a burst from port a, the [`Firewall`] pipeline the workers
+/// over in-memory ports: receive a burst from port a, the [`FirewallPipeline`] pipeline the workers
 /// run (its vector stages, steering off with one worker), sort the frames into per-port TX
 /// batches by action, transmit forwarded frames on b and replies on a, recycle drops.
 struct Appliance {
-    fw: Firewall,
+    fw: FirewallPipeline,
     pool: HeapPool,
     frames: Frames,
     actions: [Action; BURST],
@@ -195,7 +195,7 @@ struct Appliance {
 }
 
 impl Appliance {
-    fn new(fw: Firewall) -> Appliance {
+    fn new(fw: FirewallPipeline) -> Appliance {
         Appliance {
             fw,
             pool: HeapPool::new(4 * BURST as u32, 2048),
@@ -470,7 +470,7 @@ fn main() {
             assert_eq!(wb.process(port, &mut buf, f.len(), now), Verdict::Forward);
         }
     }
-    let mut app_bare = Appliance::new(Firewall::new(wb));
+    let mut app_bare = Appliance::new(FirewallPipeline::new(wb));
     if std::env::var("SCENARIO").map_or(true, |s| s == "established_norules") {
         let _ = run(&mut app_bare, &est, 1, now);
         let r = run(&mut app_bare, &est, rounds(2000), now);
@@ -529,7 +529,7 @@ fn main() {
         mix.push(*f);
     }
 
-    let mut app = Appliance::new(Firewall::new(w));
+    let mut app = Appliance::new(FirewallPipeline::new(w));
     let ghz = mhz() / 1000.0;
     let mut results = Vec::new();
     for (name, frames, rounds) in [

@@ -18,8 +18,8 @@ use crate::limits::{HashlimitCheck, HashlimitTable};
 use crate::stateful::{nstamps_for, RecentCheck, RecentTable, Statistic, IP_LIST_TOT};
 
 pub use crate::compiled::{
-    Action, Compiled, CompiledChain, CompiledRule, FamilyRules, HookPoint, LeafCheck, LimitBucket,
-    NatSpec, PortInfo, RuleCounters,
+    Compiled, CompiledChain, CompiledRule, FamilyRules, HookPoint, LeafCheck, LimitBucket, NatSpec,
+    PortInfo, RuleCounters, RuleTarget,
 };
 
 /// What the compiler needs besides the rules.
@@ -428,44 +428,46 @@ impl Builder<'_> {
                     }
                 };
                 let action = match &r.target {
-                    None => Action::Continue,
-                    Some(Target::Accept) => Action::Accept,
-                    Some(Target::Drop) => Action::Drop,
-                    Some(Target::Return) => Action::Return,
-                    Some(Target::Jump(n)) | Some(Target::Goto(n)) => match ids
-                        .get(&(t.name, n.as_str()))
-                    {
-                        Some(&id) if matches!(r.target, Some(Target::Jump(_))) => Action::Jump(id),
-                        Some(&id) => Action::Goto(id),
-                        None => {
-                            let e = err(format!("no chain `{n}`"));
-                            self.errors.push(e);
-                            Action::Continue
+                    None => RuleTarget::Continue,
+                    Some(Target::Accept) => RuleTarget::Accept,
+                    Some(Target::Drop) => RuleTarget::Drop,
+                    Some(Target::Return) => RuleTarget::Return,
+                    Some(Target::Jump(n)) | Some(Target::Goto(n)) => {
+                        match ids.get(&(t.name, n.as_str())) {
+                            Some(&id) if matches!(r.target, Some(Target::Jump(_))) => {
+                                RuleTarget::Jump(id)
+                            }
+                            Some(&id) => RuleTarget::Goto(id),
+                            None => {
+                                let e = err(format!("no chain `{n}`"));
+                                self.errors.push(e);
+                                RuleTarget::Continue
+                            }
                         }
-                    },
-                    Some(Target::Reject(w)) => Action::Reject(*w),
+                    }
+                    Some(Target::Reject(w)) => RuleTarget::Reject(*w),
                     Some(Target::Log(l)) => {
                         self.has_log = true;
-                        Action::Log(l.clone())
+                        RuleTarget::Log(l.clone())
                     }
                     Some(Target::Nflog(l)) => {
                         self.has_log = true;
-                        Action::Nflog(l.clone())
+                        RuleTarget::Nflog(l.clone())
                     }
                     Some(Target::Snat(n)) => match NatSpec::from_range(n) {
-                        Ok(s) => Action::Snat(s),
+                        Ok(s) => RuleTarget::Snat(s),
                         Err(m) => {
                             let e = err(m);
                             self.errors.push(e);
-                            Action::Continue
+                            RuleTarget::Continue
                         }
                     },
                     Some(Target::Dnat(n)) => match NatSpec::from_range(n) {
-                        Ok(s) => Action::Dnat(s),
+                        Ok(s) => RuleTarget::Dnat(s),
                         Err(m) => {
                             let e = err(m);
                             self.errors.push(e);
-                            Action::Continue
+                            RuleTarget::Continue
                         }
                     },
                     Some(Target::Masquerade {
@@ -482,7 +484,7 @@ impl Builder<'_> {
                                 self.errors.push(e);
                             }
                         }
-                        Action::Masquerade {
+                        RuleTarget::Masquerade {
                             ports: ports.map(|p| (p.lo, p.hi)),
                             random: *random || *random_fully,
                         }
@@ -493,11 +495,11 @@ impl Builder<'_> {
                                 .into(),
                         );
                         self.errors.push(e);
-                        Action::Continue
+                        RuleTarget::Continue
                     }
-                    Some(Target::Notrack) | Some(Target::CtNotrack) => Action::Notrack,
-                    Some(Target::Mark(x)) => Action::Mark(*x),
-                    Some(Target::Connmark(c)) => Action::Connmark(*c),
+                    Some(Target::Notrack) | Some(Target::CtNotrack) => RuleTarget::Notrack,
+                    Some(Target::Mark(x)) => RuleTarget::Mark(*x),
+                    Some(Target::Connmark(c)) => RuleTarget::Connmark(*c),
                 };
                 specs.push(spec);
                 compiled.push(CompiledRule {
@@ -711,7 +713,7 @@ pub(crate) mod tests {
         let web = c.v4.chain_id(TableName::Filter, "web").unwrap();
         let chain = &c.v4.chains[fwd as usize];
         assert_eq!(chain.policy, Some(Policy::Drop));
-        assert_eq!(chain.rules[0].action, Action::Jump(web));
+        assert_eq!(chain.rules[0].action, RuleTarget::Jump(web));
         assert_eq!(c.v4.hooks[HookPoint::NatPrerouting as usize], None);
         let specs = chain.classifier.rules();
         assert_eq!(specs[0].iif, IfaceSet(0b01));

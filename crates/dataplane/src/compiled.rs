@@ -1,8 +1,8 @@
 //! The compiled ruleset the workers run: [`Compiled`] (both families' chains, each a
-//! [`classify::Classifier`] plus per rule an [`Action`] and the [`LeafCheck`]s that are not
-//! classifier dimensions), its counters and `-m limit` buckets. Apart from the compiler
-//! ([`compile`](mod@crate::compile)) because the data path reads only these types: what a
-//! worker needs to know is here, how the iptables AST becomes it is there.
+//! [`classify::Classifier`] plus per rule a [`RuleTarget`] (its target, resolved) and the
+//! [`LeafCheck`]s that are not classifier dimensions), its counters and `-m limit` buckets.
+//! Apart from the compiler ([`compile`](mod@crate::compile)) because the data path reads only
+//! these types: what a worker needs to know is here, how the iptables AST becomes it is there.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +112,7 @@ impl NatSpec {
 
 /// A rule's target, with chain names resolved to chain ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum RuleTarget {
     /// No `-j`: count and continue.
     Continue,
     Accept,
@@ -280,7 +280,7 @@ impl Eq for LimitBucket {}
 /// One compiled rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledRule {
-    pub action: Action,
+    pub action: RuleTarget,
     pub leaf: Vec<LeafCheck>,
     /// Index into the per-worker counter arrays.
     pub counter: u32,

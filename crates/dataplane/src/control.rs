@@ -62,7 +62,7 @@ pub struct ControlClient {
 }
 
 /// The worker's end.
-pub struct ControlServer {
+pub struct Mailbox {
     requests: Consumer<(u64, Request)>,
     responses: Producer<(u64, Response)>,
     imports: Consumer<Import>,
@@ -71,7 +71,7 @@ pub struct ControlServer {
 }
 
 /// A request/response pair of queues.
-pub fn channel() -> (ControlClient, ControlServer) {
+pub fn channel() -> (ControlClient, Mailbox) {
     let (rp, rc) = RingBuffer::new(4);
     let (sp, sc) = RingBuffer::new(4);
     let (ip, ic) = RingBuffer::new(IMPORT_BATCH);
@@ -82,7 +82,7 @@ pub fn channel() -> (ControlClient, ControlServer) {
             responses: sc,
             imports: ip,
         },
-        ControlServer {
+        Mailbox {
             requests: rc,
             responses: sp,
             imports: ic,
@@ -148,7 +148,7 @@ impl ControlClient {
     }
 }
 
-impl ControlServer {
+impl Mailbox {
     /// Serves requests with bounded work: at most one walk step of `LIST_SLOTS_PER_ROUND`
     /// slots, or one other request, per call. Delete and flush walk the whole shard at once
     /// (operator commands; the data path pauses for that round).

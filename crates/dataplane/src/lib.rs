@@ -11,7 +11,7 @@
 //!   the types the workers read, [`mod@compile`] the compiler.
 //! * [`Worker`]: one worker's shard, counters and traversal; [`Worker::process_burst`].
 //! * [`pipeline`]: the seam fwd's workers drive ([`Pipeline`] over a [`Burst`], per-frame
-//!   [`pipeline::Action`]s, the one [`DropReason`] listing) and [`Firewall`], the data plane
+//!   [`Action`]s, the one [`DropReason`] listing) and [`FirewallPipeline`], the data plane
 //!   behind it. This crate does no I/O and depends on no I/O crate.
 //! * [`nat`]: RFC 1624 rewrites; [`reject`]: REJECT replies; [`log`]: LOG/NFLOG events.
 #![deny(unsafe_code)]
@@ -36,9 +36,10 @@ mod worker;
 
 pub use bridge::{BridgeClass, BridgePolicy, PppoePolicy, TagPolicy};
 pub use compile::{
-    compile, load, Action, CompileConfig, CompileError, Compiled, HookPoint, LoadError, PortInfo,
+    compile, load, CompileConfig, CompileError, Compiled, HookPoint, LoadError, PortInfo,
+    RuleTarget,
 };
-pub use pipeline::{Burst, BurstFill, Firewall, ForwardAll, Pipeline, PortId};
+pub use pipeline::{Action, Burst, BurstFill, FirewallPipeline, ForwardAll, Pipeline, PortId};
 pub use reason::DropReason;
 pub use replay::{Replay, ReplayOut};
 pub use worker::{Decision, PortIdx, Trace, Verdict, Worker, WorkerStats, MAX_DEPTH, POLICY};

@@ -7,14 +7,14 @@
 //! I/O crate (`ports` implements [`Burst`] for its pool and frames). A drop carries the one
 //! [`DropReason`] listing, so the reason the data plane gives is the reason the port counts.
 //!
-//! [`Firewall`] is the data plane behind the seam, so fwd's workers run it in place of
+//! [`FirewallPipeline`] is the data plane behind the seam, so fwd's workers run it in place of
 //! [`ForwardAll`]. It owns its [`Worker`] outright: the control thread reaches it only through
 //! a [`control`](crate::control) request queue served between bursts, and frames of flows owned
 //! by another worker go there through [`steer`](crate::steer)'s SPSC queues. No lock anywhere on
 //! the data path.
 
 use crate::compile::Compiled;
-use crate::control::{ControlClient, ControlServer};
+use crate::control::{ControlClient, Mailbox};
 use crate::reason::DropReason;
 use crate::steer::{Route, Steer, SteerStats};
 use crate::worker::{Stages, Verdict, Worker, VECTOR};
@@ -162,17 +162,17 @@ impl Pipeline for ForwardAll {
 }
 
 /// One worker's firewall pipeline.
-pub struct Firewall {
+pub struct FirewallPipeline {
     worker: Worker,
     /// `None` with a single worker: nothing is steered, no frame parsed twice.
     steer: Option<Steer>,
-    control: Option<ControlServer>,
+    control: Option<Mailbox>,
 }
 
-impl Firewall {
+impl FirewallPipeline {
     /// A pipeline without steering (one worker) and without a control queue.
-    pub fn new(worker: Worker) -> Firewall {
-        Firewall {
+    pub fn new(worker: Worker) -> FirewallPipeline {
+        FirewallPipeline {
             worker,
             steer: None,
             control: None,
@@ -180,7 +180,7 @@ impl Firewall {
     }
 
     /// This worker's end of the steering mesh (`steer::mesh`, more than one worker).
-    pub fn with_steer(mut self, steer: Steer) -> Firewall {
+    pub fn with_steer(mut self, steer: Steer) -> FirewallPipeline {
         self.steer = Some(steer);
         self
     }
@@ -233,7 +233,7 @@ impl Firewall {
     }
 }
 
-impl Pipeline for Firewall {
+impl Pipeline for FirewallPipeline {
     fn process_burst<B: Burst + ?Sized>(
         &mut self,
         ingress: PortId,
@@ -480,7 +480,7 @@ mod tests {
             1,
             0,
         );
-        let mut fw = Firewall::new(w);
+        let mut fw = FirewallPipeline::new(w);
         let b = FrameBuilder::default();
         let ip = IpPair::V4([198, 18, 0, 1], [198, 18, 0, 2]);
         let inputs = [

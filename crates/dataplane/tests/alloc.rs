@@ -1,5 +1,5 @@
 //! Zero allocations per packet in steady state on the appliance's path: a counting
-//! `#[global_allocator]` around the system allocator, and the `Firewall` pipeline fwd's workers
+//! `#[global_allocator]` around the system allocator, and the `FirewallPipeline` pipeline fwd's workers
 //! run over in-memory buffers (a `BufBurst`: this crate knows no ports; the bench drives the
 //! same pipeline over ports' pool), through established TCP with SNAT, new flows that are accepted
 //! (each creates a conntrack entry), new flows that are dropped, and LOG events. After one
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use dataplane::pipeline::{Action, BufBurst, Burst, BurstFill, Firewall};
+use dataplane::pipeline::{Action, BufBurst, Burst, BurstFill, FirewallPipeline};
 use dataplane::{compile, CompileConfig, DropReason, Pipeline, PortId, PortInfo, Worker};
 use wire::builder::{FrameBuilder, IpPair, TcpSpec};
 use wire::tcp::TcpFlags;
@@ -82,7 +82,7 @@ fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u
 }
 
 struct Bench {
-    fw: Firewall,
+    fw: FirewallPipeline,
     frames: BufBurst,
     actions: [Action; BURST],
     log: rtrb::Consumer<dataplane::log::LogEvent>,
@@ -135,7 +135,7 @@ fn the_appliance_path_allocates_nothing_per_packet_in_steady_state() {
     let (tx, log) = rtrb::RingBuffer::new(1024);
     w.set_log_queue(tx);
     let mut b = Bench {
-        fw: Firewall::new(w),
+        fw: FirewallPipeline::new(w),
         frames: BufBurst::new(BURST, 2048),
         actions: [Action::Forward; BURST],
         log,

@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use ports::xdp::{RingSizes, XdpPort, XdpPorts};
 
 use crate::config::Config;
-use crate::control::{ControlContext, ControlServer};
+use crate::control::{ControlContext, ControlSocket};
 use crate::http;
 use crate::link::{LinkStatus, SharedAttachments, Supervisor};
 use crate::stats::{self, WorkerShared};
-use crate::worker::{Reopen, Worker};
+use crate::worker::{PollLoop, Reopen};
 
 /// tracing through [`crate::logging::NonBlocking`]: a full pipe or a stalled disk drops lines
 /// (counted) instead of stopping the thread that logs.
@@ -138,7 +138,7 @@ fn run_logging(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Re
     let metrics_listener = TcpListener::bind(cfg.stats.listen)
         .map_err(|e| anyhow::anyhow!("stats.listen {}: {e}", cfg.stats.listen))?;
     let group = cfg.control.group.as_ref().map(|g| g.get_ref().as_str());
-    let control_server = ControlServer::bind_with(&cfg.control.socket, group)
+    let control_server = ControlSocket::bind_with(&cfg.control.socket, group)
         .map_err(|e| anyhow::anyhow!("control.socket {}: {e}", cfg.control.socket.display()))?;
     let conn_counters = control_server.counters();
     if let Some(warning) = http::exposure_warning(cfg.stats.listen) {
@@ -178,7 +178,7 @@ fn run_logging(cfg: Config, config_path: Option<&std::path::Path>) -> anyhow::Re
                     tracing::warn!(worker = i, core, "could not pin worker to its core");
                 }
                 let mut w =
-                    Worker::new(wp.pool, wp.queues, pipeline, burst).with_links(lk, i, reopen);
+                    PollLoop::new(wp.pool, wp.queues, pipeline, burst).with_links(lk, i, reopen);
                 w.run(&sh, &st, idle);
             })?;
         handles.push(h);

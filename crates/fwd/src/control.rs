@@ -200,7 +200,7 @@ impl Access {
 }
 
 /// The listening control socket; the file is removed when this is dropped.
-pub struct ControlServer {
+pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
     access: Access,
@@ -209,16 +209,16 @@ pub struct ControlServer {
     timeout: Duration,
 }
 
-impl ControlServer {
+impl ControlSocket {
     /// Binds `path` with mode 0600, replacing a stale socket file (one nobody answers on).
-    pub fn bind(path: &Path) -> std::io::Result<ControlServer> {
+    pub fn bind(path: &Path) -> std::io::Result<ControlSocket> {
         Self::bind_with(path, None)
     }
 
     /// Binds `path`, replacing a stale socket file (one nobody answers on). The mode is set
     /// after the bind whatever the umask: 0600, or 0660 owned by `group` when one is given
     /// (its members may then use the socket too).
-    pub fn bind_with(path: &Path, group: Option<&str>) -> std::io::Result<ControlServer> {
+    pub fn bind_with(path: &Path, group: Option<&str>) -> std::io::Result<ControlSocket> {
         // Resolved first: an unknown group leaves no socket behind.
         let access = Access::new(group)?;
         if path.exists() {
@@ -231,7 +231,7 @@ impl ControlServer {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
-        let server = ControlServer {
+        let server = ControlSocket {
             listener,
             path: path.to_owned(),
             access,
@@ -254,7 +254,7 @@ impl ControlServer {
     }
 
     /// The same server with another connection cap and request time limit (tests).
-    pub fn with_limits(mut self, max_connections: usize, timeout: Duration) -> ControlServer {
+    pub fn with_limits(mut self, max_connections: usize, timeout: Duration) -> ControlSocket {
         self.max_connections = max_connections;
         self.timeout = timeout;
         self
@@ -342,7 +342,7 @@ impl ControlServer {
     }
 }
 
-impl Drop for ControlServer {
+impl Drop for ControlSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
@@ -656,12 +656,12 @@ mod tests {
     }
 
     impl Served {
-        fn start(name: &str, tune: impl FnOnce(ControlServer) -> ControlServer) -> Served {
+        fn start(name: &str, tune: impl FnOnce(ControlSocket) -> ControlSocket) -> Served {
             let dir = std::env::temp_dir().join(format!("fwd-ctl-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("c.sock");
-            let server = tune(ControlServer::bind(&path).unwrap());
+            let server = tune(ControlSocket::bind(&path).unwrap());
             let counters = server.counters();
             let stop = Arc::new(AtomicBool::new(false));
             let st = stop.clone();
@@ -829,21 +829,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.sock");
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-        let server = ControlServer::bind(&path);
+        let server = ControlSocket::bind(&path);
         nix::sys::stat::umask(old);
         let server = server.unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{mode:o}");
         drop(server);
-        let group = ControlServer::bind_with(&path, Some("nogroup")).unwrap();
+        let group = ControlSocket::bind_with(&path, Some("nogroup")).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o660);
         use std::os::unix::fs::MetadataExt;
         let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
         assert_eq!(meta.gid(), nogroup.gid.as_raw());
         drop(group);
-        let e = ControlServer::bind_with(&path, Some("fwd-no-such-group"))
+        let e = ControlSocket::bind_with(&path, Some("fwd-no-such-group"))
             .err()
             .expect("an unknown group is refused");
         assert!(e.to_string().contains("no group"), "{e}");
@@ -893,7 +893,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fwd-ctl-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.sock");
-        let server = ControlServer::bind(&path).unwrap();
+        let server = ControlSocket::bind(&path).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let t = std::thread::spawn(move || server.serve(&ctx(), &stop2));
@@ -924,7 +924,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fwd-ctl-ev-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.sock");
-        let server = ControlServer::bind(&path).unwrap();
+        let server = ControlSocket::bind(&path).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let t = std::thread::spawn(move || server.serve(&ctx(), &stop2));

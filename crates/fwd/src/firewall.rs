@@ -1,5 +1,5 @@
 //! The firewall in the appliance: the `[rules]` files compiled by `dataplane::load`, one
-//! `dataplane::Worker` per worker thread (behind `dataplane::pipeline::Firewall`), reload that
+//! `dataplane::Worker` per worker thread (behind `dataplane::pipeline::FirewallPipeline`), reload that
 //! swaps the compiled ruleset with conntrack intact, and the control thread's commands
 //! (`conntrack -L/-C/-D/-F`, `rules list`), metrics and LOG/NFLOG draining.
 
@@ -211,7 +211,7 @@ impl Firewall {
         cfg: &Config,
         workers: usize,
         config_path: Option<&std::path::Path>,
-    ) -> anyhow::Result<(Arc<Firewall>, Vec<dataplane::pipeline::Firewall>)> {
+    ) -> anyhow::Result<(Arc<Firewall>, Vec<dataplane::pipeline::FirewallPipeline>)> {
         let compiled =
             load_rules(cfg, config_path, workers).map_err(|e| anyhow::anyhow!("rules:\n{e}"))?;
         let mut ct = conntrack_config(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -253,7 +253,7 @@ impl Firewall {
             let (tx, rx) = rtrb::RingBuffer::new(LOG_QUEUE);
             w.set_log_queue(tx);
             logs.push(rx);
-            let mut p = dataplane::pipeline::Firewall::new(w);
+            let mut p = dataplane::pipeline::FirewallPipeline::new(w);
             if let Some(st) = mesh.next() {
                 p = p.with_steer(st);
             }

@@ -33,7 +33,7 @@ const HANDED_BURSTS_PER_ROUND: usize = 8;
 const IDLE_ROUNDS: u32 = 256;
 
 /// One worker's state: its pool, its queue pairs, its pipeline, its counters.
-pub struct Worker<P: Port, L: Pipeline> {
+pub struct PollLoop<P: Port, L: Pipeline> {
     pool: P::Pool,
     queues: Vec<(P, P)>,
     pipeline: L,
@@ -58,10 +58,10 @@ pub struct Worker<P: Port, L: Pipeline> {
     oversize_seen: [u64; 2],
 }
 
-impl<P: Port, L: Pipeline> Worker<P, L> {
+impl<P: Port, L: Pipeline> PollLoop<P, L> {
     /// A worker over `queues` (port A, port B per queue), all on `pool`.
     pub fn new(pool: P::Pool, queues: Vec<(P, P)>, pipeline: L, burst: usize) -> Self {
-        Worker {
+        PollLoop {
             pool,
             queues,
             pipeline,
@@ -453,8 +453,8 @@ mod tests {
         0, 0, 0, 0, 0, 0, 198, 18, 0, 2, // target
     ];
 
-    fn worker<L: Pipeline>(pipeline: L, tx_cap: usize) -> Worker<MemPort, L> {
-        Worker::new(
+    fn worker<L: Pipeline>(pipeline: L, tx_cap: usize) -> PollLoop<MemPort, L> {
+        PollLoop::new(
             HeapPool::new(256, 2048),
             vec![(MemPort::new(tx_cap), MemPort::new(tx_cap))],
             pipeline,
@@ -575,7 +575,7 @@ mod tests {
             tx_cap in 1usize..40,
             burst in 1usize..=64,
         ) {
-            let mut w = Worker::new(
+            let mut w = PollLoop::new(
                 HeapPool::new(512, 128),
                 vec![(MemPort::new(tx_cap), MemPort::new(tx_cap))],
                 Sorter,
@@ -668,7 +668,7 @@ mod tests {
 #[cfg(test)]
 mod steer_tests {
     use super::*;
-    use dataplane::pipeline::Firewall;
+    use dataplane::pipeline::FirewallPipeline;
     use dataplane::steer::{mesh, Route, Steer};
     use dataplane::{CompileConfig, PortInfo};
     use ports::mem::{HeapPool, MemPort};
@@ -686,7 +686,7 @@ mod steer_tests {
     const S: [u8; 4] = [198, 18, 0, 2];
     const S3: [u8; 4] = [198, 18, 0, 3];
 
-    type W = Worker<MemPort, Firewall>;
+    type W = PollLoop<MemPort, FirewallPipeline>;
 
     fn workers(text: &str, slots: usize) -> Vec<W> {
         let ruleset = rules::parse_restore("t.rules", text, rules::Family::Ipv4).unwrap();
@@ -708,10 +708,10 @@ mod steer_tests {
             .enumerate()
             .map(|(i, st)| {
                 let w = dataplane::Worker::new(rules.clone(), &ct, 1024, i, 2, 0);
-                Worker::new(
+                PollLoop::new(
                     HeapPool::new(256, 2048),
                     vec![(MemPort::new(64), MemPort::new(64))],
-                    Firewall::new(w).with_steer(st),
+                    FirewallPipeline::new(w).with_steer(st),
                     32,
                 )
             })
@@ -825,10 +825,10 @@ mod steer_tests {
             2,
             0,
         );
-        let mut w = Worker::new(
+        let mut w = PollLoop::new(
             HeapPool::new(16, 2048),
             vec![(MemPort::new(8), MemPort::new(8))],
-            Firewall::new(plain),
+            FirewallPipeline::new(plain),
             32,
         );
         w.queues_mut()[0]

@@ -64,15 +64,15 @@ fn reference(chains: &[CompiledChain], cur: u32, key: &Key) -> Option<(bool, u32
             continue;
         }
         match &r.action {
-            Action::Accept => return Some((true, cur, i as u32)),
-            Action::Drop => return Some((false, cur, i as u32)),
-            Action::Return => return None,
-            Action::Jump(t) => {
+            RuleTarget::Accept => return Some((true, cur, i as u32)),
+            RuleTarget::Drop => return Some((false, cur, i as u32)),
+            RuleTarget::Return => return None,
+            RuleTarget::Jump(t) => {
                 if let Some(v) = reference(chains, *t, key) {
                     return Some(v);
                 }
             }
-            Action::Goto(t) => return reference(chains, *t, key),
+            RuleTarget::Goto(t) => return reference(chains, *t, key),
             _ => {}
         }
     }

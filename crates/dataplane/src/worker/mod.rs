@@ -22,7 +22,9 @@ use wire::{encap, ip_proto, parse_embedded, parse_frame_into, Family, FrameInfo,
 
 use crate::bridge::{BridgeClass, BridgePolicy, PppoePolicy, TagPolicy};
 
-use crate::compile::{Action, Compiled, FamilyRules, HookPoint, LeafCheck, NatSpec, RuleCounters};
+use crate::compile::{
+    Compiled, FamilyRules, HookPoint, LeafCheck, NatSpec, RuleCounters, RuleTarget,
+};
 use crate::log::{LogEvent, LogKind};
 use crate::nat::{self, Rewrite};
 use crate::reason::DropReason;

@@ -951,7 +951,7 @@ fn mark_arithmetic_agrees_with_the_man_page_for_every_option() {
         x ^= x << 17;
         x as u32
     };
-    let first_action = |target: &str| -> Action {
+    let first_action = |target: &str| -> RuleTarget {
         let text = format!("{FILTER_HDR}-A FORWARD -j {target}\nCOMMIT\n");
         let c = compile(Some(&parse_v4(&text)), None, &cfg()).unwrap();
         let id = c.v4.chain_id(rules::TableName::Filter, "FORWARD").unwrap();
@@ -968,22 +968,22 @@ fn mark_arithmetic_agrees_with_the_man_page_for_every_option() {
             (format!("--or-mark 0{v:o}"), old | v),
             (format!("--xor-mark {v}"), old ^ v),
         ] {
-            let Action::Mark(xm) = first_action(&format!("MARK {opt}")) else {
+            let RuleTarget::Mark(xm) = first_action(&format!("MARK {opt}")) else {
                 panic!("MARK {opt}");
             };
             assert_eq!(xm.apply(old), want, "MARK {opt} on {old:#x}");
-            let Action::Connmark(c) = first_action(&format!("CONNMARK {opt}")) else {
+            let RuleTarget::Connmark(c) = first_action(&format!("CONNMARK {opt}")) else {
                 panic!("CONNMARK {opt}");
             };
             assert_eq!(c.apply(old, ct), (want, ct), "CONNMARK {opt} on {old:#x}");
         }
-        let Action::Connmark(save) = first_action(&format!(
+        let RuleTarget::Connmark(save) = first_action(&format!(
             "CONNMARK --save-mark --nfmask {v:#x} --ctmask {m:#x}"
         )) else {
             panic!("save");
         };
         assert_eq!(save.apply(ct, old), ((ct & !m) ^ (old & v), old));
-        let Action::Connmark(restore) =
+        let RuleTarget::Connmark(restore) =
             first_action(&format!("CONNMARK --restore-mark --mask {m:#x}"))
         else {
             panic!("restore");

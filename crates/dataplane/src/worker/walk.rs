@@ -90,16 +90,16 @@ impl Worker {
             let rule = &chain.rules[r as usize];
             counters.hit(rule.counter, bytes);
             let fin = match &rule.action {
-                Action::Continue => None,
-                Action::Notrack => {
+                RuleTarget::Continue => None,
+                RuleTarget::Notrack => {
                     notrack = true;
                     None
                 }
-                Action::Mark(x) => {
+                RuleTarget::Mark(x) => {
                     marks.pkt = x.apply(marks.pkt);
                     None
                 }
-                Action::Connmark(c) => {
+                RuleTarget::Connmark(c) => {
                     if let Some(id) = marks.entry {
                         let (ct, pkt) = c.apply(marks.ct, marks.pkt);
                         if ct != marks.ct {
@@ -109,7 +109,7 @@ impl Worker {
                     }
                     None
                 }
-                Action::Log(l) => {
+                RuleTarget::Log(l) => {
                     self.emit_log(
                         LogKind::Log {
                             level: l.level,
@@ -122,7 +122,7 @@ impl Worker {
                     );
                     None
                 }
-                Action::Nflog(n) => {
+                RuleTarget::Nflog(n) => {
                     self.emit_log(
                         LogKind::Nflog { group: n.group },
                         &n.prefix,
@@ -132,16 +132,16 @@ impl Worker {
                     );
                     None
                 }
-                Action::Accept => Some(Final::Accept),
-                Action::Drop => Some(Final::Drop),
-                Action::Reject(w) => Some(Final::Reject(*w)),
-                Action::Snat(s) => Some(Final::Snat(*s)),
-                Action::Dnat(s) => Some(Final::Dnat(*s)),
-                Action::Masquerade { ports, random } => Some(Final::Masquerade {
+                RuleTarget::Accept => Some(Final::Accept),
+                RuleTarget::Drop => Some(Final::Drop),
+                RuleTarget::Reject(w) => Some(Final::Reject(*w)),
+                RuleTarget::Snat(s) => Some(Final::Snat(*s)),
+                RuleTarget::Dnat(s) => Some(Final::Dnat(*s)),
+                RuleTarget::Masquerade { ports, random } => Some(Final::Masquerade {
                     ports: *ports,
                     random: *random,
                 }),
-                Action::Return => {
+                RuleTarget::Return => {
                     if depth == 0 {
                         // RETURN at the top (also from a chain entered by -g): the policy
                         {
@@ -154,7 +154,7 @@ impl Worker {
                     (cur, pos) = self.stack[depth];
                     continue;
                 }
-                Action::Jump(c) => {
+                RuleTarget::Jump(c) => {
                     if depth == MAX_DEPTH {
                         self.trace.decided[hook as usize] = Some((cur, r));
                         return Walk {
@@ -169,7 +169,7 @@ impl Worker {
                     (cur, pos) = (*c, 0);
                     continue;
                 }
-                Action::Goto(c) => {
+                RuleTarget::Goto(c) => {
                     (cur, pos) = (*c, 0);
                     continue;
                 }
