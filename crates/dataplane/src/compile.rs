@@ -241,7 +241,8 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
                 }
             }
             Match::Time(t) => leaf.push(LeafCheck::Time(*t)),
-            Match::Connlimit(_) | Match::Connbytes(_) => {
+            Match::Connbytes(c) => leaf.push(LeafCheck::Connbytes(*c)),
+            Match::Connlimit(_) => {
                 return Err(format!(
                     "`-m {}` loads but fwd's data plane does not evaluate it yet",
                     m.name()
@@ -545,6 +546,12 @@ impl Builder<'_> {
         ]
         .iter()
         .any(|h| out.hooks[*h as usize].is_some());
+        out.counts_bytes = rs
+            .tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+            .any(|r| r.matches.iter().any(|m| matches!(m, Match::Connbytes(_))));
         out.classifies_ahead = [HookPoint::NatPrerouting, HookPoint::FilterForward]
             .iter()
             .filter_map(|h| out.hooks[*h as usize])

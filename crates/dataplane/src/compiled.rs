@@ -199,6 +199,8 @@ pub enum LeafCheck {
     /// `-m conntrack` options other than `--ctstate` (which is the classifier's `ct`
     /// dimension or a [`LeafCheck::Ct`]): the packet's entry ([`crate::limits`]).
     Conntrack(Box<rules::ConntrackMatch>),
+    /// `-m connbytes`: the connection's counters ([`crate::limits::connbytes_matches`]).
+    Connbytes(rules::ConnbytesMatch),
     /// `-m hashlimit`: a table shared by name ([`crate::limits`]).
     Hashlimit(Arc<crate::limits::HashlimitCheck>),
 }
@@ -219,6 +221,7 @@ impl LeafCheck {
                 | LeafCheck::Hashlimit(_)
                 // the entry is known only once the packet is tracked
                 | LeafCheck::Conntrack(_)
+                | LeafCheck::Connbytes(_)
         )
     }
 }
@@ -322,6 +325,9 @@ pub struct FamilyRules {
     /// Some hook chain has a lookup the vector path can do ahead for NEW packets
     /// ([`CompiledChain::ahead_start`]); without one it skips that stage.
     pub classifies_ahead: bool,
+    /// Some rule has `-m connbytes`: the worker counts packets and bytes per connection (as
+    /// loading such a rule turns on the kernel's conntrack accounting).
+    pub counts_bytes: bool,
 }
 
 impl CompiledChain {

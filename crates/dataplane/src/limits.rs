@@ -474,6 +474,29 @@ impl PartialEq for HashlimitCheck {
 
 impl Eq for HashlimitCheck {}
 
+// ---- -m connbytes ----------------------------------------------------------------------
+
+/// `connbytes_mt` for a connection's `[original packets, bytes, reply packets, bytes]`.
+pub fn connbytes_matches(c: &rules::ConnbytesMatch, acct: &[u64; 4]) -> bool {
+    use rules::{ConnbytesDir as D, ConnbytesMode as M};
+    let (pkts, bytes) = match c.dir {
+        Some(D::Original) => (acct[0], acct[1]),
+        Some(D::Reply) => (acct[2], acct[3]),
+        _ => (acct[0] + acct[2], acct[1] + acct[3]),
+    };
+    let what = match c.mode {
+        Some(M::Packets) => pkts,
+        Some(M::Bytes) => bytes,
+        _ => bytes.checked_div(pkts).unwrap_or(0),
+    };
+    if c.to >= c.from {
+        what >= c.from && what <= c.to
+    } else {
+        // inverted: the bounds were swapped on load
+        what < c.to || what > c.from
+    }
+}
+
 // ---- -m conntrack -----------------------------------------------------------------------
 
 /// What `-m conntrack` reads of a packet's connection (`None`: no entry).

@@ -1,5 +1,6 @@
 //! The Linux bridge with br_netfilter as the oracle for `-m hashlimit` (burst, then the
-//! rate; a group per source), `-m conntrack`'s tuple and direction options and `-m time`
+//! rate; a group per source), `-m conntrack`'s tuple and direction options, `-m connbytes`
+//! and `-m time`
 //! against the real clock: the same rules in the kernel's bridge ([`testkit::Bridge`]) and in
 //! a `Worker` (given the wall clock as the appliance gives it), the same frames in the same
 //! order; every frame the kernel forwards fwd must forward byte for byte, every frame it holds
@@ -53,6 +54,7 @@ fn rules(_p: &str) -> String {
      -A FORWARD -m conntrack --ctorigsrc 198.18.0.0/24 --ctrepldst 198.18.0.9 --ctstatus SEEN_REPLY -j DROP\n\
      -A FORWARD -p udp -m udp --dport 1030 -m time --datestart 2020-01-01 -j DROP\n\
      -A FORWARD -p udp -m udp --dport 1031 -m time --datestop 2020-01-01 -j DROP\n\
+     -A FORWARD -p udp -m connbytes --connbytes 3: --connbytes-dir both --connbytes-mode packets -j DROP\n\
      COMMIT\n"
         .to_string()
 }
@@ -91,6 +93,11 @@ fn frames() -> Vec<(Side, Vec<u8>)> {
     // time: after 2020 (dropped), before 2020 (passes)
     out.push(udp(Side::A, 6500, 1030));
     out.push(udp(Side::A, 6501, 1031));
+    // connbytes: the third and fourth packets of one connection (either direction) are dropped
+    out.push(udp(Side::A, 6600, 1050));
+    out.push(udp(Side::B, 1050, 6600));
+    out.push(udp(Side::A, 6600, 1050));
+    out.push(udp(Side::B, 1050, 6600));
     out
 }
 
@@ -168,6 +175,7 @@ fn hashlimit_conntrack_and_time_agree_with_the_kernel_bridge() {
             .iter()
             .filter(|k| k.side != frames[k.after].0)
             .count();
-    // 3 + 1 over the hashlimit, 2 above it, the 1020 reply, the 1040 reply and request, 1030
-    assert_eq!(dropped, 10, "the kernel dropped {dropped} frames");
+    // 3 + 1 over the hashlimit, 2 above it, the 1020 reply, the 1040 reply and request, 1030,
+    // the 1050 connection's third and fourth packets
+    assert_eq!(dropped, 12, "the kernel dropped {dropped} frames");
 }

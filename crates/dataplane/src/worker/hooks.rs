@@ -134,6 +134,19 @@ impl Worker {
             marks.reply = tracked
                 .as_ref()
                 .is_some_and(|t| t.dir == conntrack::Dir::Reply);
+            if fam.counts_bytes {
+                if let Some(a) = self.acct.get_mut(id.0 as usize) {
+                    // a connection's first packet starts its counters (the slot may have
+                    // held an older connection)
+                    if tracked.as_ref().is_some_and(|t| t.is_unconfirmed()) {
+                        *a = [0; 4];
+                    }
+                    let d = usize::from(marks.reply) * 2;
+                    a[d] += 1;
+                    a[d + 1] += u64::from(info.l3_len);
+                    marks.acct = Some(*a);
+                }
+            }
         }
         // Only a connection's first packet (not yet confirmed) traverses the nat chains; a
         // retransmitted SYN is NEW too but must reuse the binding of its confirmed entry.

@@ -87,3 +87,33 @@ fn conntrack_direction_tuple_and_status_through_the_worker() {
         Verdict::Forward
     );
 }
+
+#[test]
+fn connbytes_counts_the_connection_with_this_packet() {
+    // the 4th packet of a connection and later ones (both directions) are dropped; a reply
+    // of more than 100 bytes on average too
+    let mut w = worker_for(&format!(
+        "{FILTER_HDR}-A FORWARD -m connbytes --connbytes 4: --connbytes-dir both --connbytes-mode packets -j DROP\n\
+         -A FORWARD -p udp -m udp --sport 54 -m connbytes --connbytes 101: --connbytes-dir reply --connbytes-mode avgpkt -j DROP\n\
+         -A FORWARD -j ACCEPT\nCOMMIT\n"
+    ));
+    let q = FrameBuilder::default().udp(ip(C, S), 1000, 53, b"q");
+    let r = FrameBuilder::default().udp(ip(S, C), 53, 1000, b"r");
+    assert_eq!(run(&mut w, A, &q, SEC).0, Verdict::Forward);
+    assert_eq!(run(&mut w, B, &r, SEC).0, Verdict::Forward);
+    assert_eq!(run(&mut w, A, &q, SEC).0, Verdict::Forward);
+    assert_ne!(run(&mut w, B, &r, SEC).0, Verdict::Forward, "4th packet");
+    assert_ne!(run(&mut w, A, &q, SEC).0, Verdict::Forward);
+    // another connection starts from zero
+    let q2 = FrameBuilder::default().udp(ip(C, S), 1001, 54, b"q");
+    assert_eq!(run(&mut w, A, &q2, SEC).0, Verdict::Forward);
+    let small = FrameBuilder::default().udp(ip(S, C), 54, 1001, &[0u8; 50]);
+    let big = FrameBuilder::default().udp(ip(S, C), 54, 1001, &[0u8; 400]);
+    assert_eq!(
+        run(&mut w, B, &small, SEC).0,
+        Verdict::Forward,
+        "78 bytes average"
+    );
+    // (78 + 428) / 2 = 253 > 100
+    assert_ne!(run(&mut w, B, &big, SEC).0, Verdict::Forward);
+}

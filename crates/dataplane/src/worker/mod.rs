@@ -170,6 +170,9 @@ pub(crate) struct Marks {
     /// A match dropped the packet whatever the rules say (a full `-m hashlimit` table: the
     /// kernel's `hotdrop`); the walk stops.
     pub(crate) hotdrop: bool,
+    /// The connection's packets and bytes (original, then reply) with this packet, when the
+    /// ruleset counts them ([`FamilyRules::counts_bytes`]).
+    pub(crate) acct: Option<[u64; 4]>,
 }
 
 struct Walk {
@@ -201,6 +204,10 @@ pub struct Worker {
     now: u64,
     /// Wall clock minus `now` (ns), set by the poll loop ([`Worker::set_wall_offset`]).
     wall_offset: i64,
+    /// Packets and bytes of each connection of the shard, by entry (original packets, bytes,
+    /// reply packets, bytes): conntrack accounting for `-m connbytes`, kept beside the shard
+    /// so entries stay two cache lines; counted only while the ruleset has `-m connbytes`.
+    acct: Box<[[u64; 4]]>,
     /// Decisions of first fragments, for the later fragments of the same datagram.
     frags: Box<FragTable>,
     frag_head: Option<(usize, FragKey)>,
@@ -236,6 +243,7 @@ impl Worker {
             stack: [(0, 0); MAX_DEPTH],
             now,
             wall_offset: 0,
+            acct: vec![[0u64; 4]; capacity as usize].into_boxed_slice(),
             frags: Box::new(FragTable::new()),
             frag_head: None,
             bridge: BridgePolicy::default(),

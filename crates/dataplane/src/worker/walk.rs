@@ -348,6 +348,9 @@ pub(super) fn leaf_ok(
         }
         LeafCheck::Statistic(s) => s.eval(),
         LeafCheck::Time(t) => crate::limits::time_matches(t, wall),
+        LeafCheck::Connbytes(c) => marks
+            .acct
+            .is_some_and(|a| crate::limits::connbytes_matches(c, &a)),
         LeafCheck::Conntrack(c) => {
             let v6 = info.family == Family::Ipv6;
             let view = marks.entry.map(|id| {
