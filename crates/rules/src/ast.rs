@@ -907,11 +907,32 @@ pub struct NflogTarget {
     pub threshold: u16,
 }
 
-/// A NAT range: `--to-source`/`--to-destination` `[addr[-addr]][:port[-port]]`.
+/// The ports of a NAT target: `lo[-hi][/base]` (libxt_NAT's `parse_ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NatPorts {
+    pub lo: u16,
+    pub hi: u16,
+    /// `/base` (`NF_NAT_RANGE_PROTO_OFFSET`, DNAT only): the new port is `lo + (port - base)
+    /// % (hi - lo + 1)`, nf_nat_core's port shift.
+    pub base: Option<u16>,
+}
+
+impl NatPorts {
+    pub fn single(p: u16) -> NatPorts {
+        NatPorts {
+            lo: p,
+            hi: p,
+            base: None,
+        }
+    }
+}
+
+/// A NAT range: `--to-source`/`--to-destination` `[addr[-addr]][:port[-port[/base]]]` (IPv6:
+/// `[addr[-addr]]:port...` in brackets when ports follow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NatRange {
     pub addrs: Option<(IpAddr, IpAddr)>,
-    pub ports: Option<PortRange>,
+    pub ports: Option<NatPorts>,
     pub random: bool,
     pub random_fully: bool,
     pub persistent: bool,
@@ -933,13 +954,19 @@ pub enum Target {
     Snat(NatRange),
     Dnat(NatRange),
     Masquerade {
-        ports: Option<PortRange>,
+        ports: Option<NatPorts>,
         random: bool,
         random_fully: bool,
     },
     Redirect {
-        ports: Option<PortRange>,
+        ports: Option<NatPorts>,
         random: bool,
+    },
+    /// `-j NETMAP --to addr/len`: the destination (PREROUTING, OUTPUT) or source (POSTROUTING,
+    /// INPUT) keeps its host part and takes `addr`'s network part. `addr` is stored masked.
+    Netmap {
+        addr: IpAddr,
+        prefix: u8,
     },
     /// `-j NOTRACK` (printed as such).
     Notrack,

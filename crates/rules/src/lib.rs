@@ -4,8 +4,9 @@
 //! and printed back as `iptables-save` text or a `-L -n -v --line-numbers` listing.
 //!
 //! Deliberate differences from iptables (fwd is stricter, never more lenient):
-//! - IPv6 NAT (`*nat` in an ip6tables file) is rejected: fwd translates IPv4 only.
 //! - UDP ports above 65535 and reversed UDP port ranges are rejected (iptables wraps/keeps them).
+//! - NAT port shifts iptables takes but cannot restore from its own save text are rejected:
+//!   `/base` on SNAT or MASQUERADE (saved as `/0`) and on a single DNAT port (saved `80/1000`).
 //! - A failed file applies nothing (iptables keeps tables committed before the failure).
 //! - Host names are never resolved; `ULOG` (gone since Linux 3.17) is rejected at parse time.
 #![deny(unsafe_code)]
@@ -233,9 +234,6 @@ impl Ruleset {
                     }
                 }
             }
-        }
-        if table == TableName::Nat && self.family == Family::Ipv6 {
-            return Err(one(1, "IPv6 NAT is not supported by fwd".into(), None));
         }
         let mut work = self
             .table(table)

@@ -63,14 +63,6 @@ fn icmp_list(prefix: &str, m: &IcmpMatch) -> String {
     o
 }
 
-fn port_range(p: PortRange) -> String {
-    if p.lo == p.hi {
-        p.lo.to_string()
-    } else {
-        format!("{}-{}", p.lo, p.hi)
-    }
-}
-
 fn ports(p: &PortMatch, what: &str) -> String {
     let n = if p.negated { "!" } else { "" };
     if p.range.lo == p.range.hi {
@@ -94,6 +86,7 @@ fn target_name(t: &Option<Target>) -> String {
         Some(Target::Dnat(_)) => "DNAT".into(),
         Some(Target::Masquerade { .. }) => "MASQUERADE".into(),
         Some(Target::Redirect { .. }) => "REDIRECT".into(),
+        Some(Target::Netmap { .. }) => "NETMAP".into(),
         // NOTRACK is an alias of CT --notrack.
         Some(Target::Notrack | Target::CtNotrack) => "CT".into(),
         Some(Target::Mark(_)) => "MARK".into(),
@@ -329,19 +322,7 @@ fn details(r: &Rule, v6: bool) -> String {
             }
         }
         Some(Target::Snat(n) | Target::Dnat(n)) => {
-            let mut s = String::new();
-            if let Some((lo, hi)) = n.addrs {
-                let _ = write!(s, "{lo}");
-                if hi != lo {
-                    let _ = write!(s, "-{hi}");
-                }
-            }
-            if let Some(p) = n.ports {
-                let _ = write!(s, ":{}", p.lo);
-                if p.hi != p.lo {
-                    let _ = write!(s, "-{}", p.hi);
-                }
-            }
+            let s = crate::print::nat_range_text(n);
             let _ = write!(o, " to:{s}");
             flags(&mut o, n.random, n.random_fully, n.persistent);
         }
@@ -351,15 +332,18 @@ fn details(r: &Rule, v6: bool) -> String {
             random_fully,
         }) => {
             if let Some(p) = ports {
-                let _ = write!(o, " masq ports: {}", port_range(*p));
+                let _ = write!(o, " masq ports: {}", crate::print::nat_ports_text(p));
             }
             flags(&mut o, *random, *random_fully, false);
         }
         Some(Target::Redirect { ports, random }) => {
             if let Some(p) = ports {
-                let _ = write!(o, " redir ports {}", port_range(*p));
+                let _ = write!(o, " redir ports {}", crate::print::nat_ports_text(p));
             }
             flags(&mut o, *random, false, false);
+        }
+        Some(Target::Netmap { addr, prefix }) => {
+            let _ = write!(o, " to:{addr}/{prefix}");
         }
         Some(Target::Notrack) => o.push_str(" NOTRACK"),
         Some(Target::CtNotrack) => o.push_str(" CT notrack"),

@@ -106,28 +106,44 @@ pub(crate) fn rate_text(avg: u32) -> String {
     format!("{}/{}", RATES[i - 1].1 / period, RATES[i - 1].0)
 }
 
-fn nat_range(out: &mut String, r: &NatRange) {
-    out.push(' ');
-    if let Some((lo, hi)) = r.addrs {
-        let _ = write!(out, "{lo}");
-        if hi != lo {
-            let _ = write!(out, "-{hi}");
-        }
+/// `lo[-hi][/base]`, as libxt_NAT's `print_range` writes the ports.
+pub(crate) fn nat_ports_text(p: &NatPorts) -> String {
+    let mut o = p.lo.to_string();
+    if p.hi != p.lo {
+        let _ = write!(o, "-{}", p.hi);
     }
-    if let Some(p) = r.ports {
-        let _ = write!(out, ":{}", p.lo);
-        if p.hi != p.lo {
-            let _ = write!(out, "-{}", p.hi);
-        }
+    if let Some(b) = p.base {
+        let _ = write!(o, "/{b}");
     }
+    o
 }
 
-fn to_ports(out: &mut String, p: Option<PortRange>) {
-    if let Some(p) = p {
-        let _ = write!(out, " --to-ports {}", p.lo);
-        if p.hi != p.lo {
-            let _ = write!(out, "-{}", p.hi);
+/// `--to-source`/`--to-destination`'s value (and `-L`'s `to:` text): IPv6 addresses go in
+/// brackets when ports follow.
+pub(crate) fn nat_range_text(r: &NatRange) -> String {
+    let mut o = String::new();
+    if let Some((lo, hi)) = r.addrs {
+        let brackets = lo.is_ipv6() && r.ports.is_some();
+        if brackets {
+            o.push('[');
         }
+        let _ = write!(o, "{lo}");
+        if hi != lo {
+            let _ = write!(o, "-{hi}");
+        }
+        if brackets {
+            o.push(']');
+        }
+    }
+    if let Some(p) = &r.ports {
+        let _ = write!(o, ":{}", nat_ports_text(p));
+    }
+    o
+}
+
+fn to_ports(out: &mut String, p: Option<NatPorts>) {
+    if let Some(p) = p {
+        let _ = write!(out, " --to-ports {}", nat_ports_text(&p));
     }
 }
 
@@ -403,8 +419,7 @@ fn target_text(o: &mut String, t: &Target) {
             };
             let _ = write!(o, " -j {name}");
             if r.addrs.is_some() || r.ports.is_some() {
-                let _ = write!(o, " {opt}");
-                nat_range(o, r);
+                let _ = write!(o, " {opt} {}", nat_range_text(r));
             }
             if r.random {
                 o.push_str(" --random");
@@ -436,6 +451,9 @@ fn target_text(o: &mut String, t: &Target) {
             if *random {
                 o.push_str(" --random");
             }
+        }
+        Target::Netmap { addr, prefix } => {
+            let _ = write!(o, " -j NETMAP --to {addr}/{prefix}");
         }
         Target::Notrack => o.push_str(" -j NOTRACK"),
         Target::CtNotrack => o.push_str(" -j CT --notrack"),

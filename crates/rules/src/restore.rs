@@ -618,14 +618,6 @@ pub(crate) fn restore(
                 ));
             }
             match TableName::from_name(name) {
-                Some(TableName::Nat) if family == Family::Ipv6 => {
-                    errs.push(d(line, col0, "IPv6 NAT is not supported by fwd", Some("fwd translates IPv4 only; remove the `*nat` table from the ip6tables file".into())));
-                    open = Some(Open {
-                        table: Table::new(TableName::Nat),
-                        line,
-                        errors_before: errs.len(),
-                    });
-                }
                 Some(t) => {
                     open = Some(Open {
                         table: Table::new(t),

@@ -699,44 +699,118 @@ pub(crate) fn reject_with(s: &str, family: Family) -> VResult<RejectWith> {
 }
 
 /// Address range and port range of a NAT target.
-pub(crate) type NatParts = (Option<(IpAddr, IpAddr)>, Option<PortRange>);
+pub(crate) type NatParts = (Option<(IpAddr, IpAddr)>, Option<NatPorts>);
 
-/// `[addr[-addr]][:port[-port]]` of SNAT/DNAT (IPv4 only: fwd does no IPv6 NAT).
-pub(crate) fn nat_range(s: &str, family: Family) -> VResult<NatParts> {
-    let (a, p) = match s.split_once(':') {
-        Some((a, p)) => (a, Some(p)),
-        None => (s, None),
-    };
-    let addrs = if a.is_empty() {
-        None
-    } else {
-        let (lo, hi) = a.split_once('-').unwrap_or((a, a));
-        let lo = plain_addr(lo, family)?;
-        let hi = plain_addr(hi, family)?;
-        Some((lo, hi))
-    };
-    let ports = match p {
-        None => None,
-        Some(p) => Some(port_dash_range(p)?),
-    };
-    if addrs.is_none() && ports.is_none() {
-        return fail_hint(
-            format!("bad NAT range `{s}`"),
-            "expected addr[-addr][:port[-port]]",
-        );
-    }
-    Ok((addrs, ports))
+/// A service name as `xtables_service_to_port(name, NULL)` finds it: `getservbyname` with no
+/// protocol, so a name of any protocol in /etc/services.
+fn service_any(s: &str) -> Option<u16> {
+    SERVICES.iter().find(|e| e.0 == s).map(|e| e.1)
 }
 
-/// `port[-port]` as in `--to-ports` / NAT ranges (numbers only).
-pub(crate) fn port_dash_range(s: &str) -> VResult<PortRange> {
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let lo = number(a, 65535, "port")? as u16;
-    let hi = number(b, 65535, "port")? as u16;
-    if lo > hi {
-        return fail(format!("invalid port range `{s}`: start is above end"));
+/// A port as `xtables_strtoui(s, &end, .., 0, 65535)` reads it: the value and what follows.
+fn port_prefix(s: &str) -> Option<(u16, &str)> {
+    strtou32(s).and_then(|(v, rest)| u16::try_from(v).ok().map(|v| (v, rest)))
+}
+
+/// `port[-port[/base]]` of the NAT targets (libxt_NAT's `parse_ports`, also `--to-ports`):
+/// numbers in any base strtoul reads (`0x10`, `010`); the first port may be a service name
+/// instead (the whole argument then: `ftp-data`, not `ssh-100`), the last not; the base is a
+/// number 1-65535 (what follows its digits is ignored, as iptables does) or a service name.
+pub(crate) fn nat_ports(s: &str) -> VResult<NatPorts> {
+    let bad = |p: &str| {
+        fail_hint(
+            format!("invalid port `{p}` in `{s}`"),
+            "expected port[-port[/baseport]], a port being a number 0-65535 or a service name",
+        )
+    };
+    let (lo, rest) = match port_prefix(s) {
+        Some(x) => x,
+        None => match service_any(s) {
+            Some(p) => (p, ""),
+            None => return bad(s),
+        },
+    };
+    let arg = match rest.as_bytes().first() {
+        None => return Ok(NatPorts::single(lo)),
+        Some(b'-') => &rest[1..],
+        Some(b':') => {
+            return fail_hint(
+                format!("invalid port range `{s}`"),
+                "NAT port ranges use a dash: lo-hi",
+            )
+        }
+        Some(_) => return fail(format!("garbage `{rest}` after the port in `{s}`")),
+    };
+    let Some((hi, rest)) = port_prefix(arg) else {
+        return bad(arg);
+    };
+    if hi < lo {
+        return fail_hint(
+            format!("invalid port range `{s}`: start is above end"),
+            format!("write `{hi}-{lo}`"),
+        );
     }
-    Ok(PortRange { lo, hi })
+    let base = match rest.as_bytes().first() {
+        None => None,
+        Some(b'/') => {
+            let b = &rest[1..];
+            match port_prefix(b) {
+                Some((v, _)) if v >= 1 => Some(v),
+                _ => match service_any(b) {
+                    Some(p) => Some(p),
+                    None => {
+                        return fail_hint(
+                            format!("invalid base port `{b}` in `{s}`"),
+                            "expected a number 1-65535 or a service name",
+                        )
+                    }
+                },
+            }
+        }
+        Some(_) => return fail(format!("garbage `{rest}` after the port range in `{s}`")),
+    };
+    Ok(NatPorts { lo, hi, base })
+}
+
+/// `[addr[-addr]][:ports]` of SNAT/DNAT as libxt_NAT's `parse_to` splits it. IPv6 puts the
+/// addresses in brackets when ports follow (`[2001:2::1]:80`); without brackets an IPv6
+/// argument is all address (it has more than one colon). Quirks kept: a colon at offset 0 or
+/// 2 means "no address" (`:80`, `[]:80`), and text between `]` and the colon is ignored.
+pub(crate) fn nat_range(s: &str, family: Family) -> VResult<NatParts> {
+    let (addr, colon) = match s.find('[') {
+        None => {
+            let c = s.find(':').filter(|&c| !s[c + 1..].contains(':'));
+            (&s[..c.unwrap_or(s.len())], c)
+        }
+        Some(_) if family == Family::Ipv4 => {
+            return fail_hint(
+                format!("invalid NAT address `{s}`"),
+                "brackets are for IPv6 addresses; write addr[-addr][:port[-port]]",
+            )
+        }
+        Some(i) => {
+            let inner = &s[i + 1..];
+            let Some(j) = inner.find(']') else {
+                return fail_hint(
+                    format!("invalid NAT address `{s}`: no closing `]`"),
+                    "expected [addr[-addr]]:port[-port]",
+                );
+            };
+            let after = i + 1 + j + 1;
+            (&inner[..j], s[after..].find(':').map(|k| k + after))
+        }
+    };
+    let ports = match colon {
+        Some(c) => Some(nat_ports(&s[c + 1..])?),
+        None => None,
+    };
+    if matches!(colon, Some(0 | 2)) {
+        return Ok((None, ports));
+    }
+    let (lo, hi) = addr.split_once('-').unwrap_or((addr, addr));
+    let lo = plain_addr(lo, family)?;
+    let hi = plain_addr(hi, family)?;
+    Ok((Some((lo, hi)), ports))
 }
 
 #[cfg(test)]

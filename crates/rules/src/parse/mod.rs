@@ -974,7 +974,14 @@ mod tests {
         .unwrap();
         match &pc.rules[0].target {
             Some(Target::Snat(r)) => {
-                assert_eq!(r.ports, Some(PortRange { lo: 1000, hi: 2000 }));
+                assert_eq!(
+                    r.ports,
+                    Some(NatPorts {
+                        lo: 1000,
+                        hi: 2000,
+                        base: None
+                    })
+                );
                 assert!(r.random && !r.persistent);
             }
             t => panic!("{t:?}"),

@@ -64,6 +64,7 @@ pub(super) static TARGETS: &[TargetExt] = &[
     nat::DNAT,
     nat::MASQUERADE,
     nat::REDIRECT,
+    nat::NETMAP,
     ct::NOTRACK,
     ct::CT,
     mark_t::MARK,
