@@ -455,31 +455,32 @@ impl Builder<'_> {
                         self.has_log = true;
                         RuleTarget::Nflog(l.clone())
                     }
-                    Some(Target::Snat(n)) => match NatSpec::from_range(n) {
-                        Ok(s) => RuleTarget::Snat(s),
-                        Err(m) => {
-                            let e = err(m);
-                            self.errors.push(e);
-                            RuleTarget::Continue
-                        }
-                    },
-                    Some(Target::Dnat(n)) => match NatSpec::from_range(n) {
-                        Ok(s) => RuleTarget::Dnat(s),
-                        Err(m) => {
-                            let e = err(m);
-                            self.errors.push(e);
-                            RuleTarget::Continue
-                        }
-                    },
+                    Some(Target::Snat(n)) => RuleTarget::Snat(NatSpec::from_range(n)),
+                    Some(Target::Dnat(n)) => RuleTarget::Dnat(NatSpec::from_range(n)),
+                    Some(Target::Netmap { addr, prefix }) => {
+                        let (net, width) = match addr {
+                            IpAddr::V4(a) => (u128::from(u32::from(*a)), 32u32),
+                            IpAddr::V6(a) => (u128::from(*a), 128),
+                        };
+                        let all = u128::MAX >> (128 - width);
+                        // the network bits: `prefix` ones from the top of the family's width
+                        let mask = all.checked_shl(width - u32::from(*prefix)).unwrap_or(0) & all;
+                        RuleTarget::Netmap { net: net & mask, mask }
+                    }
                     Some(Target::Masquerade {
                         ports,
                         random,
                         random_fully,
                     }) => {
                         for (pi, p) in self.cfg.ports.iter().enumerate() {
-                            if spec.oif.matches(pi as u8) && p.ipv4.is_none() {
+                            let (none, key) = if fam == "ipv6" {
+                                (p.ipv6.is_none(), "address6")
+                            } else {
+                                (p.ipv4.is_none(), "address")
+                            };
+                            if spec.oif.matches(pi as u8) && none {
                                 let e = err(format!(
-                                    "MASQUERADE can leave through port `{}`, which has no `address` in the config",
+                                    "MASQUERADE can leave through port `{}`, which has no `{key}` in the config",
                                     p.name
                                 ));
                                 self.errors.push(e);
@@ -695,12 +696,12 @@ pub(crate) mod tests {
                 PortInfo {
                     name: "fw-c".into(),
                     ipv4: Some(Ipv4Addr::new(198, 18, 0, 253)),
-                    ipv6: None,
+                    ipv6: Some("2001:2::fd".parse().unwrap()),
                 },
                 PortInfo {
                     name: "fw-s".into(),
                     ipv4: Some(Ipv4Addr::new(198, 18, 0, 254)),
-                    ipv6: None,
+                    ipv6: Some("2001:2::fe".parse().unwrap()),
                 },
             ],
             workers: 1,

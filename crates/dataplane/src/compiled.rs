@@ -24,7 +24,7 @@ pub struct PortInfo {
     pub name: String,
     /// `[ports.x] address`: MASQUERADE's source address when leaving through this port.
     pub ipv4: Option<Ipv4Addr>,
-    /// IPv6 address (unused by NAT: fwd translates IPv4 only).
+    /// `[ports.x] address6`: MASQUERADE's IPv6 source address when leaving through this port.
     pub ipv6: Option<Ipv6Addr>,
 }
 
@@ -87,26 +87,39 @@ impl HookPoint {
 /// A NAT translation range, resolved to numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NatSpec {
-    /// Inclusive IPv4 address range (host order); `None` keeps the address (port-only DNAT).
-    pub addrs: Option<(u32, u32)>,
+    /// Inclusive address range as numbers (IPv4 in the low 32 bits); `None` keeps the address
+    /// (port-only DNAT).
+    pub addrs: Option<(u128, u128)>,
     /// Inclusive port range; `None` keeps the port where it is unique.
     pub ports: Option<(u16, u16)>,
+    /// DNAT's `/base` port shift: the new port is `lo + (port - base) % (hi - lo + 1)`.
+    pub shift: Option<u16>,
     /// `--random` / `--random-fully`: start the port search at a pseudo-random offset.
     pub random: bool,
 }
 
 impl NatSpec {
-    pub(crate) fn from_range(r: &NatRange) -> Result<NatSpec, String> {
-        let addrs = match r.addrs {
-            None => None,
-            Some((IpAddr::V4(lo), IpAddr::V4(hi))) => Some((u32::from(lo), u32::from(hi))),
-            Some(_) => return Err("IPv6 NAT is not supported".into()),
+    pub(crate) fn from_range(r: &NatRange) -> NatSpec {
+        let num = |a: IpAddr| match a {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
         };
-        Ok(NatSpec {
-            addrs,
+        NatSpec {
+            addrs: r.addrs.map(|(lo, hi)| (num(lo), num(hi))),
             ports: r.ports.map(|p| (p.lo, p.hi)),
+            shift: r.ports.and_then(|p| p.base),
             random: r.random || r.random_fully,
-        })
+        }
+    }
+
+    /// One address (NETMAP's, MASQUERADE's), ports as given.
+    pub(crate) fn to_addr(addr: u128, ports: Option<(u16, u16)>, random: bool) -> NatSpec {
+        NatSpec {
+            addrs: Some((addr, addr)),
+            ports,
+            shift: None,
+            random,
+        }
     }
 }
 
@@ -129,6 +142,9 @@ pub enum RuleTarget {
         ports: Option<(u16, u16)>,
         random: bool,
     },
+    /// `NETMAP`: the address (destination in PREROUTING, source in POSTROUTING) keeps its bits
+    /// outside `mask` and takes `net`'s inside it (numbers as in [`NatSpec::addrs`]).
+    Netmap { net: u128, mask: u128 },
     /// `NOTRACK` / `CT --notrack`: the packet stays untracked; traversal continues.
     Notrack,
     /// `MARK`: the packet's mark becomes `(mark & !mask) ^ value`; traversal continues.

@@ -310,6 +310,9 @@ pub struct PortConfig {
     /// The port's IPv4 address: MASQUERADE's source for what leaves through it.
     #[serde(default)]
     pub address: Option<std::net::Ipv4Addr>,
+    /// The port's IPv6 address: MASQUERADE's source for IPv6 leaving through it.
+    #[serde(default)]
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 fn auto_mode() -> Spanned<BindMode> {
@@ -1149,6 +1152,17 @@ level = "debug"
         assert_eq!(*c.conntrack.timeouts["tcp_established"].get_ref(), 432000);
         assert_eq!(c.control.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.rules.unwrap().ipv4, Some(PathBuf::from("rules.v4")));
+    }
+
+    #[test]
+    fn port_addresses_for_masquerade_both_families() {
+        let c = parse("[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\naddress = \"198.18.0.254\"\naddress6 = \"2001:2::fe\"\n[workers]\ncores = [1]\n").unwrap();
+        assert_eq!(c.ports.b.address, Some("198.18.0.254".parse().unwrap()));
+        assert_eq!(c.ports.b.address6, Some("2001:2::fe".parse().unwrap()));
+        assert_eq!(c.ports.a.address6, None);
+        let cc = crate::firewall::compile_config(&c, 1);
+        assert_eq!(cc.ports[1].ipv6, Some("2001:2::fe".parse().unwrap()));
+        assert!(parse("[ports.a]\ninterface = \"fw-c\"\naddress6 = \"198.18.0.1\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n").is_err());
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn compile_config(cfg: &Config, workers: usize) -> CompileConfig {
     let port = |p: &crate::config::PortConfig| PortInfo {
         name: p.interface.get_ref().clone(),
         ipv4: p.address,
-        ipv6: None,
+        ipv6: p.address6,
     };
     CompileConfig {
         ports: [port(&cfg.ports.a), port(&cfg.ports.b)],

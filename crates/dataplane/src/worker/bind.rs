@@ -11,18 +11,21 @@ impl Worker {
         t: &mut Rewrite,
         spec: &NatSpec,
         proto: u8,
+        v6: bool,
         old_reply: &Tuple,
         now: u64,
     ) -> bool {
         if let Some((lo, hi)) = spec.addrs {
-            let h = u32::from_be_bytes(t.src) ^ u32::from_be_bytes(t.dst).rotate_left(7);
-            t.src = (lo + h % (hi - lo).wrapping_add(1).max(1)).to_be_bytes();
-            if hi.wrapping_sub(lo) == u32::MAX {
-                t.src = h.to_be_bytes();
-            }
+            let h = u128::from(fold32(&t.src) ^ fold32(&t.dst).rotate_left(7));
+            t.src = num_addr(pick_in(lo, hi, h), v6);
         }
-        let ported = matches!(proto, ip_proto::TCP | ip_proto::UDP | ip_proto::ICMP);
-        let family = conntrack::Family::V4;
+        let icmp = is_icmp(proto);
+        let ported = icmp || matches!(proto, ip_proto::TCP | ip_proto::UDP);
+        let family = if v6 {
+            conntrack::Family::V6
+        } else {
+            conntrack::Family::V4
+        };
         let key_proto = proto;
         if !ported {
             return true;
@@ -30,7 +33,7 @@ impl Worker {
         let orig_port = t.sport;
         let (lo, hi) = match spec.ports {
             Some(r) => r,
-            None if proto == ip_proto::ICMP => (0, 65535),
+            None if icmp => (0, 65535),
             None if orig_port == 0 => (0, 0),
             None if orig_port < 512 => (1, 511),
             None if orig_port < 1024 => (600, 1023),
@@ -51,9 +54,7 @@ impl Worker {
         let start = if spec.random {
             self.next_rand()
         } else {
-            u32::from_be_bytes(t.dst)
-                ^ u32::from(t.dport).wrapping_mul(0x9e37_79b9)
-                ^ u32::from(orig_port)
+            fold32(&t.dst) ^ u32::from(t.dport).wrapping_mul(0x9e37_79b9) ^ u32::from(orig_port)
         } % size;
         for i in 0..size.min(128 * self.workers as u32) {
             let port = (lo as u32 + (start + i) % size) as u16;
@@ -76,34 +77,56 @@ impl Worker {
     }
 }
 
-/// The reply tuple of a connection whose first packet leaves as `t`. For ICMP the identifier
-/// is the "port" of both directions and the reply type/code comes from the old reply tuple.
+/// The four words of an address xored: a cheap hash for choosing in a range.
+fn fold32(a: &[u8; 16]) -> u32 {
+    a.chunks_exact(4)
+        .fold(0, |h, w| h ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+/// An address of `lo..=hi` (numbers) chosen by `h`; the whole space when the range is.
+fn pick_in(lo: u128, hi: u128, h: u128) -> u128 {
+    match hi.wrapping_sub(lo).checked_add(1) {
+        Some(size) if hi >= lo => lo + h % size,
+        // a reversed range (iptables takes it): its low end, as nf_nat_core's min_addr
+        _ if hi < lo => lo,
+        _ => h,
+    }
+}
+
+/// The reply tuple of a connection whose first packet leaves as `t`. For ICMP/ICMPv6 the
+/// identifier is the "port" of both directions and the reply type/code comes from the old reply
+/// tuple.
 pub(super) fn reply_tuple(t: &Rewrite, old_reply: &Tuple, proto: u8) -> Tuple {
-    if proto == ip_proto::ICMP {
+    if is_icmp(proto) {
         Tuple {
-            src: addr16(t.dst),
-            dst: addr16(t.src),
+            src: t.dst,
+            dst: t.src,
             sport: t.sport,
             dport: old_reply.dport,
         }
     } else {
         Tuple {
-            src: addr16(t.dst),
-            dst: addr16(t.src),
+            src: t.dst,
+            dst: t.src,
             sport: t.dport,
             dport: t.sport,
         }
     }
 }
 
-pub(super) fn pick_dnat(t: &mut Rewrite, spec: &NatSpec, proto: u8) {
+/// DNAT: the address from the range (by the client's address), the port kept when in range,
+/// else mapped into it; with a `/base` shift, always `lo + (port - base) % size` as
+/// `nf_nat_l4proto_unique_tuple` computes it (`u16` arithmetic: a port below the base wraps).
+pub(super) fn pick_dnat(t: &mut Rewrite, spec: &NatSpec, proto: u8, v6: bool) {
     if let Some((lo, hi)) = spec.addrs {
-        let h = u32::from_be_bytes(t.src);
-        t.dst = (lo.wrapping_add(h % hi.wrapping_sub(lo).wrapping_add(1).max(1))).to_be_bytes();
+        t.dst = num_addr(pick_in(lo, hi, u128::from(fold32(&t.src))), v6);
     }
     if let (Some((lo, hi)), true) = (spec.ports, matches!(proto, ip_proto::TCP | ip_proto::UDP)) {
-        if t.dport < lo || t.dport > hi {
-            let size = u32::from(hi - lo) + 1;
+        let size = u32::from(hi - lo) + 1;
+        if let Some(base) = spec.shift {
+            let off = t.dport.wrapping_sub(base);
+            t.dport = (u32::from(lo) + u32::from(off) % size) as u16;
+        } else if t.dport < lo || t.dport > hi {
             t.dport = (u32::from(lo) + u32::from(t.sport) % size) as u16;
         }
     }

@@ -43,9 +43,9 @@ pub(super) struct FragEntry {
     expires: u64,
     used: bool,
     forward: bool,
-    /// IPv4 addresses the first fragment left with (NAT), to give the later ones.
-    src4: [u8; 4],
-    dst4: [u8; 4],
+    /// The addresses the first fragment left with (NAT), to give the later ones.
+    src: [u8; 16],
+    dst: [u8; 16],
 }
 
 /// What the first fragment of each recent datagram became.
@@ -68,10 +68,10 @@ impl FragTable {
             ..FragEntry::default()
         };
         e.forward = v == Verdict::Forward;
-        if e.forward && !key.v6 {
+        if e.forward {
             if let Ok(i) = wire::parse_frame(frame) {
-                e.src4 = i.src_v4();
-                e.dst4 = i.dst_v4();
+                e.src = i.src;
+                e.dst = i.dst;
             }
         }
         self.slots[slot] = e;
@@ -99,10 +99,10 @@ impl FragTable {
         if !e.forward {
             return Some(Verdict::Drop(DropReason::FragmentOfDropped));
         }
-        if !key.v6 && (e.src4 != info.src_v4() || e.dst4 != info.dst_v4()) {
+        if e.src != info.src || e.dst != info.dst {
             let rw = Rewrite {
-                src: e.src4,
-                dst: e.dst4,
+                src: e.src,
+                dst: e.dst,
                 sport: 0,
                 dport: 0,
             };

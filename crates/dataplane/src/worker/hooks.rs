@@ -154,7 +154,7 @@ impl Worker {
         let is_new = state == CtState::New && tracked.as_ref().is_some_and(|t| t.is_unconfirmed());
 
         // The translation this packet gets: from an existing binding, or decided now.
-        let cur = if v6 { None } else { Some(nat::current(info)) };
+        let cur = info.is_ip().then(|| nat::current(info));
         let mut target = cur;
         let mut nat_kind = NatKind::None;
         if let (Some(id), Some(c), false) = (entry, cur, is_new) {
@@ -166,21 +166,18 @@ impl Worker {
                 if state == CtState::Related {
                     // errors: the quote becomes what the receiving endpoint sent
                     target = Some(Rewrite {
-                        src: v4(&other.src),
-                        dst: v4(&other.dst),
+                        src: other.src,
+                        dst: other.dst,
                         sport: other.sport,
                         dport: other.dport,
                     });
                 } else {
+                    let icmp = is_icmp(info.l4_proto);
                     target = Some(Rewrite {
-                        src: v4(&other.dst),
-                        dst: v4(&other.src),
-                        sport: if info.l4_proto == ip_proto::ICMP {
-                            other.sport
-                        } else {
-                            other.dport
-                        },
-                        dport: if info.l4_proto == ip_proto::ICMP {
+                        src: other.dst,
+                        dst: other.src,
+                        sport: if icmp { other.sport } else { other.dport },
+                        dport: if icmp {
                             c.dport
                         } else {
                             other.sport
@@ -219,7 +216,7 @@ impl Worker {
 
         // nat PREROUTING: NEW connections only.
         let mut dnat = false;
-        if is_new && !v6 {
+        if is_new {
             if let Some(chain) = fam.hooks[HookPoint::NatPrerouting as usize] {
                 let w = self.walk(
                     HookPoint::NatPrerouting,
@@ -237,8 +234,13 @@ impl Worker {
                 match w.fin {
                     Final::Accept => {}
                     Final::Dnat(spec) => {
-                        let t = target.as_mut().expect("IPv4 has a rewrite");
-                        pick_dnat(t, &spec, info.l4_proto);
+                        let t = target.as_mut().expect("IP has a rewrite");
+                        pick_dnat(t, &spec, info.l4_proto, v6);
+                        dnat = true;
+                    }
+                    Final::Netmap { net, mask } => {
+                        let t = target.as_mut().expect("IP has a rewrite");
+                        t.dst = num_addr(addr_num(&t.dst, v6) & !mask | net, v6);
                         dnat = true;
                     }
                     _ => return self.reject_new(&mut tracked, DropReason::NatDrop),
@@ -248,14 +250,14 @@ impl Worker {
         // filter FORWARD sees the destination translated, the source not yet.
         match (target, state == CtState::Related) {
             (Some(t), false) => {
-                key.dst = u128::from(u32::from_be_bytes(t.dst));
+                key.dst = addr_num(&t.dst, v6);
                 if matches!(info.l4_proto, ip_proto::TCP | ip_proto::UDP) {
                     key.dport = t.dport;
                 }
             }
             // an error goes to the quoted packet's source, which is translated back
-            (Some(t), true) if quoted.is_some_and(|q| q.src_v4() == info.dst_v4()) => {
-                key.dst = u128::from(u32::from_be_bytes(t.src));
+            (Some(t), true) if quoted.is_some_and(|q| q.src == info.dst) => {
+                key.dst = addr_num(&t.src, v6);
             }
             _ => {}
         }
@@ -338,7 +340,7 @@ impl Worker {
         }
         // nat POSTROUTING: NEW connections only.
         let mut snat = false;
-        if is_new && !v6 {
+        if is_new {
             if let Some(chain) = fam.hooks[HookPoint::NatPostrouting as usize] {
                 let w = self.walk(
                     HookPoint::NatPostrouting,
@@ -356,25 +358,32 @@ impl Worker {
                 let spec = match w.fin {
                     Final::Accept => None,
                     Final::Snat(spec) => Some(spec),
-                    Final::Masquerade { ports, random } => match rs.ports[usize::from(egress)].ipv4
-                    {
-                        Some(a) => Some(NatSpec {
-                            addrs: Some((u32::from(a), u32::from(a))),
-                            ports,
-                            random,
-                        }),
-                        None => {
-                            return self.reject_new(&mut tracked, DropReason::NoMasqueradeAddress)
+                    Final::Masquerade { ports, random } => {
+                        let port = &rs.ports[usize::from(egress)];
+                        let addr = if v6 {
+                            port.ipv6.map(u128::from)
+                        } else {
+                            port.ipv4.map(|a| u128::from(u32::from(a)))
+                        };
+                        match addr {
+                            Some(a) => Some(NatSpec::to_addr(a, ports, random)),
+                            None => {
+                                return self.reject_new(&mut tracked, DropReason::NoMasqueradeAddress)
+                            }
                         }
-                    },
+                    }
+                    Final::Netmap { net, mask } => {
+                        let src = target.map_or(0, |t| addr_num(&t.src, v6));
+                        Some(NatSpec::to_addr(src & !mask | net, None, false))
+                    }
                     _ => return self.reject_new(&mut tracked, DropReason::NatDrop),
                 };
                 if let Some(spec) = spec {
-                    let t = target.as_mut().expect("IPv4 has a rewrite");
+                    let t = target.as_mut().expect("IP has a rewrite");
                     let (_, old_reply) = self
                         .shard
                         .tuples(entry.expect("new connections are tracked"));
-                    if !self.pick_snat(t, &spec, info.l4_proto, &old_reply, now) {
+                    if !self.pick_snat(t, &spec, info.l4_proto, v6, &old_reply, now) {
                         return self.reject_new(&mut tracked, DropReason::NatPortsExhausted);
                     }
                     snat = true;
@@ -382,7 +391,7 @@ impl Worker {
             }
         }
         if is_new && (dnat || snat) {
-            let t = target.expect("IPv4 has a rewrite");
+            let t = target.expect("IP has a rewrite");
             let kind = match (snat, dnat) {
                 (true, true) => NatKind::Both,
                 (true, false) => NatKind::Src,
@@ -403,7 +412,7 @@ impl Worker {
             }
         }
         if nat_kind != NatKind::None {
-            let t = target.expect("NAT implies IPv4");
+            let t = target.expect("NAT implies IP");
             if state == CtState::Related {
                 if let Some(q) = quoted {
                     nat::rewrite_icmp_error(&mut buf[..len], info, q, &t);

@@ -46,6 +46,8 @@ mod robustness;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_nat6;
+#[cfg(test)]
 mod vector;
 
 use bind::*;
@@ -148,6 +150,10 @@ enum Final {
     Masquerade {
         ports: Option<(u16, u16)>,
         random: bool,
+    },
+    Netmap {
+        net: u128,
+        mask: u128,
     },
 }
 

@@ -3,14 +3,29 @@
 
 use super::*;
 
-pub(super) fn v4(a: &[u8; 16]) -> [u8; 4] {
-    [a[0], a[1], a[2], a[3]]
+/// An address of the 16-byte layout as the classifier's number (IPv4 in the low 32 bits).
+pub(super) fn addr_num(a: &[u8; 16], v6: bool) -> u128 {
+    if v6 {
+        u128::from_be_bytes(*a)
+    } else {
+        u128::from(u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
+    }
 }
 
-pub(super) fn addr16(a: [u8; 4]) -> [u8; 16] {
-    let mut b = [0; 16];
-    b[..4].copy_from_slice(&a);
-    b
+/// The inverse of [`addr_num`].
+pub(super) fn num_addr(n: u128, v6: bool) -> [u8; 16] {
+    if v6 {
+        n.to_be_bytes()
+    } else {
+        let mut b = [0; 16];
+        b[..4].copy_from_slice(&(n as u32).to_be_bytes());
+        b
+    }
+}
+
+/// ICMP or ICMPv6: the identifier is the connection's "port".
+pub(super) fn is_icmp(proto: u8) -> bool {
+    proto == ip_proto::ICMP || proto == ip_proto::ICMPV6
 }
 
 pub(super) fn key_of(info: &FrameInfo, iif: u8, oif: u8) -> Key {

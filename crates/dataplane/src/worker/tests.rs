@@ -38,6 +38,12 @@ pub(super) fn run(w: &mut Worker, ingress: PortIdx, frame: &[u8], now: u64) -> (
     (v, buf)
 }
 
+fn addr16(a: [u8; 4]) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[..4].copy_from_slice(&a);
+    b
+}
+
 pub(super) fn ip(a: [u8; 4], b: [u8; 4]) -> IpPair {
     IpPair::V4(a, b)
 }

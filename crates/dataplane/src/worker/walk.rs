@@ -141,6 +141,10 @@ impl Worker {
                     ports: *ports,
                     random: *random,
                 }),
+                RuleTarget::Netmap { net, mask } => Some(Final::Netmap {
+                    net: *net,
+                    mask: *mask,
+                }),
                 RuleTarget::Return => {
                     if depth == 0 {
                         // RETURN at the top (also from a chain entered by -g): the policy
