@@ -465,7 +465,10 @@ impl Builder<'_> {
                         let all = u128::MAX >> (128 - width);
                         // the network bits: `prefix` ones from the top of the family's width
                         let mask = all.checked_shl(width - u32::from(*prefix)).unwrap_or(0) & all;
-                        RuleTarget::Netmap { net: net & mask, mask }
+                        RuleTarget::Netmap {
+                            net: net & mask,
+                            mask,
+                        }
                     }
                     Some(Target::Masquerade {
                         ports,

@@ -144,7 +144,10 @@ pub enum RuleTarget {
     },
     /// `NETMAP`: the address (destination in PREROUTING, source in POSTROUTING) keeps its bits
     /// outside `mask` and takes `net`'s inside it (numbers as in [`NatSpec::addrs`]).
-    Netmap { net: u128, mask: u128 },
+    Netmap {
+        net: u128,
+        mask: u128,
+    },
     /// `NOTRACK` / `CT --notrack`: the packet stays untracked; traversal continues.
     Notrack,
     /// `MARK`: the packet's mark becomes `(mark & !mask) ^ value`; traversal continues.

@@ -498,7 +498,10 @@ mod tests {
     fn ipv6_tcp_snat_checksum_by_hand() {
         let b = FrameBuilder::default();
         let c: [u8; 16] = "2001:2::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
-        let s: [u8; 16] = "2001:2:0:1::10".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let s: [u8; 16] = "2001:2:0:1::10"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
         let n: [u8; 16] = "2001:2::ff".parse::<std::net::Ipv6Addr>().unwrap().octets();
         let spec = |p| TcpSpec {
             src_port: p,

@@ -177,11 +177,7 @@ impl Worker {
                         src: other.dst,
                         dst: other.src,
                         sport: if icmp { other.sport } else { other.dport },
-                        dport: if icmp {
-                            c.dport
-                        } else {
-                            other.sport
-                        },
+                        dport: if icmp { c.dport } else { other.sport },
                     });
                 }
             }
@@ -368,7 +364,8 @@ impl Worker {
                         match addr {
                             Some(a) => Some(NatSpec::to_addr(a, ports, random)),
                             None => {
-                                return self.reject_new(&mut tracked, DropReason::NoMasqueradeAddress)
+                                return self
+                                    .reject_new(&mut tracked, DropReason::NoMasqueradeAddress)
                             }
                         }
                     }

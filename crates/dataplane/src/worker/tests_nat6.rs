@@ -30,7 +30,8 @@ fn masq6() -> [u8; 16] {
 }
 
 fn worker6_cfg(text: &str, c: &CompileConfig) -> Worker {
-    let rs = rules::parse_restore("t6", text, rules::Family::Ipv6).unwrap_or_else(|d| panic!("{d}"));
+    let rs =
+        rules::parse_restore("t6", text, rules::Family::Ipv6).unwrap_or_else(|d| panic!("{d}"));
     let compiled = compile(None, Some(&rs), c).unwrap();
     Worker::new(
         Arc::new(ArcSwap::from_pointee(compiled)),
@@ -102,7 +103,12 @@ fn ipv6_masquerade_rewrites_both_directions_and_binds_in_conntrack() {
     assert_eq!(v, Verdict::Forward);
     assert_eq!(out, tcp6(masq6(), s6(), 40000, 80, 0x02, 100, 0));
     valid(&out);
-    let (v, back) = run(&mut w, B, &tcp6(s6(), masq6(), 80, 40000, 0x12, 500, 101), SEC + 1);
+    let (v, back) = run(
+        &mut w,
+        B,
+        &tcp6(s6(), masq6(), 80, 40000, 0x12, 500, 101),
+        SEC + 1,
+    );
     assert_eq!(v, Verdict::Forward);
     assert_eq!(back, tcp6(s6(), c6(), 80, 40000, 0x12, 500, 101));
     let mut snaps = Vec::new();
@@ -112,7 +118,12 @@ fn ipv6_masquerade_rewrites_both_directions_and_binds_in_conntrack() {
     assert_eq!(snaps[0].nat, NatKind::Src);
     assert_eq!(snaps[0].reply.dst, masq6());
     // a second client with the same port gets another one
-    let (_, out2) = run(&mut w, A, &tcp6(a6("2001:2::9"), s6(), 40000, 80, 0x02, 1, 0), 2 * SEC);
+    let (_, out2) = run(
+        &mut w,
+        A,
+        &tcp6(a6("2001:2::9"), s6(), 40000, 80, 0x02, 1, 0),
+        2 * SEC,
+    );
     let i2 = parse_frame(&out2).unwrap();
     assert_eq!(i2.src, masq6());
     assert!(i2.src_port >= 1024 && i2.src_port != 40000);
@@ -132,7 +143,12 @@ fn ipv6_dnat_with_brackets_and_its_replies() {
     assert_eq!(back, tcp6(vip, c6(), 8080, 40000, 0x12, 9, 2));
     valid(&back);
     // the next packet reuses the binding without a nat traversal
-    let (_, out) = run(&mut w, A, &tcp6(c6(), vip, 40000, 8080, 0x10, 2, 10), SEC + 2);
+    let (_, out) = run(
+        &mut w,
+        A,
+        &tcp6(c6(), vip, 40000, 8080, 0x10, 2, 10),
+        SEC + 2,
+    );
     assert_eq!(out, tcp6(c6(), s6(), 40000, 80, 0x10, 2, 10));
     assert_eq!(w.trace().decided[HookPoint::NatPrerouting as usize], None);
 }
@@ -152,18 +168,34 @@ fn icmpv6_echo_and_errors_about_a_snat_flow_are_translated_back() {
     let err = b.icmp_error(IpPair::V6(router, nat), 3, 0, 0, &out[14..]);
     let (v, back) = run(&mut w, B, &err, SEC + 1);
     assert_eq!(v, Verdict::Forward);
-    assert_eq!(back, b.icmp_error(IpPair::V6(router, c6()), 3, 0, 0, &q[14..]));
+    assert_eq!(
+        back,
+        b.icmp_error(IpPair::V6(router, c6()), 3, 0, 0, &q[14..])
+    );
     valid(&back);
     // destination unreachable (port) from the server, quoting what it got
     let err = b.icmp_error(IpPair::V6(s6(), nat), 1, 4, 0, &out[14..]);
     let (v, back) = run(&mut w, B, &err, SEC + 2);
     assert_eq!(v, Verdict::Forward);
-    assert_eq!(back, b.icmp_error(IpPair::V6(s6(), c6()), 1, 4, 0, &q[14..]));
+    assert_eq!(
+        back,
+        b.icmp_error(IpPair::V6(s6(), c6()), 1, 4, 0, &q[14..])
+    );
     valid(&back);
     // echo: the identifier is kept where unique, the ICMPv6 checksum covers the addresses
-    let (_, e) = run(&mut w, A, &b.echo(IpPair::V6(c6(), s6()), true, 7, 1, b"p"), 2 * SEC);
+    let (_, e) = run(
+        &mut w,
+        A,
+        &b.echo(IpPair::V6(c6(), s6()), true, 7, 1, b"p"),
+        2 * SEC,
+    );
     assert_eq!(e, b.echo(IpPair::V6(nat, s6()), true, 7, 1, b"p"));
-    let (_, r) = run(&mut w, B, &b.echo(IpPair::V6(s6(), nat), false, 7, 1, b"p"), 2 * SEC);
+    let (_, r) = run(
+        &mut w,
+        B,
+        &b.echo(IpPair::V6(s6(), nat), false, 7, 1, b"p"),
+        2 * SEC,
+    );
     assert_eq!(r, b.echo(IpPair::V6(s6(), c6()), false, 7, 1, b"p"));
 }
 
@@ -221,12 +253,22 @@ fn netmap_maps_the_network_part_both_ways() {
     assert_eq!(v, Verdict::Forward);
     assert_eq!(
         out,
-        b.udp(IpPair::V4([198, 18, 9, 7], [198, 18, 2, 77]), 1000, 53, b"x")
+        b.udp(
+            IpPair::V4([198, 18, 9, 7], [198, 18, 2, 77]),
+            1000,
+            53,
+            b"x"
+        )
     );
     let (_, back) = run(
         &mut w,
         B,
-        &b.udp(IpPair::V4([198, 18, 2, 77], [198, 18, 9, 7]), 53, 1000, b"y"),
+        &b.udp(
+            IpPair::V4([198, 18, 2, 77], [198, 18, 9, 7]),
+            53,
+            1000,
+            b"y",
+        ),
         SEC + 1,
     );
     assert_eq!(back, b.udp(p.reversed(), 53, 1000, b"y"));
@@ -269,7 +311,10 @@ fn dnat_port_shift_as_nf_nat_core_computes_it() {
         let (_, out) = run(&mut w, A, &b.tcp(p, &spec(dp)), SEC);
         assert_eq!(
             out,
-            b.tcp(IpPair::V4([198, 18, 0, 1 + i as u8], [198, 18, 0, 3]), &spec(want)),
+            b.tcp(
+                IpPair::V4([198, 18, 0, 1 + i as u8], [198, 18, 0, 3]),
+                &spec(want)
+            ),
             "port {dp}"
         );
     }
