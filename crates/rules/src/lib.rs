@@ -447,9 +447,9 @@ mod tests {
             "referenced chain"
         );
         let mut v6 = Ruleset::new(Family::Ipv6);
-        assert!(v6
-            .apply_command("cli", "ip6tables -t nat -A POSTROUTING -j MASQUERADE")
-            .is_err());
+        v6.apply_command("cli", "ip6tables -t nat -A POSTROUTING -j MASQUERADE")
+            .unwrap();
+        assert!(v6.to_save().contains("-A POSTROUTING -j MASQUERADE\n"));
     }
 
     #[test]
