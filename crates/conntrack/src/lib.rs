@@ -29,8 +29,8 @@ pub use list::{format_entry, listing_summary, write_listing, Filter, Snapshot};
 pub use packet::{CtPacket, IcmpErrorInfo, TcpSegment, L4};
 pub use reason::{CtReason, CT_REASONS};
 pub use table::{
-    CtEvent, CtEventKind, CtState, EntryId, HashedKey, Import, NatKind, Shard, ShardStats, Tracked,
-    ENTRY_SIZE,
+    CtEvent, CtEventKind, CtState, EntryId, HashedKey, Import, NatKind, Probe, Shard, ShardStats,
+    Tracked, ENTRY_SIZE,
 };
 pub use tcp::TcpState;
 pub use tuple::{Dir, Family, Tuple};

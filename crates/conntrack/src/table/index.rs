@@ -23,6 +23,7 @@ impl Shard {
     }
 
     pub(super) fn link_hash(&mut self, idx: u32, orig_bucket: usize) {
+        self.step_gen();
         let reply_bucket = self.reply_bucket(idx, orig_bucket);
         for (d, b) in [(0usize, orig_bucket), (1, reply_bucket)] {
             self.entries[idx as usize].hnext[d] = self.buckets[b];
@@ -85,6 +86,7 @@ impl Shard {
     }
 
     pub(super) fn unlink_hash(&mut self, idx: u32) {
+        self.step_gen();
         let e = self.entries[idx as usize];
         let b0 = self.bucket(Family::from_u8(e.family), e.proto, &e.tuple[0]);
         let b1 = self.reply_bucket(idx, b0);
@@ -272,6 +274,21 @@ impl Shard {
         now: u64,
         out: &mut [Option<(EntryId, Dir)>],
     ) {
+        let mut probes = [Probe::default(); 64];
+        for (kc, oc) in keys.chunks(64).zip(out.chunks_mut(64)) {
+            self.probe_burst_hashed(kc, now, &mut probes[..kc.len()]);
+            for (o, p) in oc.iter_mut().zip(&probes) {
+                *o = p.found();
+            }
+        }
+    }
+
+    /// [`Shard::lookup_burst_hashed`] that keeps, for each key, where its chain walk ended, so
+    /// that [`Shard::track_probed`] does not walk it again: `out[i].found()` is what
+    /// `lookup_burst_hashed` answers. A probe stays good while this shard's index is unchanged
+    /// (no entry confirmed, imported or destroyed since); a later one is ignored by
+    /// `track_probed`, which then looks the key up itself.
+    pub fn probe_burst_hashed(&self, keys: &[Option<HashedKey>], now: u64, out: &mut [Probe]) {
         let now_t = tick(now);
         let mut nodes = [NIL; 64];
         for (kc, oc) in keys.chunks(64).zip(out.chunks_mut(64)) {
@@ -286,24 +303,72 @@ impl Shard {
                 acc ^= self.entries[Self::head_entry(n)].touch();
             }
             core::hint::black_box(acc);
-            for ((n, k), o) in nodes.iter().zip(kc).zip(oc.iter_mut()) {
-                let mut n = *n;
-                *o = None;
+            for ((&head, k), o) in nodes.iter().zip(kc).zip(oc.iter_mut()) {
                 let Some(((family, proto, t), _)) = k else {
+                    *o = Probe::default();
                     continue;
                 };
-                while n != NIL {
-                    let (idx, d) = (n >> 1, (n & 1) as usize);
-                    let e = &self.entries[idx as usize];
-                    if e.tuple[d] == *t && e.proto == *proto && e.family == *family as u8 {
-                        if !tick_reached(now_t, e.expires) {
-                            *o = Some((EntryId(idx), Dir::from_bit(d as u32)));
-                        }
-                        break;
+                let node = self.find_from(head, *family, *proto, t);
+                *o = if node != NIL
+                    && tick_reached(now_t, self.entries[(node >> 1) as usize].expires)
+                {
+                    // past its timeout: tracking walks the chain and destroys it there
+                    Probe::default()
+                } else {
+                    Probe {
+                        gen: self.gen,
+                        node,
                     }
-                    n = e.hnext[d];
-                }
+                };
             }
         }
+    }
+
+    /// The index changed: probes taken before are no longer current. The count wraps in its
+    /// 24 bits; the shard's tag above them is never 0, so neither is `gen`.
+    #[inline]
+    fn step_gen(&mut self) {
+        self.gen = (self.gen & !GEN_COUNT) | (self.gen.wrapping_add(1) & GEN_COUNT);
+    }
+
+    /// The node of the chain starting at `head` that holds `t` (live or not), or `NIL`.
+    #[inline]
+    pub(super) fn find_from(&self, head: u32, family: Family, proto: u8, t: &Tuple) -> u32 {
+        let mut n = head;
+        while n != NIL {
+            let (idx, d) = (n >> 1, (n & 1) as usize);
+            let e = &self.entries[idx as usize];
+            if e.tuple[d] == *t && e.proto == proto && e.family == family as u8 {
+                return n;
+            }
+            n = e.hnext[d];
+        }
+        NIL
+    }
+}
+
+/// Where a burst lookup ([`Shard::probe_burst_hashed`]) found one key: the chain node holding
+/// it (`NIL`: none) and the generation of the shard's index it was found in. Eight bytes, one
+/// per slot of a burst. A key found past its timeout, and `Probe::default()`, are never
+/// current (tracking walks the chain for them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub(super) gen: u32,
+    pub(super) node: u32,
+}
+
+impl Default for Probe {
+    fn default() -> Probe {
+        Probe { gen: 0, node: NIL }
+    }
+}
+
+impl Probe {
+    /// The live entry found and the key's direction in it (`None`: not tracked, or past its
+    /// timeout).
+    #[inline]
+    pub fn found(&self) -> Option<(EntryId, Dir)> {
+        (self.gen != 0 && self.node != NIL)
+            .then(|| (EntryId(self.node >> 1), Dir::from_bit(self.node & 1)))
     }
 }

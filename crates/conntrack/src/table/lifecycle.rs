@@ -84,18 +84,32 @@ impl Shard {
     /// Track one packet. No allocation, no syscall. The result must go to [`Shard::commit`]
     /// before the next packet is tracked on this shard.
     pub fn track(&mut self, p: &CtPacket, now: u64) -> Tracked {
-        self.track_at(p, None, now)
+        self.track_at(p, None, None, now)
     }
 
     /// [`Shard::track`] for a packet whose flow hash is already known: `hash` is
     /// `p.flow_hash(key)` under this shard's key (the data path's parse stage computed it once
     /// for steering and conntrack alike).
     pub fn track_hashed(&mut self, p: &CtPacket, hash: u64, now: u64) -> Tracked {
-        self.track_at(p, Some(hash), now)
+        self.track_at(p, Some(hash), None, now)
+    }
+
+    /// [`Shard::track_hashed`] that starts from where [`Shard::probe_burst_hashed`] found the
+    /// packet's key (`probe`, taken for `p.lookup_key()` with this `hash`): if the index has not
+    /// changed since, the bucket's chain is not walked again; otherwise (an earlier packet of
+    /// the burst confirmed or destroyed an entry) it is. The result is the same either way.
+    pub fn track_probed(&mut self, p: &CtPacket, hash: u64, probe: &Probe, now: u64) -> Tracked {
+        self.track_at(p, Some(hash), Some(probe), now)
     }
 
     #[inline(always)]
-    pub(super) fn track_at(&mut self, p: &CtPacket, hash: Option<u64>, now: u64) -> Tracked {
+    pub(super) fn track_at(
+        &mut self,
+        p: &CtPacket,
+        hash: Option<u64>,
+        probe: Option<&Probe>,
+        now: u64,
+    ) -> Tracked {
         #[cfg(debug_assertions)]
         {
             debug_assert!(
@@ -128,7 +142,18 @@ impl Shard {
             }
             None => self.bucket(p.family, p.proto, &key),
         };
-        if let Some((idx, dir)) = self.find_in(bucket, p.family, p.proto, &key, now_t) {
+        let hit = match probe {
+            Some(pr) if pr.gen == self.gen => {
+                debug_assert_eq!(
+                    pr.node,
+                    self.find_from(self.buckets[bucket], p.family, p.proto, &key),
+                    "a current probe is for this packet's key"
+                );
+                self.take_probed(pr.node, now_t)
+            }
+            _ => self.find_in(bucket, p.family, p.proto, &key, now_t),
+        };
+        if let Some((idx, dir)) = hit {
             self.stats.found += 1;
             match self.update(idx, dir, p, now_t) {
                 Some(t) => return t,
@@ -139,6 +164,23 @@ impl Shard {
             }
         }
         self.create(bucket, key, p, now_t)
+    }
+
+    /// [`Shard::find_in`]'s answer from a current probe's node (found live at the probe's
+    /// `now`): an entry past its timeout at this `now` is destroyed on the spot, as the walk
+    /// does.
+    #[inline]
+    fn take_probed(&mut self, node: u32, now_t: u32) -> Option<(u32, Dir)> {
+        if node == NIL {
+            return None;
+        }
+        let idx = node >> 1;
+        if tick_reached(now_t, self.entries[idx as usize].expires) {
+            self.destroy(idx);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some((idx, Dir::from_bit(node & 1)))
     }
 
     /// Track a packet whose TCP, UDP, ICMP or ICMPv6 checksum is wrong (the caller verified it,

@@ -27,6 +27,7 @@ mod timers;
 pub(crate) mod tests;
 
 pub use events::{CtEvent, CtEventKind, Import};
+pub use index::Probe;
 
 const NIL: u32 = u32::MAX;
 const TICK_SHIFT: u32 = 20;
@@ -335,6 +336,12 @@ pub struct Shard {
     wheel_tick: u32,
     /// Tick of the packet being tracked (for `commit`'s early drop).
     now_t: u32,
+    /// Generation of the hash index, stepped by every link and unlink: a [`Probe`] taken at
+    /// this generation still says where its key is. The top 8 bits tag the shard (1..=255: a
+    /// probe of another shard is not current unless 255 shards apart; a debug build checks),
+    /// the low 24 count (a burst changes the index far fewer than 2^24 times). Never 0, the
+    /// generation of `Probe::default()`.
+    gen: u32,
     cfg: Config,
     key: HashKey,
     stats: ShardStats,
@@ -343,6 +350,15 @@ pub struct Shard {
     events: Option<rtrb::Producer<CtEvent>>,
     #[cfg(debug_assertions)]
     pending: bool,
+}
+
+/// The count bits of [`Shard`]'s index generation.
+const GEN_COUNT: u32 = (1 << 24) - 1;
+
+/// A tag in 1..=255 for each shard made by this process (the top bits of its generations).
+fn next_shard_tag() -> u32 {
+    static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed) % 255 + 1
 }
 
 impl Shard {
@@ -369,6 +385,7 @@ impl Shard {
             wheel,
             wheel_tick: tick(now) & !(SLOT_TICKS - 1),
             now_t: tick(now),
+            gen: next_shard_tag() << 24,
             cfg: *cfg,
             key: cfg.hash_key,
             stats: ShardStats::default(),

@@ -1335,3 +1335,124 @@ proptest::proptest! {
         proptest::prop_assert_eq!(sh.count(&Filter::default(), now + 500_000 * S), 0);
     }
 }
+
+/// The burst probes of `pkts` on `sh` at `now`, with each packet's flow hash.
+fn probes(sh: &Shard, pkts: &[CtPacket], now: u64) -> (Vec<Option<HashedKey>>, Vec<Probe>) {
+    let keys: Vec<Option<HashedKey>> = pkts
+        .iter()
+        .map(|p| {
+            p.lookup_key()
+                .map(|k| (k, flow_hash(&sh.key, k.0, k.1, &k.2)))
+        })
+        .collect();
+    let mut out = vec![Probe::default(); pkts.len()];
+    sh.probe_burst_hashed(&keys, now, &mut out);
+    (keys, out)
+}
+
+/// Tracks and accepts the packets of a burst in order, each from its probe.
+fn pass_probed(sh: &mut Shard, pkts: &[CtPacket], now: u64) -> Vec<Seen> {
+    let (keys, pr) = probes(sh, pkts, now);
+    let mut seen = Vec::new();
+    for ((p, k), pr) in pkts.iter().zip(&keys).zip(&pr) {
+        let t = sh.track_probed(p, k.unwrap().1, pr, now);
+        seen.push(Seen::of(&t));
+        assert!(sh.commit(t, true));
+    }
+    seen
+}
+
+#[test]
+fn a_probe_answers_as_the_burst_lookup_and_is_not_walked_again() {
+    let mut sh = shard();
+    let out = CtPacket::udp(ip(A), ip(B), 51017, 5353);
+    let back = CtPacket::udp(ip(B), ip(A), 5353, 51017);
+    let other = CtPacket::udp(ip(A), ip(B), 1, 2);
+    pass(&mut sh, &out, T0);
+    let burst = [back, out, other];
+    let (keys, pr) = probes(&sh, &burst, T0 + S);
+    let mut looked = [None; 3];
+    sh.lookup_burst_hashed(&keys, T0 + S, &mut looked);
+    assert_eq!(pr.iter().map(Probe::found).collect::<Vec<_>>(), looked);
+    assert_eq!(looked[0].map(|(_, d)| d), Some(Dir::Reply));
+    assert_eq!(looked[1].map(|(_, d)| d), Some(Dir::Original));
+    assert_eq!(looked[2], None);
+    // Tracking from the probes gives what tracking from scratch gives, on a twin shard.
+    let mut twin = shard();
+    pass(&mut twin, &out, T0);
+    let from_probes = pass_probed(&mut sh, &burst, T0 + S);
+    let from_scratch: Vec<Seen> = burst.iter().map(|p| pass(&mut twin, p, T0 + S)).collect();
+    assert_eq!(
+        from_probes
+            .iter()
+            .map(|s| (s.state, s.dir))
+            .collect::<Vec<_>>(),
+        from_scratch
+            .iter()
+            .map(|s| (s.state, s.dir))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(sh.stats(), twin.stats());
+    assert_eq!(listing(&sh, T0 + S), listing(&twin, T0 + S));
+}
+
+#[test]
+fn a_probe_taken_before_the_index_changed_is_not_trusted() {
+    // Two packets of one new flow and its reply in one burst: all probed before the first is
+    // confirmed. The second must find the connection the first made, not make a second one.
+    let mut sh = shard();
+    let out = CtPacket::udp(ip(A), ip(B), 40000, 53);
+    let back = CtPacket::udp(ip(B), ip(A), 53, 40000);
+    let seen = pass_probed(&mut sh, &[out, out, back], T0);
+    assert_eq!(
+        seen.iter().map(|s| s.state).collect::<Vec<_>>(),
+        [CtState::New, CtState::New, CtState::Established]
+    );
+    assert_eq!(seen[1].entry, seen[0].entry);
+    assert_eq!((sh.len(), sh.stats().new, sh.stats().confirmed), (1, 1, 1));
+    assert_eq!(sh.stats().reasons[CtReason::Clash as usize], 0);
+    // A default probe, or one of another shard at the same generation, is never current.
+    let mut other = shard();
+    pass(&mut other, &CtPacket::udp(ip(B), ip(A), 9, 9), T0);
+    let (keys, pr) = probes(&other, &[back], T0 + S);
+    for pr in [pr[0], Probe::default()] {
+        let t = sh.track_probed(&back, keys[0].unwrap().1, &pr, T0 + S);
+        assert_eq!(
+            (t.state, t.dir, t.entry),
+            (CtState::Established, Dir::Reply, seen[0].entry)
+        );
+        assert!(sh.commit(t, true));
+    }
+}
+
+#[test]
+fn a_probed_entry_past_its_timeout_is_destroyed_and_made_anew() {
+    let mut sh = shard();
+    let out = CtPacket::udp(ip(A), ip(B), 40000, 53);
+    pass(&mut sh, &out, T0);
+    let late = T0 + 31 * S;
+    let (_, pr) = probes(&sh, &[out], late);
+    assert_eq!(pr[0].found(), None, "past its timeout");
+    let seen = pass_probed(&mut sh, &[out], late);
+    assert_eq!(seen[0].state, CtState::New);
+    assert_eq!((sh.len(), sh.stats().expired, sh.stats().new), (1, 1, 2));
+    assert_eq!(listing(&sh, late).len(), 1);
+}
+
+/// A flood of one flow's packets, many bursts, each probed before any is tracked: the table
+/// never holds a second copy of the flow and every packet is counted once.
+#[test]
+fn a_flood_of_one_flow_through_probes_keeps_one_entry() {
+    let mut sh = shard();
+    let out = CtPacket::udp(ip(A), ip(B), 40000, 53);
+    let back = CtPacket::udp(ip(B), ip(A), 53, 40000);
+    for round in 0..50u64 {
+        let burst: Vec<CtPacket> = (0..32)
+            .map(|i| if i % 3 == 2 { back } else { out })
+            .collect();
+        pass_probed(&mut sh, &burst, T0 + round * S);
+        assert_eq!(sh.len(), 1);
+    }
+    assert_eq!(sh.stats().new, 1);
+    assert_eq!(sh.stats().found, 50 * 32 - 1);
+}

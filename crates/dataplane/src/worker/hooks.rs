@@ -102,7 +102,7 @@ impl Worker {
                 } else {
                     match st.flow[i] {
                         Some((_, h)) if !matches!(p.l4, L4::IcmpError(_)) => {
-                            tracked.insert(self.shard.track_hashed(p, h, now))
+                            tracked.insert(self.shard.track_probed(p, h, &st.probe[i], now))
                         }
                         _ => tracked.insert(self.shard.track(p, now)),
                     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use classify::{ct, Key, NO_MATCH};
 use conntrack::{
-    flow_hash, shard_of, CtPacket, CtState, Dir, EntryId, IcmpErrorInfo, NatKind, Shard,
+    flow_hash, shard_of, CtPacket, CtState, Dir, EntryId, IcmpErrorInfo, NatKind, Probe, Shard,
     TcpSegment, Tracked, Tuple, L4,
 };
 use rules::{MultiportDir, Policy, RejectWith, TtlOp};

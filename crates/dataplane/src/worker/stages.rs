@@ -5,7 +5,7 @@ use super::*;
 
 /// The stage arrays of one vector pass, one slot per frame (structure of arrays; owned by the
 /// worker, allocated once). Stages: parse (`info`, `ct`, `flow`, `key`), conntrack lookup with
-/// the loads of all slots overlapped (`found`), classification ahead of the NEW ones as one
+/// the loads of all slots overlapped (`probe`, which tracking starts from), classification ahead of the NEW ones as one
 /// burst per chain (`first`), then each frame's track, walks, commit and rewrite in order.
 pub(crate) struct Stages {
     pub(super) ingress: [PortIdx; VECTOR],
@@ -16,7 +16,9 @@ pub(crate) struct Stages {
     pub(super) quote: [Option<FrameInfo>; VECTOR],
     /// The classifier key as a NEW connection's walks see it (`ct` = NEW, no DNAT yet).
     pub(super) key: [Key; VECTOR],
-    pub(super) found: [Option<(EntryId, Dir)>; VECTOR],
+    /// Where conntrack's burst lookup found each slot's flow; `track_probed` starts there
+    /// instead of walking the bucket again (parse resets it to a probe that is never current).
+    pub(super) probe: [Probe; VECTOR],
     /// Per slot and hook: the first classifier result of the walk, looked up ahead; valid when
     /// `ahead[slot]`, the family's `ahead_pos[hook]` is not `NO_MATCH` and the walk's key is
     /// `key[slot]` (a lookup is a pure function of chain, position, key and frame).
@@ -45,7 +47,7 @@ impl Stages {
             ct: [None; VECTOR],
             quote: [None; VECTOR],
             key: [Key::default(); VECTOR],
-            found: [None; VECTOR],
+            probe: [Probe::default(); VECTOR],
             first: [[NO_MATCH; HookPoint::COUNT]; VECTOR],
             ahead: [false; VECTOR],
             ahead_pos: [[NO_MATCH; HookPoint::COUNT]; 2],
@@ -99,6 +101,7 @@ impl Worker {
         st.ingress[i] = ingress;
         st.skip[i] = false;
         st.flow[i] = None;
+        st.probe[i] = Probe::default();
         st.ct[i] = None;
         st.quote[i] = None;
         let info = &mut st.info[i];
@@ -134,6 +137,7 @@ impl Worker {
         st.info[i] = p.info;
         st.malformed[i] = p.malformed;
         st.flow[i] = p.flow;
+        st.probe[i] = Probe::default();
         st.ct[i] = None;
         st.quote[i] = None;
         if p.malformed.is_some() || !p.info.is_ip() {
@@ -160,13 +164,13 @@ impl Worker {
         let wall = self.wall_secs(now);
         st.ahead[..n].fill(false);
         st.ahead_pos = [[NO_MATCH; HookPoint::COUNT]; 2];
+        // the loads of all slots overlapped, and each chain walked here once: tracking starts
+        // from the probe while no earlier slot has changed the index
+        self.shard
+            .probe_burst_hashed(&st.flow[..n], now, &mut st.probe[..n]);
         if !rs.v4.classifies_ahead && !rs.v6.classifies_ahead {
-            // no chain to classify ahead: only the loads, to overlap their misses
-            self.shard.warm_hashed(&st.flow[..n]);
             return;
         }
-        self.shard
-            .lookup_burst_hashed(&st.flow[..n], now, &mut st.found[..n]);
         for (f, v6) in [(0usize, false), (1, true)] {
             let fam = rs.family(v6);
             if !fam.classifies_ahead {
@@ -174,7 +178,7 @@ impl Worker {
             }
             let mut m = 0;
             for i in 0..n {
-                let new = st.found[i].is_none()
+                let new = st.probe[i].found().is_none()
                     && st.flow[i].is_some()
                     && (st.info[i].family == Family::Ipv6) == v6
                     && !matches!(
