@@ -11,6 +11,12 @@ pub(crate) const PROTO_UDP: u8 = 17;
 pub(crate) const PROTO_ICMPV6: u8 = 58;
 
 /// Address family of a connection.
+///
+/// Not `wire::Family`, on purpose: that one is a frame's family and has `NonIp` (ARP, LLDP),
+/// which no connection has; here the type says a tracked packet is IPv4 or IPv6, the entry
+/// stores it as its IP version (4 or 6, `repr(u8)`) and the flow hash takes it in. A third,
+/// `rules::ast::Family`, is a ruleset's (iptables or ip6tables). A frame's family becomes a
+/// connection's once, in `CtPacket::from_frame` (a non-IP frame is refused there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Family {
