@@ -160,7 +160,7 @@ pub fn rule_warnings(
             Some(b) if path.is_relative() => b.join(path),
             _ => path.clone(),
         };
-        for w in rs.never_fire() {
+        for w in rs.warnings() {
             out.push(format!(
                 "{}:{}: warning: {}",
                 shown.display(),

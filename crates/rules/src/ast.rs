@@ -976,6 +976,84 @@ pub enum Target {
     Mark(XMark),
     /// `-j CONNMARK`: the connection's mark, or the packet's from it; traversal continues.
     Connmark(ConnmarkTarget),
+    /// `-j TTL` (iptables): rewrites the IPv4 TTL; traversal continues.
+    Ttl(TtlTarget),
+    /// `-j HL` (ip6tables): rewrites the IPv6 hop limit; traversal continues.
+    Hl(TtlTarget),
+    /// `-j DSCP --set-dscp` (or `--set-dscp-class`, stored as its value): the DS field's upper
+    /// six bits, the ECN bits kept.
+    Dscp(u8),
+    /// `-j TOS` (revision 1): the new TOS / traffic class is `(old & !mask) ^ value`; every
+    /// option folds into the pair, as for MARK (iptables-save prints `--set-tos V/M`).
+    Tos {
+        value: u8,
+        mask: u8,
+    },
+    /// `-j TCPMSS`: the MSS option of a SYN.
+    Tcpmss(Tcpmss),
+    /// `-j ECN` (iptables): the IP ECT codepoint and the TCP ECE / CWR bits.
+    Ecn(EcnTarget),
+    /// `-j CHECKSUM --checksum-fill`: completes a checksum the local stack left to offload;
+    /// a forwarded frame carries its own, so the kernel (and fwd) changes nothing.
+    Checksum,
+    /// `-j CLASSIFY --set-class MAJOR:MINOR`: the skb priority (`major << 16 | minor`), which
+    /// only a qdisc reads: fwd has none, so it is counted and changes nothing.
+    Classify(u32),
+}
+
+/// What `-j TTL` / `-j HL` does (`IPT_TTL_SET`, `_INC`, `_DEC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TtlMode {
+    Set,
+    Inc,
+    Dec,
+}
+
+/// `-j TTL` / `-j HL`: a mode and its value (`--ttl-dec`/`--ttl-inc` take 1-255).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TtlTarget {
+    pub mode: TtlMode,
+    pub value: u8,
+}
+
+impl TtlTarget {
+    /// The new TTL, saturating at 0 and 255 as `ttl_tg` does (no drop at 0: the kernel's
+    /// bridge forwards a packet whose TTL the target brought to 0).
+    pub fn apply(&self, old: u8) -> u8 {
+        match self.mode {
+            TtlMode::Set => self.value,
+            TtlMode::Inc => old.saturating_add(self.value),
+            TtlMode::Dec => old.saturating_sub(self.value),
+        }
+    }
+}
+
+/// `-j TCPMSS` (`xt_tcpmss_info.mss`, `0xffff` for `--clamp-mss-to-pmtu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tcpmss {
+    /// `--set-mss N`: lowers a larger MSS to N (never raises it).
+    Set(u16),
+    /// `--clamp-mss-to-pmtu`: the path MTU less the IP and TCP headers.
+    ClampPmtu,
+}
+
+/// `-j ECN` as `ipt_ECN_info` holds it: each field `Some` when its operation bit is set.
+/// `--ecn-tcp-remove` is `ece: Some(0), cwr: Some(0)` and replaces every operation before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EcnTarget {
+    /// `--ecn-ip-ect N` (0-3): the IP header's ECN field.
+    pub ect: Option<u8>,
+    /// `--ecn-tcp-ece B` (0/1).
+    pub ece: Option<u8>,
+    /// `--ecn-tcp-cwr B` (0/1).
+    pub cwr: Option<u8>,
+}
+
+impl EcnTarget {
+    /// Whether it is `--ecn-tcp-remove` as iptables prints it.
+    pub fn is_remove(&self) -> bool {
+        self.ect.is_none() && self.ece == Some(0) && self.cwr == Some(0)
+    }
 }
 
 /// One rule. Equality ignores nothing; use [`Rule::same_spec`] to compare without `line`.

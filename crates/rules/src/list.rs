@@ -91,6 +91,14 @@ fn target_name(t: &Option<Target>) -> String {
         Some(Target::Notrack | Target::CtNotrack) => "CT".into(),
         Some(Target::Mark(_)) => "MARK".into(),
         Some(Target::Connmark(_)) => "CONNMARK".into(),
+        Some(Target::Ttl(_)) => "TTL".into(),
+        Some(Target::Hl(_)) => "HL".into(),
+        Some(Target::Dscp(_)) => "DSCP".into(),
+        Some(Target::Tos { .. }) => "TOS".into(),
+        Some(Target::Tcpmss(_)) => "TCPMSS".into(),
+        Some(Target::Ecn(_)) => "ECN".into(),
+        Some(Target::Checksum) => "CHECKSUM".into(),
+        Some(Target::Classify(_)) => "CLASSIFY".into(),
     }
 }
 
@@ -360,6 +368,50 @@ fn details(r: &Rule, v6: bool) -> String {
                 ("nfmask", c.nfmask),
             ),
         },
+        Some(Target::Ttl(x) | Target::Hl(x)) => {
+            let name = if matches!(r.target, Some(Target::Ttl(_))) {
+                "TTL"
+            } else {
+                "HL"
+            };
+            let mode = match x.mode {
+                TtlMode::Set => "set to",
+                TtlMode::Dec => "decrement by",
+                TtlMode::Inc => "increment by",
+            };
+            let _ = write!(o, " {name} {mode} {}", x.value);
+        }
+        Some(Target::Dscp(d)) => {
+            let _ = write!(o, " DSCP set {d:#04x}");
+        }
+        // `-n`: `tos_tg_print` prints the pair, never a name or an and/or/xor form.
+        Some(Target::Tos { value, mask }) => {
+            let _ = write!(o, " TOS set {value:#04x}/{mask:#04x}");
+        }
+        Some(Target::Tcpmss(Tcpmss::Set(m))) => {
+            let _ = write!(o, " TCPMSS set {m}");
+        }
+        Some(Target::Tcpmss(Tcpmss::ClampPmtu)) => o.push_str(" TCPMSS clamp to PMTU"),
+        Some(Target::Ecn(e)) => {
+            o.push_str(" ECN");
+            if e.is_remove() {
+                o.push_str(" TCP remove");
+            } else {
+                if let Some(v) = e.ece {
+                    let _ = write!(o, " ECE={v}");
+                }
+                if let Some(v) = e.cwr {
+                    let _ = write!(o, " CWR={v}");
+                }
+                if let Some(v) = e.ect {
+                    let _ = write!(o, " ECT codepoint={v}");
+                }
+            }
+        }
+        Some(Target::Checksum) => o.push_str(" CHECKSUM fill"),
+        Some(Target::Classify(p)) => {
+            let _ = write!(o, " CLASSIFY set {:x}:{:x}", p >> 16, p & 0xffff);
+        }
         _ => {}
     }
     let _ = v6;

@@ -480,6 +480,54 @@ fn target_text(o: &mut String, t: &Target) {
                 ),
             };
         }
+        Target::Ttl(x) | Target::Hl(x) => {
+            let (name, p) = if matches!(t, Target::Ttl(_)) {
+                ("TTL", "ttl")
+            } else {
+                ("HL", "hl")
+            };
+            let mode = match x.mode {
+                TtlMode::Set => "set",
+                TtlMode::Dec => "dec",
+                TtlMode::Inc => "inc",
+            };
+            let _ = write!(o, " -j {name} --{p}-{mode} {}", x.value);
+        }
+        Target::Dscp(d) => {
+            let _ = write!(o, " -j DSCP --set-dscp {d:#04x}");
+        }
+        Target::Tos { value, mask } => {
+            let _ = write!(o, " -j TOS --set-tos {value:#04x}/{mask:#04x}");
+        }
+        Target::Tcpmss(Tcpmss::Set(m)) => {
+            let _ = write!(o, " -j TCPMSS --set-mss {m}");
+        }
+        Target::Tcpmss(Tcpmss::ClampPmtu) => o.push_str(" -j TCPMSS --clamp-mss-to-pmtu"),
+        Target::Ecn(e) => {
+            o.push_str(" -j ECN");
+            if e.is_remove() {
+                o.push_str(" --ecn-tcp-remove");
+            } else {
+                if let Some(v) = e.ece {
+                    let _ = write!(o, " --ecn-tcp-ece {v}");
+                }
+                if let Some(v) = e.cwr {
+                    let _ = write!(o, " --ecn-tcp-cwr {v}");
+                }
+                if let Some(v) = e.ect {
+                    let _ = write!(o, " --ecn-ip-ect {v}");
+                }
+            }
+        }
+        Target::Checksum => o.push_str(" -j CHECKSUM --checksum-fill"),
+        Target::Classify(p) => {
+            let _ = write!(
+                o,
+                " -j CLASSIFY --set-class {:04x}:{:04x}",
+                p >> 16,
+                p & 0xffff
+            );
+        }
     }
 }
 

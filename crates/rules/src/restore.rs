@@ -331,6 +331,14 @@ fn target_hooks(t: &Target) -> Option<(&'static str, &'static [Hook])> {
         Target::Dnat(_) => ("DNAT", &[Hook::Prerouting, Hook::Output]),
         Target::Redirect { .. } => ("REDIRECT", &[Hook::Prerouting, Hook::Output]),
         Target::Masquerade { .. } => ("MASQUERADE", &[Hook::Postrouting]),
+        Target::Classify(_) => (
+            "CLASSIFY",
+            &[Hook::Forward, Hook::Output, Hook::Postrouting],
+        ),
+        Target::Tcpmss(Tcpmss::ClampPmtu) => (
+            "TCPMSS --clamp-mss-to-pmtu",
+            &[Hook::Forward, Hook::Output, Hook::Postrouting],
+        ),
         _ => return None,
     })
 }

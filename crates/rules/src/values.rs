@@ -43,7 +43,7 @@ pub(crate) fn number(s: &str, max: u64, what: &str) -> VResult<u64> {
 /// `strtoumax(s, &end, 0)` as `xtables_strtoul_base` uses it, limited to `u32`: leading white
 /// space and a `+` are skipped, a `-` is refused, `0x` means hex and a leading `0` octal. The
 /// value and what follows it; `None` without a digit or out of range.
-fn strtou32(s: &str) -> Option<(u32, &str)> {
+pub(crate) fn strtou32(s: &str) -> Option<(u32, &str)> {
     let t = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
     if t.starts_with('-') {
         return None;

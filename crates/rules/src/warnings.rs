@@ -41,6 +41,40 @@ impl Ruleset {
         out.sort_by_key(|w| w.line);
         out
     }
+
+    /// The rules whose target fires but does nothing on a bump in the wire: `-j CLASSIFY`
+    /// sets the priority only a qdisc reads (fwd has none), `-j CHECKSUM` fills only
+    /// checksums the local stack left to offload (a forwarded frame carries its own). Both
+    /// are counted like any rule. In source line order.
+    pub fn no_effect(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        for t in &self.tables {
+            for c in &t.chains {
+                for r in &c.rules {
+                    let why = match r.target {
+                        Some(Target::Classify(_)) => "`-j CLASSIFY` sets a priority only a queueing discipline reads, and fwd has none: this rule is counted and has no queueing effect",
+                        Some(Target::Checksum) => "`-j CHECKSUM` only fills checksums the local stack leaves to offload; a forwarded frame carries its own, so this rule is counted and changes nothing",
+                        _ => continue,
+                    };
+                    out.push(Warning {
+                        line: r.line,
+                        message: format!("{why} (table {}, chain {})", t.name.as_str(), c.name),
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|w| w.line);
+        out
+    }
+
+    /// Everything `fwd check` warns about: [`Ruleset::never_fire`] and
+    /// [`Ruleset::no_effect`], in source line order.
+    pub fn warnings(&self) -> Vec<Warning> {
+        let mut out = self.never_fire();
+        out.extend(self.no_effect());
+        out.sort_by_key(|w| w.line);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -63,5 +97,20 @@ mod tests {
             w[0].message.starts_with("`-m rpfilter` never matches"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn classify_and_checksum_are_counted_without_effect() {
+        let text = "*mangle\n:PREROUTING ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+                    -A PREROUTING -j CHECKSUM --checksum-fill\n\
+                    -A FORWARD -j TTL --ttl-set 3\n\
+                    -A FORWARD -j CLASSIFY --set-class 1:2\nCOMMIT\n";
+        let rs = parse_restore("t", text, Family::Ipv4).unwrap();
+        let w = rs.warnings();
+        let lines: Vec<u32> = w.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [4, 6], "{w:?}");
+        assert!(w[0].message.starts_with("`-j CHECKSUM`"), "{w:?}");
+        assert!(w[1].message.contains("no queueing effect"), "{w:?}");
+        assert!(rs.never_fire().is_empty());
     }
 }

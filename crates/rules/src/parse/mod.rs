@@ -598,6 +598,15 @@ impl<'a> Line<'a> {
         if let Some((ext, t)) = self.target.clone() {
             let t = (ext.finish)(t, self.rule.proto, &self.target_seen)
                 .map_err(|f| Diag::at(line, self.target_col, f))?;
+            if matches!(t, Target::Tcpmss(_))
+                && !targets::rewrite::tcpmss_syn_ok(&self.rule.matches)
+            {
+                return Err(e(
+                    self.target_col,
+                    "`-j TCPMSS` only works on TCP SYN packets".into(),
+                    Some("add `--syn` (or `--tcp-flags SYN,RST SYN`) to the rule, as the kernel demands".into()),
+                ));
+            }
             self.rule.target = Some(t);
         }
         // Matches whose mandatory option is missing, protocol requirements, and each match's
@@ -1030,7 +1039,8 @@ mod tests {
                 .all(|id| m.opts.iter().any(|o| o.1 == *id)));
         }
         for t in registry::TARGETS {
-            assert!(std::ptr::eq(registry::find_target(t.name).unwrap(), t));
+            let f = t.family.unwrap_or(Family::Ipv4);
+            assert!(std::ptr::eq(registry::find_target(t.name, f).unwrap(), t));
             for (i, o) in t.opts.iter().enumerate() {
                 assert!(
                     t.opts[i + 1..].iter().all(|p| p.0 != o.0),
@@ -1136,8 +1146,8 @@ mod tests {
         let e = parse("-A INPUT -m tpc --dport 1", &t).unwrap_err();
         assert_eq!(e.msg, "unknown match `tpc`");
         assert_eq!(e.hint.as_deref(), Some("did you mean `tcp`?"));
-        let e = parse("-A INPUT -j tee", &t).unwrap_err();
-        assert_eq!(e.msg, "unknown target or chain `tee`");
+        let e = parse("-A INPUT -j tproxy", &t).unwrap_err();
+        assert_eq!(e.msg, "unknown target or chain `tproxy`");
         assert!(e.hint.unwrap().contains("must be declared"));
     }
 

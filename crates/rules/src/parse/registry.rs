@@ -6,7 +6,7 @@
 //! The order is the one fwd's hints list them in, and the order in which an option name is
 //! looked up to say which extension it belongs to (`--sport` names tcp before multiport).
 
-use super::targets::{ct, log, mark as mark_t, nat, reject};
+use super::targets::{ct, log, mark as mark_t, nat, reject, rewrite};
 use super::{
     comment, connbytes, connlimit, conntrack, hashlimit, hostonly, icmp, iprange, length, limit,
     mac, mark, multiport, proto, real, recent, stateless, statistic, suggest, tcp_udp, time, ttl,
@@ -69,6 +69,14 @@ pub(super) static TARGETS: &[TargetExt] = &[
     ct::CT,
     mark_t::MARK,
     mark_t::CONNMARK,
+    rewrite::TTL,
+    rewrite::HL,
+    rewrite::DSCP,
+    rewrite::TOS,
+    rewrite::TCPMSS,
+    rewrite::ECN,
+    rewrite::CHECKSUM,
+    rewrite::CLASSIFY,
 ];
 
 /// A match extension: `-m NAME`, or loaded implicitly by `-p tcp|udp|icmp|ipv6-icmp`.
@@ -105,6 +113,9 @@ pub(super) struct TargetExt {
     pub opts: &'static [OptSpec<u8>],
     /// The one table the kernel allows it in; `None`: any.
     pub table: Option<TableName>,
+    /// The one family whose tool has it (`TTL` and `ECN` are iptables', `HL` ip6tables');
+    /// `None`: both.
+    pub family: Option<Family>,
     /// The target as `-j` loads it, with iptables' defaults.
     pub new: fn(Family) -> Target,
     /// Applies one of `opts` to the target.
@@ -140,16 +151,22 @@ pub(super) fn find_match(name: &str, family: Family) -> Option<&'static MatchExt
         .find(|m| m.name == name && m.family.is_none_or(|f| f == family))
 }
 
-pub(super) fn find_target(name: &str) -> Option<&'static TargetExt> {
-    TARGETS.iter().find(|t| t.name == name)
+pub(super) fn find_target(name: &str, family: Family) -> Option<&'static TargetExt> {
+    TARGETS
+        .iter()
+        .find(|t| t.name == name && t.family.is_none_or(|f| f == family))
 }
 
 pub(super) fn match_names() -> Vec<&'static str> {
     MATCHES.iter().map(|m| m.name).collect()
 }
 
-pub(super) fn target_names() -> Vec<&'static str> {
-    TARGETS.iter().map(|t| t.name).collect()
+pub(super) fn target_names(family: Family) -> Vec<&'static str> {
+    TARGETS
+        .iter()
+        .filter(|t| t.family.is_none_or(|f| f == family))
+        .map(|t| t.name)
+        .collect()
 }
 
 /// Why `-m NAME` cannot be loaded, and what fwd has instead.

@@ -26,6 +26,7 @@ pub(in crate::parse) const LOG: TargetExt = TargetExt {
         ("log-macdecode", LOG_MAC, 0, false),
     ],
     table: None,
+    family: None,
     new: |_| {
         Target::Log(LogTarget {
             level: 4,
@@ -57,6 +58,7 @@ pub(in crate::parse) const NFLOG: TargetExt = TargetExt {
         ("nflog-threshold", NFLOG_THRESHOLD, 1, false),
     ],
     table: None,
+    family: None,
     new: |_| {
         Target::Nflog(NflogTarget {
             group: 0,

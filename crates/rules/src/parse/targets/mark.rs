@@ -39,6 +39,7 @@ pub(in crate::parse) const MARK: TargetExt = TargetExt {
         ("xor-mark", XOR_MARK, 1, false),
     ],
     table: None,
+    family: None,
     new: |_| Target::Mark(XMark { value: 0, mask: 0 }),
     apply: apply_mark,
     finish: |t, _, seen| {
@@ -66,6 +67,7 @@ pub(in crate::parse) const CONNMARK: TargetExt = TargetExt {
         ("mask", MASK, 1, false),
     ],
     table: None,
+    family: None,
     new: |_| {
         Target::Connmark(ConnmarkTarget {
             mode: ConnmarkMode::Set,

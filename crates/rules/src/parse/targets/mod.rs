@@ -7,6 +7,7 @@ pub(in crate::parse) mod log;
 pub(in crate::parse) mod mark;
 pub(in crate::parse) mod nat;
 pub(in crate::parse) mod reject;
+pub(in crate::parse) mod rewrite;
 
 use super::{real, registry, suggest, Diag, Line};
 use crate::ast::*;
@@ -72,7 +73,7 @@ impl Line<'_> {
             self.rule.target = Some(t);
             return Ok(());
         }
-        if let Some(ext) = registry::find_target(name) {
+        if let Some(ext) = registry::find_target(name, self.family) {
             self.target = Some((ext, (ext.new)(self.family)));
             return Ok(());
         }
@@ -97,9 +98,21 @@ impl Line<'_> {
         let supported = || {
             format!(
                 "fwd supports ACCEPT, DROP, RETURN, {} and user chains",
-                registry::target_names().join(", ")
+                registry::target_names(self.family).join(", ")
             )
         };
+        let other = match (name, self.family) {
+            ("TTL", Family::Ipv6) => Some("ip6tables rewrites the hop limit with `-j HL`"),
+            ("HL", Family::Ipv4) => Some("iptables rewrites the TTL with `-j TTL`"),
+            ("ECN", Family::Ipv6) => Some("ip6tables has no ECN target (iptables has)"),
+            _ => None,
+        };
+        if let Some(hint) = other {
+            return Fail {
+                msg: format!("`-j {name}` does not exist in this family"),
+                hint: Some(hint.into()),
+            };
+        }
         if let Some(msg) = real::unsupported(real::Kind::Target, name, self.family) {
             let hint = match name {
                 "ULOG" => "ULOG was removed from Linux 3.17; use `-j NFLOG`".to_string(),
@@ -111,7 +124,7 @@ impl Line<'_> {
             };
         }
         let mut all: Vec<&str> = vec!["ACCEPT", "DROP", "RETURN"];
-        all.extend(registry::target_names());
+        all.extend(registry::target_names(self.family));
         let chains: Vec<&str> = self
             .table
             .chains

@@ -31,6 +31,7 @@ pub(in crate::parse) const SNAT: TargetExt = TargetExt {
         ("persistent", PERSISTENT, 0, false),
     ],
     table: Some(TableName::Nat),
+    family: None,
     new: |_| Target::Snat(NO_RANGE),
     apply,
     finish: needs_to,
@@ -44,6 +45,7 @@ pub(in crate::parse) const DNAT: TargetExt = TargetExt {
         ("persistent", PERSISTENT, 0, false),
     ],
     table: Some(TableName::Nat),
+    family: None,
     new: |_| Target::Dnat(NO_RANGE),
     apply,
     finish: needs_to,
@@ -57,6 +59,7 @@ pub(in crate::parse) const MASQUERADE: TargetExt = TargetExt {
         ("random-fully", RANDOM_FULLY, 0, false),
     ],
     table: Some(TableName::Nat),
+    family: None,
     new: |_| Target::Masquerade {
         ports: None,
         random: false,
@@ -73,6 +76,7 @@ pub(in crate::parse) const REDIRECT: TargetExt = TargetExt {
         ("random", RANDOM, 0, false),
     ],
     table: Some(TableName::Nat),
+    family: None,
     new: |_| Target::Redirect {
         ports: None,
         random: false,

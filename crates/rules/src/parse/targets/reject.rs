@@ -11,6 +11,7 @@ pub(in crate::parse) const REJECT: TargetExt = TargetExt {
     name: "REJECT",
     opts: &[("reject-with", REJECT_WITH, 1, false)],
     table: Some(TableName::Filter),
+    family: None,
     // iptables' default, filled in so that the AST says what the rule does.
     new: |family| {
         Target::Reject(match family {
