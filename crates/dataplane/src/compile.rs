@@ -15,6 +15,7 @@ use classify::{
 use rules::{ct_state, Family, Match, PortRange, Rule, Ruleset, TableName, Target};
 
 use crate::limits::{HashlimitCheck, HashlimitTable};
+use crate::rewrite::Rewrite;
 use crate::stateful::{nstamps_for, RecentCheck, RecentTable, Statistic, IP_LIST_TOT};
 
 pub use crate::compiled::{
@@ -395,6 +396,7 @@ impl Builder<'_> {
     fn family(&mut self, rs: Option<&Ruleset>, fam: &'static str) -> FamilyRules {
         let mut out = FamilyRules {
             source: rs.cloned(),
+            clamp_mtu: self.cfg.ports[0].mtu.min(self.cfg.ports[1].mtu),
             ..FamilyRules::default()
         };
         let Some(rs) = rs else { return out };
@@ -505,6 +507,15 @@ impl Builder<'_> {
                     Some(Target::Notrack) | Some(Target::CtNotrack) => RuleTarget::Notrack,
                     Some(Target::Mark(x)) => RuleTarget::Mark(*x),
                     Some(Target::Connmark(c)) => RuleTarget::Connmark(*c),
+                    Some(Target::Ttl(t) | Target::Hl(t)) => RuleTarget::Rewrite(Rewrite::Ttl(*t)),
+                    Some(Target::Dscp(d)) => RuleTarget::Rewrite(Rewrite::Dscp(*d)),
+                    Some(Target::Tos { value, mask }) => RuleTarget::Rewrite(Rewrite::Tos {
+                        value: *value,
+                        mask: *mask,
+                    }),
+                    Some(Target::Tcpmss(m)) => RuleTarget::Rewrite(Rewrite::Tcpmss(*m)),
+                    Some(Target::Ecn(e)) => RuleTarget::Rewrite(Rewrite::Ecn(*e)),
+                    Some(Target::Checksum | Target::Classify(_)) => RuleTarget::NoEffect,
                 };
                 specs.push(spec);
                 compiled.push(CompiledRule {
@@ -700,11 +711,13 @@ pub(crate) mod tests {
                     name: "fw-c".into(),
                     ipv4: Some(Ipv4Addr::new(198, 18, 0, 253)),
                     ipv6: Some("2001:2::fd".parse().unwrap()),
+                                        mtu: 1500,
                 },
                 PortInfo {
                     name: "fw-s".into(),
                     ipv4: Some(Ipv4Addr::new(198, 18, 0, 254)),
                     ipv6: Some("2001:2::fe".parse().unwrap()),
+                                        mtu: 1500,
                 },
             ],
             workers: 1,

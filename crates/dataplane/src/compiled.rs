@@ -26,6 +26,9 @@ pub struct PortInfo {
     pub ipv4: Option<Ipv4Addr>,
     /// `[ports.x] address6`: MASQUERADE's IPv6 source address when leaving through this port.
     pub ipv6: Option<Ipv6Addr>,
+    /// The port's MTU (`[ports.x] mtu`, else the interface's): what `TCPMSS
+    /// --clamp-mss-to-pmtu` clamps to, as the kernel uses the route's and the device's.
+    pub mtu: u16,
 }
 
 impl PortInfo {
@@ -34,6 +37,7 @@ impl PortInfo {
             name: name.to_string(),
             ipv4: None,
             ipv6: None,
+            mtu: 1500,
         }
     }
 }
@@ -155,6 +159,11 @@ pub enum RuleTarget {
     /// `CONNMARK`: the connection's mark (set, save) or the packet's (restore); a packet without
     /// a conntrack entry is left as it is, as `connmark_tg` does. Traversal continues.
     Connmark(rules::ConnmarkTarget),
+    /// A header rewrite (`TTL`, `HL`, `DSCP`, `TOS`, `TCPMSS`, `ECN`): applied to the frame
+    /// in place, checksums updated incrementally; traversal continues (see [`crate::rewrite`]).
+    Rewrite(crate::rewrite::Rewrite),
+    /// `CHECKSUM` and `CLASSIFY`: counted, nothing changes (see [`rules::Ruleset::no_effect`]).
+    NoEffect,
 }
 
 /// A check that is not a classifier dimension, evaluated at the classifier's leaf.
@@ -347,6 +356,9 @@ pub struct FamilyRules {
     /// Some rule has `-m connbytes`: the worker counts packets and bytes per connection (as
     /// loading such a rule turns on the kernel's conntrack accounting).
     pub counts_bytes: bool,
+    /// The smaller of the two ports' MTUs: `TCPMSS --clamp-mss-to-pmtu` clamps to it, as the
+    /// kernel takes the smaller of the route's MTU and the reverse route's.
+    pub clamp_mtu: u16,
 }
 
 impl CompiledChain {

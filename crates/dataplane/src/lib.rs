@@ -29,6 +29,7 @@ pub mod proto;
 mod reason;
 pub mod reject;
 pub mod replay;
+pub mod rewrite;
 pub mod stateful;
 pub mod stateless;
 pub mod steer;

@@ -33,6 +33,7 @@ pub fn sum_stats<'a>(stats: impl IntoIterator<Item = &'a WorkerStats>) -> Worker
         t.non_ip += s.non_ip;
         t.log_events += s.log_events;
         t.log_overflow += s.log_overflow;
+        t.rewrites += s.rewrites;
         t.conntrack.add(&s.conntrack);
         for (a, b) in t.bridge.iter_mut().zip(&s.bridge) {
             *a += b;
@@ -115,6 +116,11 @@ pub fn render(out: &mut String, rules: &Compiled, stats: &WorkerStats, conntrack
             "fwd_log_overflow_total",
             "LOG/NFLOG events lost because the queue was full.",
             stats.log_overflow,
+        ),
+        (
+            "fwd_rewrites_total",
+            "Packets changed by a rewriting target (TTL, HL, DSCP, TOS, TCPMSS, ECN).",
+            stats.rewrites,
         ),
     ] {
         header(out, name, "counter", help);

@@ -218,7 +218,7 @@ impl FirewallPipeline {
         // the whole buffer, so a REJECT reply can be longer than the frame
         let v = worker.finish_slot(rs, st, i, frames.buffer_mut(at), len, now_ns);
         let (out_len, action) = match v {
-            Verdict::Forward => (len, Action::Forward),
+            Verdict::Forward => (worker.grown_len().unwrap_or(len), Action::Forward),
             Verdict::Reply(n) => (n, Action::Reply),
             // the data plane's reason, unchanged, is what the port counts
             Verdict::Drop(r) => (len, Action::Drop(r)),

@@ -24,6 +24,7 @@ wire::reason_listing! {
         NatPortsExhausted => ("nat_ports_exhausted", "SNAT/MASQUERADE found no free port for the reply tuple"),
         NoMasqueradeAddress => ("masquerade_no_address", "MASQUERADE on a port with no configured address"),
         ChainTooDeep => ("chain_too_deep", "jumps nested deeper than the traversal stack"),
+        RewriteFailed => ("rewrite_failed", "a rewriting target (TCPMSS, ECN) met a TCP header the kernel drops: shorter than 20 bytes or than its data offset, or a path MTU no larger than the headers"),
         FragmentOfDropped => ("fragment_of_dropped", "a later fragment of a datagram whose first fragment was dropped or rejected"),
         VlanDropped => ("vlan_dropped", "an 802.1Q-tagged frame, dropped by [bridge] vlan = \"drop\""),
         QinqDropped => ("qinq_dropped", "a QinQ frame (two tags, or an 802.1ad/0x9100 tag), dropped by [bridge] qinq = \"drop\""),

@@ -78,7 +78,10 @@ impl Replay {
             .worker
             .process_with(&rs, port & 1, &mut self.buf, n, ts_ns);
         let tx = match v {
-            Verdict::Forward => Some(((port & 1) ^ 1, self.buf[..n].to_vec())),
+            Verdict::Forward => {
+                let n = self.worker.grown_len().unwrap_or(n);
+                Some(((port & 1) ^ 1, self.buf[..n].to_vec()))
+            }
             Verdict::Reply(len) => Some((port & 1, self.buf[..len].to_vec())),
             Verdict::Drop(_) => None,
         };

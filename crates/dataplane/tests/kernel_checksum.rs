@@ -268,11 +268,13 @@ fn bad_checksums_get_the_kernels_verdicts() {
                 name: "fw-c".into(),
                 ipv4: Some(Ipv4Addr::new(198, 18, 0, 254)),
                 ipv6: None,
+                mtu: 1500,
             },
             PortInfo {
                 name: "fw-s".into(),
                 ipv4: Some(Ipv4Addr::new(198, 18, 1, 254)),
                 ipv6: None,
+                mtu: 1500,
             },
         ],
         workers: 1,

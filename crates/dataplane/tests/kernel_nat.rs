@@ -79,11 +79,13 @@ fn nat_rewrites_match_the_kernel() {
                 name: "fw-c".into(),
                 ipv4: Some(Ipv4Addr::new(198, 18, 0, 254)),
                 ipv6: None,
+                mtu: 1500,
             },
             PortInfo {
                 name: "fw-s".into(),
                 ipv4: Some(Ipv4Addr::new(198, 18, 1, 254)),
                 ipv6: None,
+                mtu: 1500,
             },
         ],
         workers: 1,

@@ -313,6 +313,10 @@ pub struct PortConfig {
     /// The port's IPv6 address: MASQUERADE's source for IPv6 leaving through it.
     #[serde(default)]
     pub address6: Option<std::net::Ipv6Addr>,
+    /// The MTU `TCPMSS --clamp-mss-to-pmtu` clamps to (the smaller of the two ports'); unset:
+    /// the interface's MTU, else 1500.
+    #[serde(default)]
+    pub mtu: Option<Spanned<u32>>,
 }
 
 fn auto_mode() -> Spanned<BindMode> {
@@ -837,6 +841,15 @@ impl Config {
                     p.queues.span(),
                     format!("ports.{name}.queues must be 1..=64, got {q}"),
                 );
+            }
+            if let Some(m) = &p.mtu {
+                let v = *m.get_ref();
+                if !(68..=65535).contains(&v) {
+                    return err(
+                        m.span(),
+                        format!("ports.{name}.mtu must be 68..=65535 (IPv4's minimum to the largest IP packet), got {v}"),
+                    );
+                }
             }
             let max = ports::xdp::max_mtu(ports::xdp::RingSizes::default().frame_size);
             if let Some(mtu) = env.mtu(iface).filter(|&m| m > max) {

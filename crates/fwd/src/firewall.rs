@@ -38,10 +38,18 @@ pub fn wall_offset_ns() -> i64 {
 
 /// What the compiler needs from the configuration.
 pub fn compile_config(cfg: &Config, workers: usize) -> CompileConfig {
+    use crate::config::Environment;
     let port = |p: &crate::config::PortConfig| PortInfo {
         name: p.interface.get_ref().clone(),
         ipv4: p.address,
         ipv6: p.address6,
+        mtu: p
+            .mtu
+            .as_ref()
+            .map(|m| *m.get_ref())
+            .or_else(|| crate::config::Host.mtu(p.interface.get_ref()))
+            .unwrap_or(1500)
+            .min(65535) as u16,
     };
     CompileConfig {
         ports: [port(&cfg.ports.a), port(&cfg.ports.b)],
@@ -598,6 +606,7 @@ impl Firewall {
             "replies": t.replies,
             "log_events": t.log_events,
             "log_overflow": t.log_overflow,
+            "rewrites": t.rewrites,
             "drops_by_reason": drops,
             "bridge_frames": bridge,
             "conntrack": {
@@ -1059,11 +1068,13 @@ mod tests {
                     name: "fw-c".into(),
                     ipv4: None,
                     ipv6: None,
+                    mtu: 1500,
                 },
                 PortInfo {
                     name: "fw-s".into(),
                     ipv4: None,
                     ipv6: None,
+                    mtu: 1500,
                 },
             ],
             workers: 1,

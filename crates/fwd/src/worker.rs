@@ -694,6 +694,7 @@ mod steer_tests {
             name: n.into(),
             ipv4: None,
             ipv6: None,
+            mtu: 1500,
         };
         let cc = CompileConfig {
             ports: [port("fw-c"), port("fw-s")],

@@ -14,6 +14,7 @@ impl Worker {
         now: u64,
     ) -> Verdict {
         self.trace = Trace::default();
+        self.grown = None;
         self.now = now;
         let ingress = st.ingress[i];
         let info = &st.info[i];
@@ -49,7 +50,9 @@ impl Worker {
         let counters = &rs.counters[self.index.min(rs.counters.len() - 1)];
         let egress = ingress ^ 1;
         let mut key = st.key[i];
-        let frame = &buf[..len];
+        // the frame's length as the hooks leave it (TCPMSS may add an option)
+        let len0 = len;
+        let mut len = len;
         // the first lookup of a hook's walk, if it was done ahead for this key
         let f = usize::from(v6);
         let ahead = |h: HookPoint, key: &Key| -> (u32, u32) {
@@ -71,15 +74,16 @@ impl Worker {
                 counters,
                 chain,
                 &key,
-                frame,
+                buf,
+                &mut len,
                 info,
                 ingress,
                 egress,
                 (NO_MATCH, NO_MATCH),
                 &mut marks,
             );
-            if w.too_deep {
-                return self.drop(DropReason::ChainTooDeep);
+            if let Some(r) = w.abort {
+                return self.drop(r);
             }
             if marks.hotdrop {
                 return self.drop(DropReason::HashlimitFull);
@@ -97,7 +101,7 @@ impl Worker {
             state = CtState::Invalid;
             if let Some(p) = &st.ct[i] {
                 // written in place: a copy of the returned value stalls on store forwarding
-                let t = if self.checksum && !ct_checksum_ok(frame, info) {
+                let t = if self.checksum && !ct_checksum_ok(&buf[..len], info) {
                     tracked.insert(self.shard.track_bad_checksum())
                 } else {
                     match st.flow[i] {
@@ -200,7 +204,8 @@ impl Worker {
                 counters,
                 chain,
                 &key,
-                frame,
+                buf,
+                &mut len,
                 info,
                 ingress,
                 &mut tracked,
@@ -220,13 +225,17 @@ impl Worker {
                     counters,
                     chain,
                     &key,
-                    frame,
+                    buf,
+                    &mut len,
                     info,
                     ingress,
                     egress,
                     ahead(HookPoint::NatPrerouting, &key),
                     &mut marks,
                 );
+                if let Some(r) = w.abort {
+                    return self.reject_new(&mut tracked, r);
+                }
                 match w.fin {
                     Final::Accept => {}
                     Final::Dnat(spec) => {
@@ -264,7 +273,8 @@ impl Worker {
                 counters,
                 chain,
                 &key,
-                frame,
+                buf,
+                &mut len,
                 info,
                 ingress,
                 &mut tracked,
@@ -280,15 +290,16 @@ impl Worker {
                 counters,
                 chain,
                 &key,
-                frame,
+                buf,
+                &mut len,
                 info,
                 ingress,
                 egress,
                 ahead(HookPoint::FilterForward, &key),
                 &mut marks,
             );
-            if w.too_deep {
-                return self.reject_new(&mut tracked, DropReason::ChainTooDeep);
+            if let Some(r) = w.abort {
+                return self.reject_new(&mut tracked, r);
             }
             if marks.hotdrop {
                 return self.reject_new(&mut tracked, DropReason::HashlimitFull);
@@ -324,7 +335,8 @@ impl Worker {
                     counters,
                     chain,
                     &key,
-                    frame,
+                    buf,
+                    &mut len,
                     info,
                     ingress,
                     &mut tracked,
@@ -344,13 +356,17 @@ impl Worker {
                     counters,
                     chain,
                     &key,
-                    frame,
+                    buf,
+                    &mut len,
                     info,
                     ingress,
                     egress,
                     ahead(HookPoint::NatPostrouting, &key),
                     &mut marks,
                 );
+                if let Some(r) = w.abort {
+                    return self.reject_new(&mut tracked, r);
+                }
                 let spec = match w.fin {
                     Final::Accept => None,
                     Final::Snat(spec) => Some(spec),
@@ -417,6 +433,9 @@ impl Worker {
             } else if Some(t) != cur {
                 nat::rewrite(&mut buf[..len], info, &t);
             }
+        }
+        if len != len0 {
+            self.grown = Some(len);
         }
         self.stats.forwarded += 1;
         Verdict::Forward
@@ -504,7 +523,8 @@ impl Worker {
         counters: &RuleCounters,
         chain: u32,
         key: &Key,
-        frame: &[u8],
+        buf: &mut [u8],
+        len: &mut usize,
         info: &FrameInfo,
         ingress: PortIdx,
         tracked: &mut Option<Tracked>,
@@ -516,15 +536,16 @@ impl Worker {
             counters,
             chain,
             key,
-            frame,
+            buf,
+            len,
             info,
             ingress,
             ingress ^ 1,
             (NO_MATCH, NO_MATCH),
             marks,
         );
-        if w.too_deep {
-            return Some(self.reject_new(tracked, DropReason::ChainTooDeep));
+        if let Some(r) = w.abort {
+            return Some(self.reject_new(tracked, r));
         }
         if marks.hotdrop {
             return Some(self.reject_new(tracked, DropReason::HashlimitFull));

@@ -28,6 +28,7 @@ use crate::compile::{
 use crate::log::{LogEvent, LogKind};
 use crate::nat::{self, Rewrite};
 use crate::reason::DropReason;
+use crate::rewrite::{self, Done};
 use crate::steer::FlowKey;
 
 mod bind;
@@ -115,6 +116,8 @@ pub struct WorkerStats {
     pub non_ip: u64,
     pub log_events: u64,
     pub log_overflow: u64,
+    /// Packets a rewriting target (TTL, HL, DSCP, TOS, TCPMSS, ECN) changed, once per change.
+    pub rewrites: u64,
     /// The conntrack shard's counters, as of [`Worker::stats_snapshot`] (the shard keeps the
     /// live ones).
     pub conntrack: conntrack::ShardStats,
@@ -132,6 +135,7 @@ impl Default for WorkerStats {
             non_ip: 0,
             log_events: 0,
             log_overflow: 0,
+            rewrites: 0,
             conntrack: conntrack::ShardStats::default(),
             bridge: [0; BridgeClass::COUNT],
         }
@@ -186,7 +190,9 @@ struct Walk {
     notrack: bool,
     /// The deciding rule's index, or [`POLICY`].
     rule: u32,
-    too_deep: bool,
+    /// The walk stopped before a verdict: the jumps nested too deep, or a rewrite met a
+    /// packet the kernel drops.
+    abort: Option<DropReason>,
 }
 
 /// One worker: its conntrack shard, its counters, a handle on the shared ruleset.
@@ -214,6 +220,8 @@ pub struct Worker {
     /// reply packets, bytes): conntrack accounting for `-m connbytes`, kept beside the shard
     /// so entries stay two cache lines; counted only while the ruleset has `-m connbytes`.
     acct: Box<[[u64; 4]]>,
+    /// The forwarded frame's new length when a rewrite (TCPMSS adding an option) grew it.
+    grown: Option<usize>,
     /// Decisions of first fragments, for the later fragments of the same datagram.
     frags: Box<FragTable>,
     frag_head: Option<(usize, FragKey)>,
@@ -250,6 +258,7 @@ impl Worker {
             now,
             wall_offset: 0,
             acct: vec![[0u64; 4]; capacity as usize].into_boxed_slice(),
+            grown: None,
             frags: Box::new(FragTable::new()),
             frag_head: None,
             bridge: BridgePolicy::default(),
@@ -289,6 +298,12 @@ impl Worker {
         &self.stats
     }
 
+    /// The length of the last frame forwarded, where a rewrite changed it (TCPMSS adding an
+    /// MSS option to a SYN): the caller sends that many bytes of the buffer instead.
+    pub fn grown_len(&self) -> Option<usize> {
+        self.grown
+    }
+
     /// The worker's counters with its shard's conntrack counters filled in (for the control
     /// thread; a copy, off the data path).
     pub fn stats_snapshot(&self) -> WorkerStats {
@@ -316,7 +331,8 @@ impl Worker {
     }
 
     /// Processes a burst: `frames[i]` is a buffer (its whole capacity) holding `lens[i]` bytes;
-    /// replies are written in place and `lens[i]` updated. One ruleset snapshot per burst; the
+    /// replies are written in place and `lens[i]` updated (also for a forwarded frame that a
+    /// rewrite grew). One ruleset snapshot per burst; the
     /// frames go through the vector stages [`VECTOR`] at a time.
     pub fn process_burst(
         &mut self,
@@ -345,8 +361,10 @@ impl Worker {
                 .enumerate()
             {
                 *v = self.finish_slot(&rs, &st, i, buf, *len, now);
-                if let Verdict::Reply(n) = *v {
-                    *len = n;
+                match *v {
+                    Verdict::Reply(n) => *len = n,
+                    Verdict::Forward => *len = self.grown.unwrap_or(*len),
+                    Verdict::Drop(_) => {}
                 }
             }
             self.put_stages(st);

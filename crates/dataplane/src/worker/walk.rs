@@ -16,7 +16,8 @@ impl Worker {
         counters: &RuleCounters,
         start: u32,
         key: &Key,
-        frame: &[u8],
+        buf: &mut [u8],
+        len: &mut usize,
         info: &FrameInfo,
         ingress: PortIdx,
         egress: PortIdx,
@@ -56,7 +57,7 @@ impl Worker {
                         leaf_ok(
                             &chain.rules[r as usize].leaf,
                             key,
-                            frame,
+                            &buf[..*len],
                             info,
                             (now, wall),
                             hook,
@@ -71,7 +72,7 @@ impl Worker {
                         fin: Final::Drop,
                         notrack,
                         rule: POLICY,
-                        too_deep: false,
+                        abort: None,
                     };
                 }
             }
@@ -109,6 +110,27 @@ impl Worker {
                     }
                     None
                 }
+                RuleTarget::NoEffect => None,
+                RuleTarget::Rewrite(rw) => {
+                    match rewrite::apply(rw, buf, *len, info, fam.clamp_mtu) {
+                        Done::Kept => {}
+                        Done::Changed => self.stats.rewrites += 1,
+                        Done::Grew(n) => {
+                            self.stats.rewrites += 1;
+                            *len = n;
+                        }
+                        Done::Drop => {
+                            self.trace.decided[hook as usize] = Some((cur, r));
+                            return Walk {
+                                fin: Final::Drop,
+                                notrack,
+                                rule: r,
+                                abort: Some(DropReason::RewriteFailed),
+                            };
+                        }
+                    }
+                    None
+                }
                 RuleTarget::Log(l) => {
                     self.emit_log(
                         LogKind::Log {
@@ -116,7 +138,7 @@ impl Worker {
                             flags: log_flags(l),
                         },
                         &l.prefix,
-                        frame,
+                        &buf[..*len],
                         ingress,
                         egress,
                     );
@@ -126,7 +148,7 @@ impl Worker {
                     self.emit_log(
                         LogKind::Nflog { group: n.group },
                         &n.prefix,
-                        frame,
+                        &buf[..*len],
                         ingress,
                         egress,
                     );
@@ -165,7 +187,7 @@ impl Worker {
                             fin: Final::Drop,
                             notrack,
                             rule: r,
-                            too_deep: true,
+                            abort: Some(DropReason::ChainTooDeep),
                         };
                     }
                     self.stack[depth] = (cur, r + 1);
@@ -185,7 +207,7 @@ impl Worker {
                         fin,
                         notrack,
                         rule: r,
-                        too_deep: false,
+                        abort: None,
                     };
                 }
                 None => pos = r + 1,
@@ -232,7 +254,7 @@ pub(super) fn policy_of(
         fin,
         notrack,
         rule: POLICY,
-        too_deep: false,
+        abort: None,
     }
 }
 
@@ -334,7 +356,7 @@ pub(super) fn leaf_ok(
             (*min <= l && l <= *max) != *negated
         }
         LeafCheck::Ttl { op, value } => {
-            let t = info.ttl;
+            let t = ttl_of(frame, info);
             match op {
                 TtlOp::Eq => t == *value,
                 TtlOp::Ne => t != *value,
@@ -348,7 +370,7 @@ pub(super) fn leaf_ok(
         LeafCheck::Limit(bucket) => bucket.take(now),
         LeafCheck::Stateless(s) => s.ok(frame, info, key.iif, key.oif, hook),
         LeafCheck::Recent(r) => {
-            r.eval(key.src, key.dst, info.family == Family::Ipv6, info.ttl, now)
+            r.eval(key.src, key.dst, info.family == Family::Ipv6, ttl_of(frame, info), now)
         }
         LeafCheck::Statistic(s) => s.eval(),
         LeafCheck::Time(t) => crate::limits::time_matches(t, wall),
@@ -383,4 +405,12 @@ pub(super) fn leaf_ok(
             }
         }
     })
+}
+
+/// The TTL / hop limit as the frame has it now (a TTL or HL target may have rewritten it
+/// since the parse).
+#[inline]
+fn ttl_of(frame: &[u8], info: &FrameInfo) -> u8 {
+    let at = usize::from(info.l3_offset) + if info.family == Family::Ipv6 { 7 } else { 8 };
+    frame.get(at).copied().unwrap_or(info.ttl)
 }

@@ -89,6 +89,7 @@ pub(in crate::parse) const NETMAP: TargetExt = TargetExt {
     name: "NETMAP",
     opts: &[("to", TO, 1, false)],
     table: Some(TableName::Nat),
+    family: None,
     new: |f| Target::Netmap {
         addr: match f {
             Family::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
