@@ -31,7 +31,10 @@ pub enum Rewrite {
     /// `DSCP --set-dscp`: the six DSCP bits.
     Dscp(u8),
     /// `TOS`: `(tos & !mask) ^ value`.
-    Tos { value: u8, mask: u8 },
+    Tos {
+        value: u8,
+        mask: u8,
+    },
     Tcpmss(Tcpmss),
     Ecn(EcnTarget),
 }
@@ -269,7 +272,10 @@ mod tests {
     fn v6() -> IpPair {
         IpPair::V6(
             "2001:2::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
-            "2001:2:0:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "2001:2:0:1::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
         )
     }
 
@@ -474,7 +480,10 @@ mod tests {
             let info = sums_ok(&f);
             let t = usize::from(info.l4_offset);
             assert_eq!(f[t + 12] >> 4, 7);
-            assert_eq!(&f[t + 20..t + 28], &[2, 4, (cap >> 8) as u8, cap as u8, 4, 2, 1, 1]);
+            assert_eq!(
+                &f[t + 20..t + 28],
+                &[2, 4, (cap >> 8) as u8, cap as u8, 4, 2, 1, 1]
+            );
             assert_eq!(usize::from(info.l3_len), len + 4 - 14);
             // with data after the header, nothing is added
             let mut f = syn(ip, vec![], b"x");

@@ -1419,6 +1419,19 @@ level = "debug"
     }
 
     #[test]
+    fn a_port_mtu_is_read_and_bounded() {
+        let text = "[ports.a]\ninterface = \"fw-c\"\nmtu = 1400\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.ports.a.mtu.as_ref().map(|m| *m.get_ref()), Some(1400));
+        assert!(c.ports.b.mtu.is_none());
+        let e = parse(&text.replace("1400", "67")).unwrap_err().0;
+        assert!(
+            e.starts_with("fwd.toml:3:7: ports.a.mtu must be 68..=65535"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn ring_size_must_be_a_power_of_two() {
         let text = "[ports.a]\ninterface = \"fw-c\"\n[ports.b]\ninterface = \"fw-s\"\n[workers]\ncores = [1]\nring_size = 1000\n";
         let e = parse(text).unwrap_err().0;

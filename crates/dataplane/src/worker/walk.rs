@@ -369,9 +369,13 @@ pub(super) fn leaf_ok(
         LeafCheck::Connmark(m) => marks.entry.is_some() && m.matches(marks.ct),
         LeafCheck::Limit(bucket) => bucket.take(now),
         LeafCheck::Stateless(s) => s.ok(frame, info, key.iif, key.oif, hook),
-        LeafCheck::Recent(r) => {
-            r.eval(key.src, key.dst, info.family == Family::Ipv6, ttl_of(frame, info), now)
-        }
+        LeafCheck::Recent(r) => r.eval(
+            key.src,
+            key.dst,
+            info.family == Family::Ipv6,
+            ttl_of(frame, info),
+            now,
+        ),
         LeafCheck::Statistic(s) => s.eval(),
         LeafCheck::Time(t) => crate::limits::time_matches(t, wall),
         LeafCheck::Connbytes(c) => marks
