@@ -102,6 +102,7 @@ mod tests {
             name: name.into(),
             ipv4: Some(Ipv4Addr::new(198, 18, 0, last)),
             ipv6: None,
+            mtu: 1500,
         };
         CompileConfig {
             ports: [port("fw-c", 253), port("fw-s", 254)],
