@@ -302,6 +302,61 @@ mod tests {
         })
     }
 
+    /// A source that hands over its entry only once the test has asked the thread to stop,
+    /// so the update and the stop are served in the same round.
+    struct AfterStop {
+        go: mpsc::Receiver<()>,
+        entry: Option<Entry>,
+    }
+
+    impl Source for AfterStop {
+        fn drain(&mut self, engine: &mut Engine, _max: usize) -> usize {
+            match self.entry.take() {
+                Some(e) => {
+                    self.go.recv().unwrap();
+                    engine.upsert(e);
+                    1
+                }
+                None => 0,
+            }
+        }
+        fn overflow(&self) -> u64 {
+            0
+        }
+    }
+
+    /// A clean stop sends what the producers queued last before the thread ends (a stopping
+    /// box's final updates reach its peer).
+    #[test]
+    fn stop_sends_the_last_updates_first() {
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (go_tx, go) = mpsc::channel();
+        let src = AfterStop {
+            go,
+            entry: Some(entry(4242)),
+        };
+        let (thread, requests) = spawn_with(
+            Config::default(),
+            sock,
+            peer.local_addr().unwrap(),
+            vec![Box::new(src)],
+            1,
+            Timers::default(),
+        )
+        .unwrap();
+        requests.send(Request::Stop).unwrap();
+        go_tx.send(()).unwrap();
+        thread.join().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = peer.recv(&mut buf).expect("the last update was sent");
+        let got: Vec<Entry> = crate::wire::messages(&buf[..n])
+            .filter_map(|m| Entry::parse(&m.ok()?).ok())
+            .collect();
+        assert_eq!(got, vec![entry(4242)]);
+    }
+
     #[test]
     fn a_full_feed_counts_overflow_and_keeps_what_it_has() {
         let f = Feed::new(2);
