@@ -29,6 +29,8 @@ const SYNC_FWD: &str = "198.19.250.1";
 const SYNC_PEER: &str = "198.19.250.2";
 /// A hostile sender on the sync link.
 const SYNC_HOSTILE: &str = "198.19.250.3";
+/// conntrackd's example multicast group.
+const GROUP: &str = "225.0.0.50";
 /// MASQUERADE's / SNAT's address (port b's).
 const NAT_ADDR: &str = "198.18.0.254";
 
@@ -88,7 +90,8 @@ fn ruleset(new: &str, nat: &str) -> String {
 }
 
 /// A fwd configuration: ports `fw-c`/`fw-s` of its namespace (port b with the NAT address),
-/// rules `v4`, control socket `socket`, `[sync]` with `peer` from `local` on `sync0`.
+/// rules `v4`, control socket `socket`, `[sync]` with `peer` (or the multicast [`GROUP`])
+/// from `local` on `sync0`.
 fn fwd_config(
     dir: &Path,
     name: &str,
@@ -110,10 +113,15 @@ fn fwd_config(
              [rules]\nipv4 = \"{}\"\n\
              [stats]\nlisten = \"127.0.0.1:9900\"\n\
              [control]\nsocket = \"{}\"\n\
-             [sync]\nmode = \"ftfw\"\naddress = \"{local}\"\nunicast_peer = \"{peer}\"\n\
+             [sync]\nmode = \"ftfw\"\naddress = \"{local}\"\n{transport} = \"{peer}\"\n\
              interface = \"sync0\"\nport = {PORT}\n",
             rules.display(),
-            socket.display()
+            socket.display(),
+            transport = if peer == GROUP {
+                "multicast_group"
+            } else {
+                "unicast_peer"
+            },
         ),
     )
     .unwrap();
@@ -130,7 +138,8 @@ struct Conntrackd {
 }
 
 impl Conntrackd {
-    fn start(tb: &Testbed) -> Conntrackd {
+    /// Over UDP unicast to fwd, or to the multicast [`GROUP`].
+    fn start(tb: &Testbed, multicast: bool) -> Conntrackd {
         let ns = tb.ns("ctd");
         let _ = Command::new("ip")
             .args(["netns", "del", &ns])
@@ -154,6 +163,31 @@ impl Conntrackd {
              ip -n {ns} link set lo up; ip -n {ns} link set sync0 up; ip -n {fw} link set sync0 up"
         ));
         let d = dir.display();
+        let transport = if multicast {
+            format!(
+                "Multicast {{
+		IPv4_address {GROUP}
+		Group {PORT}
+		IPv4_interface {SYNC_PEER}
+		Interface sync0
+		SndSocketBuffer 1249280
+		RcvSocketBuffer 1249280
+		Checksum on
+	}}"
+            )
+        } else {
+            format!(
+                "UDP {{
+		IPv4_address {SYNC_PEER}
+		IPv4_Destination_Address {SYNC_FWD}
+		Port {PORT}
+		Interface sync0
+		SndSocketBuffer 1249280
+		RcvSocketBuffer 1249280
+		Checksum on
+	}}"
+            )
+        };
         std::fs::write(
             dir.join("conntrackd.conf"),
             format!(
@@ -162,15 +196,7 @@ impl Conntrackd {
 		ResendQueueSize 131072
 		ACKWindowSize 20
 	}}
-	UDP {{
-		IPv4_address {SYNC_PEER}
-		IPv4_Destination_Address {SYNC_FWD}
-		Port {PORT}
-		Interface sync0
-		SndSocketBuffer 1249280
-		RcvSocketBuffer 1249280
-		Checksum on
-	}}
+	{transport}
 }}
 General {{
 	HashSize 8192
@@ -280,9 +306,15 @@ impl Drop for Conntrackd {
 /// The testbed, box B with conntrackd, and fwd with `[sync]` towards it, running `v4`.
 /// Dropped in reverse order: fwd, conntrackd, the testbed.
 fn fwd_and_conntrackd(name: &str, v4: &str) -> (Testbed, Conntrackd, Fwd) {
+    fwd_and_conntrackd_over(name, v4, false)
+}
+
+/// [`fwd_and_conntrackd`], over the multicast [`GROUP`] when `multicast`.
+fn fwd_and_conntrackd_over(name: &str, v4: &str, multicast: bool) -> (Testbed, Conntrackd, Fwd) {
     let tb = Testbed::up_with("hs", name, 1);
-    let b = Conntrackd::start(&tb);
-    let cfg = fwd_config(&tb.dir, "fwd", 1, v4, &tb.socket(), SYNC_FWD, SYNC_PEER);
+    let b = Conntrackd::start(&tb, multicast);
+    let peer = if multicast { GROUP } else { SYNC_PEER };
+    let cfg = fwd_config(&tb.dir, "fwd", 1, v4, &tb.socket(), SYNC_FWD, peer);
     // the server answers the NAT address at the client's MAC: fwd is a bridge, not a router
     let cmac = mac_of(&tb.ns("client"), "C0");
     ok(Command::new("ip").args([
@@ -1197,4 +1229,51 @@ fn failover_keeps_a_running_tcp_transfer() {
         "failover after {switched_at} of {LEN} bytes; B: {}",
         commit.trim()
     );
+}
+
+/// FTFW over multicast (conntrackd's example `Multicast` block, fwd's `multicast_group`), both
+/// ways: a flow through fwd reaches conntrackd's cache, a kernel entry of B fwd's.
+#[test]
+fn multicast_transport_both_ways() {
+    let _g = serial();
+    let v4 = ruleset(
+        "-A FORWARD -i fw-c -m conntrack --ctstate NEW -j ACCEPT\n",
+        "",
+    );
+    let (tb, b, fwd) = fwd_and_conntrackd_over("m", &v4, true);
+    let (c, s) = (tb.ns("client"), tb.ns("server"));
+    let server = in_netns(&s, || UdpSocket::bind("198.18.0.2:7000").unwrap());
+    in_netns(&c, || {
+        let u = UdpSocket::bind("198.18.0.1:6000").unwrap();
+        u.send_to(b"flow", "198.18.0.2:7000").unwrap();
+    });
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    server.recv(&mut buf).expect("UDP through fwd");
+    b.sh(
+        "conntrack -I -p tcp -s 198.18.0.1 -d 198.18.0.2 --sport 40000 --dport 80 \
+           --state ESTABLISHED -t 600 -u ASSURED,SEEN_REPLY 2>&1",
+    );
+    let t0 = Instant::now();
+    loop {
+        let (ext, int, fwd_ext) = (b.external(), fwd_cache(&fwd, "-i"), fwd_cache(&fwd, "-e"));
+        if ext == int
+            && ext.iter().any(|l| l.contains("sport=6000 dport=7000 "))
+            && fwd_ext.iter().any(|l| {
+                l.contains("ESTABLISHED src=198.18.0.1 dst=198.18.0.2 sport=40000 dport=80 ")
+            })
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "entries both ways:\nB -e {ext:#?}\nfwd -i {int:#?}\nfwd -e {fwd_ext:#?}\n{}\n{}",
+            fwd.request("sync -s"),
+            fwd.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(b.malformed(), 0, "{}", b.ctd(&["-s", "network"]));
 }
