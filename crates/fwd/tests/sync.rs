@@ -966,11 +966,18 @@ fn hostile_messages_are_counted_and_no_entry_is_lost_at_ten_percent_loss() {
          {resent} entries, counted {} lost",
         metric(&m2, "fwd_sync_lost_total")
     );
+    // fwd sends some 70 datagrams, conntrackd a dozen (its ACK window is 20 messages): the
+    // loss is certain only in sum (0.9^80); what fwd lost it must have sent again
     assert!(
-        lost_out > 0 && lost_in > 0,
+        lost_out + lost_in > 0,
         "no loss: {lost_out} out, {lost_in} in"
     );
-    assert!(resent > 0, "fwd resent nothing");
+    if lost_out > 0 {
+        assert!(
+            resent > 0,
+            "fwd lost {lost_out} datagrams and resent nothing"
+        );
+    }
     assert_eq!(b.malformed(), 0, "{}", b.ctd(&["-s", "network"]));
     // the hostile datagrams left the sync and fwd alone
     assert_eq!(fwd.request("ping"), "pong\n");
