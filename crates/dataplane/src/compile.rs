@@ -496,14 +496,7 @@ impl Builder<'_> {
                             random: *random || *random_fully,
                         }
                     }
-                    Some(Target::Redirect { .. }) => {
-                        let e = err(
-                            "REDIRECT is not supported: a bump in the wire has no local stack to deliver to (use DNAT to a host behind a port)"
-                                .into(),
-                        );
-                        self.errors.push(e);
-                        RuleTarget::Continue
-                    }
+                    Some(Target::Redirect { .. }) => RuleTarget::Redirect,
                     Some(Target::Notrack) | Some(Target::CtNotrack) => RuleTarget::Notrack,
                     Some(Target::Mark(x)) => RuleTarget::Mark(*x),
                     Some(Target::Connmark(c)) => RuleTarget::Connmark(*c),
@@ -747,16 +740,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn refuses_redirect_with_its_location_and_compiles_limit() {
+    fn redirect_compiles_to_its_own_action_and_limit_compiles() {
         let rs = v4("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
              -A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 8080\nCOMMIT\n\
              *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m limit --limit 1/sec -j ACCEPT\nCOMMIT\n");
-        let errs = compile(Some(&rs), None, &cfg()).unwrap_err();
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(
-            errs[0].message.contains("REDIRECT") && errs[0].line == 6,
-            "{errs:?}"
-        );
+        let c = compile(Some(&rs), None, &cfg()).unwrap();
+        let pre = c.v4.hooks[HookPoint::NatPrerouting as usize].unwrap();
+        assert_eq!(c.v4.chains[pre as usize].rules[0].action, RuleTarget::Redirect);
     }
 
     #[test]
@@ -800,16 +790,20 @@ pub(crate) mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("v4.rules");
         std::fs::write(&good, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -j ACCEPT\nCOMMIT\n").unwrap();
-        let redirect = dir.join("redirect.rules");
-        std::fs::write(&redirect, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j REDIRECT\nCOMMIT\n").unwrap();
+        let masq = dir.join("masquerade.rules");
+        std::fs::write(&masq, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n").unwrap();
+        let mut no_address = cfg();
+        no_address.ports[1].ipv4 = None;
         let bad = dir.join("bad.rules");
         std::fs::write(&bad, "*filter\n-A FORWARD -j NOPE\nCOMMIT\n").unwrap();
         assert!(load(Some(&good), None, &cfg()).is_ok());
-        let e = load(Some(&redirect), None, &cfg()).unwrap_err().to_string();
+        let e = load(Some(&masq), None, &no_address)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!(
-                "{}:6:1: error: -t nat -A PREROUTING (rule 1): REDIRECT",
-                redirect.display()
+                "{}:6:1: error: -t nat -A POSTROUTING (rule 1): MASQUERADE",
+                masq.display()
             )),
             "{e}"
         );

@@ -18,7 +18,7 @@ use crate::compile::{compile, CompileConfig};
 
 /// One port of the bump in the wire as rules see it: `-i`/`-o` names, and its addresses (for
 /// MASQUERADE and as the source of nothing else).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortInfo {
     /// The interface name rules use in `-i`/`-o` (the config's port name).
     pub name: String,
@@ -152,6 +152,10 @@ pub enum RuleTarget {
         net: u128,
         mask: u128,
     },
+    /// `REDIRECT`: to the box's own stack, which a bump in the wire does not have; the packet
+    /// is dropped (`redirect_local`), as the kernel bridge delivers it locally or, with no
+    /// address on the bridge, drops it: it is never forwarded.
+    Redirect,
     /// `NOTRACK` / `CT --notrack`: the packet stays untracked; traversal continues.
     Notrack,
     /// `MARK`: the packet's mark becomes `(mark & !mask) ^ value`; traversal continues.

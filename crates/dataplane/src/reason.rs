@@ -23,6 +23,7 @@ wire::reason_listing! {
         CtChainFull => ("ct_chain_full", "the new connection's conntrack hash chain is at its bound and nothing in it could be early-dropped"),
         NatPortsExhausted => ("nat_ports_exhausted", "SNAT/MASQUERADE found no free port for the reply tuple"),
         NoMasqueradeAddress => ("masquerade_no_address", "MASQUERADE on a port with no configured address"),
+        RedirectLocal => ("redirect_local", "a REDIRECT rule: delivery to the box's own stack, which a bump in the wire does not have"),
         ChainTooDeep => ("chain_too_deep", "jumps nested deeper than the traversal stack"),
         RewriteFailed => ("rewrite_failed", "a rewriting target (TCPMSS, ECN) met a TCP header the kernel drops: shorter than 20 bytes or than its data offset, or a path MTU no larger than the headers"),
         FragmentOfDropped => ("fragment_of_dropped", "a later fragment of a datagram whose first fragment was dropped or rejected"),

@@ -4,7 +4,8 @@
 //! forward byte for byte, every frame the kernel holds back fwd must drop. Covers the mangle and
 //! security tables, MARK / `-m mark`, CONNMARK / `-m connmark` across the two directions of one
 //! connection, `-m physdev`, `-m pkttype`, `-m addrtype`, `-m dscp`, `-m ecn`, `-m recent` and
-//! `-m statistic --mode nth`.
+//! `-m statistic --mode nth`, and REDIRECT (the local stack's: a
+//! bump in the wire forwards none of it).
 //!
 //! Needs root, iproute2, iptables and python3 (CI has them). Namespaces `dpbr<pid>{h,f}` are
 //! removed afterwards, also on failure.
@@ -48,7 +49,11 @@ fn udp(side: Side, sport: u16, dport: u16) -> (Side, Vec<u8>) {
 
 fn rules(p: &str) -> String {
     format!(
-        "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :POSTROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -p udp -m udp --dport 1010 -j REDIRECT --to-ports 53\n\
+         COMMIT\n\
+         *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
          :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
          -A PREROUTING -p udp -m udp --dport 1001 -j MARK --set-xmark 0x5/0xffffffff\n\
          -A PREROUTING -p udp -m udp --dport 1002 -j CONNMARK --set-xmark 0x7/0xffffffff\n\
@@ -125,6 +130,9 @@ fn frames() -> Vec<(Side, Vec<u8>)> {
     for i in 0..4 {
         out.push(udp(Side::A, 5014 + i, 1004));
     }
+    // REDIRECT delivers to the bridge's own stack (here: none, no address): never forwarded.
+    out.push(udp(Side::A, 5020, 1010));
+    out.push(udp(Side::A, 5021, 1011));
     out
 }
 

@@ -779,7 +779,7 @@ fn check_validates_against_the_namespace() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no interface \"fw-c\""));
     // The rules files are checked too: rules errors with file:line:col, and what the data
-    // plane refuses (REDIRECT: no local stack on a bump in the wire).
+    // plane refuses (MASQUERADE out of a port with no address).
     let with_rules = tb.config(1, "[rules]\nipv4 = \"v4.rules\"\n");
     let check = |rules: &str| {
         rules_file(&tb, "v4.rules", rules);
@@ -799,22 +799,33 @@ fn check_validates_against_the_namespace() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("v4.rules:3:"), "{err}");
+    // REDIRECT loads (iptables accepts it) with a warning: there is no local stack to take it.
     let out = check(
         "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
          -A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 8080\nCOMMIT\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("v4.rules:6: warning: `-j REDIRECT` delivers to the box's own stack"),
+        "{err}"
+    );
+    let out = check(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+         -A POSTROUTING -o fw-s -j MASQUERADE\nCOMMIT\n",
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
-            "v4.rules:6:1: error: -t nat -A PREROUTING (rule 1): REDIRECT is not supported"
+            "v4.rules:6:1: error: -t nat -A POSTROUTING (rule 1): MASQUERADE can leave through port `fw-s`"
         ),
         "{err}"
     );
     // and a ruleset with errors does not start
     let out = tb.exec("fw", &[FWD, "--config", with_rules.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIRECT"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MASQUERADE"));
     assert_no_xdp(&tb);
 }
 

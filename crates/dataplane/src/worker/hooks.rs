@@ -248,6 +248,9 @@ impl Worker {
                         t.dst = num_addr(addr_num(&t.dst, v6) & !mask | net, v6);
                         dnat = true;
                     }
+                    Final::Redirect => {
+                        return self.reject_new(&mut tracked, DropReason::RedirectLocal)
+                    }
                     _ => return self.reject_new(&mut tracked, DropReason::NatDrop),
                 }
             }

@@ -159,11 +159,9 @@ enum Final {
         net: u128,
         mask: u128,
     },
+    Redirect,
 }
 
-/// How a walk ended. The walk writes the deciding rule into the trace itself, from registers:
-/// a `Decision` assembled field by field in the returned struct and copied out whole stalled on
-/// store forwarding.
 /// The marks a packet's traversal reads and writes: the packet's own (`skb->mark`, 0 for every
 /// packet arriving at a bridge port) and its connection's (the entry's `mark`, which
 /// `conntrack -L` shows). Carried from hook to hook of one packet; the connmark is written
@@ -185,6 +183,9 @@ pub(crate) struct Marks {
     pub(crate) acct: Option<[u64; 4]>,
 }
 
+/// How a walk ended. The walk writes the deciding rule into the trace itself, from registers:
+/// a `Decision` assembled field by field in the returned struct and copied out whole stalled on
+/// store forwarding.
 struct Walk {
     fin: Final,
     notrack: bool,

@@ -413,6 +413,26 @@ fn dnat_port_forward_and_its_replies() {
 }
 
 #[test]
+fn redirect_drops_with_its_reason_and_leaves_no_connection() {
+    let text = format!(
+        "{NAT_HDR}-A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128\nCOMMIT\n"
+    );
+    let mut w = worker_for(&text);
+    let before = w.shard().len();
+    for i in 0..3u16 {
+        let (v, _) = run(&mut w, A, &tcp(C, S, 40000 + i, 80, 0x02, 1, 0), SEC);
+        assert_eq!(v, Verdict::Drop(DropReason::RedirectLocal));
+    }
+    assert_eq!(w.stats().drops[DropReason::RedirectLocal.index()], 3);
+    assert_eq!(w.shard().len(), before, "a redirected SYN is not confirmed");
+    // other ports are forwarded
+    assert_eq!(
+        run(&mut w, A, &tcp(C, S, 40010, 81, 0x02, 1, 0), SEC).0,
+        Verdict::Forward
+    );
+}
+
+#[test]
 fn icmp_error_about_a_snat_connection_is_translated_back() {
     let text =
         format!("{NAT_HDR}-A POSTROUTING -o fw-s -j SNAT --to-source 198.18.0.200\nCOMMIT\n");

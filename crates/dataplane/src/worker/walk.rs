@@ -167,6 +167,7 @@ impl Worker {
                     net: *net,
                     mask: *mask,
                 }),
+                RuleTarget::Redirect => Some(Final::Redirect),
                 RuleTarget::Return => {
                     if depth == 0 {
                         // RETURN at the top (also from a chain entered by -g): the policy
