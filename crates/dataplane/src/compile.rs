@@ -291,7 +291,7 @@ fn lower(rule: &Rule, ports: &[PortInfo; 2]) -> Result<(RuleSpec, Vec<LeafCheck>
             Match::Comment(_) => {}
             // state shared by name: the builder adds them ([`Builder::side_effects`])
             Match::Recent(_) | Match::Statistic(_) | Match::Hashlimit(_) => {}
-            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
+            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) | Match::Rt(_) => {
                 leaf.extend(crate::proto::ProtoCheck::of(m).map(LeafCheck::Proto))
             }
             m => match crate::stateless::lower(m, ports) {

@@ -3,11 +3,13 @@
 //! (`ipt_ah`, and `ip6t_ah`, which finds the header in the extension header chain). They read
 //! the frame where they are evaluated, as the kernel reads the skb, without allocating.
 //!
+//! `-m rt` (`ip6t_rt`) finds the routing header in the extension header chain as `-m ah` does.
+//!
 //! Where the kernel sets `hotdrop` (a truncated header, a zero-length SCTP chunk, a DCCP data
 //! offset shorter than its header) the match here fails: fwd has no per-match drop verdict, and
 //! failing is the closed side for an ACCEPT rule.
 
-use rules::{AhMatch, ChunkMatchType, DccpMatch, Match, ProtoPorts, SctpMatch, SpiMatch};
+use rules::{AhMatch, ChunkMatchType, DccpMatch, Match, ProtoPorts, RtMatch, SctpMatch, SpiMatch};
 use wire::{ip_proto, Family, FrameInfo};
 
 /// One compiled protocol match (a [`crate::compiled::LeafCheck::Proto`]).
@@ -17,26 +19,30 @@ pub enum ProtoCheck {
     Dccp(DccpMatch),
     Esp(SpiMatch),
     Ah(AhMatch),
+    Rt(RtMatch),
 }
 
 impl ProtoCheck {
-    /// The check for one of the four matches; `None` for any other match.
+    /// The check for one of these matches; `None` for any other match.
     pub fn of(m: &Match) -> Option<ProtoCheck> {
         Some(match m {
             Match::Sctp(s) => ProtoCheck::Sctp(s.clone()),
             Match::Dccp(d) => ProtoCheck::Dccp(*d),
             Match::Esp(s) => ProtoCheck::Esp(*s),
             Match::Ah(a) => ProtoCheck::Ah(*a),
+            Match::Rt(r) => ProtoCheck::Rt(r.clone()),
             _ => return None,
         })
     }
 
     /// Whether the packet matches, as the kernel's match function decides.
     pub fn matches(&self, frame: &[u8], info: &FrameInfo) -> bool {
-        if !info.is_ip() || info.is_later_fragment() {
+        let end = info.l3_end().min(frame.len());
+        // the chain walk finds a routing header before a later fragment's header too
+        let later_fragment_ok = matches!(self, ProtoCheck::Rt(_));
+        if !info.is_ip() || (info.is_later_fragment() && !later_fragment_ok) {
             return false;
         }
-        let end = info.l3_end().min(frame.len());
         let th = usize::from(info.l4_offset);
         match self {
             ProtoCheck::Sctp(s) => info.l4_proto == ip_proto::SCTP && sctp(s, frame, th, end),
@@ -53,6 +59,9 @@ impl ProtoCheck {
                 }
                 _ => ah6(a, frame, usize::from(info.l3_offset), end),
             },
+            ProtoCheck::Rt(r) => {
+                info.family == Family::Ipv6 && rt(r, frame, usize::from(info.l3_offset), end)
+            }
         }
     }
 }
@@ -186,39 +195,57 @@ fn dccp(d: &DccpMatch, b: &[u8], th: usize, end: usize) -> bool {
     found != neg
 }
 
-/// `ipv6_find_hdr(skb, &ptr, NEXTHDR_AUTH, NULL, NULL)`: the offset of the AH header, crossing
-/// the other extension headers; `None` when the chain ends (or a later fragment starts) first.
-fn find_ah(b: &[u8], ip: usize, end: usize) -> Option<usize> {
-    let mut next = *b.get(ip + 6)?;
+/// No next header (`NEXTHDR_NONE`).
+const NO_NEXT: u8 = 59;
+
+/// `ipv6_find_hdr(skb, &ptr, target, NULL, NULL)`: the offset of the first `target` header in
+/// the extension header chain of the IPv6 header at `ip` (packet ending at `end`). `Ok(None)`
+/// where the kernel says `-ENOENT` (the chain ends, or a later fragment starts, first); `Err`
+/// where it says `-EBADMSG` (a header cut short), on which a match hotdrops.
+fn find_ext(b: &[u8], ip: usize, end: usize, target: u8) -> Result<Option<usize>, ()> {
+    if ip + 40 > end {
+        return Err(());
+    }
+    let mut next = b[ip + 6];
     let mut off = ip + 40;
     // Each header is at least 8 bytes: the walk is bounded by the packet length.
-    while off < end {
-        if next == ip_proto::AH {
-            return Some(off);
+    loop {
+        let found = next == target;
+        let ext = matches!(
+            next,
+            ip_proto::HOPOPTS
+                | ip_proto::ROUTING
+                | ip_proto::FRAGMENT
+                | ip_proto::AH
+                | ip_proto::DSTOPTS
+        );
+        if !ext || next == NO_NEXT {
+            return Ok(found.then_some(off));
+        }
+        if off + 2 > end || (next == ip_proto::ROUTING && off + 4 > end) {
+            return Err(());
         }
         let len = match next {
-            ip_proto::HOPOPTS | ip_proto::ROUTING | ip_proto::DSTOPTS => {
-                (usize::from(*b.get(off + 1)?) + 1) * 8
-            }
             ip_proto::FRAGMENT => {
-                if be16(b, off + 2, end)? & 0xfff8 != 0 {
-                    return None;
+                let frag_off = be16(b, off + 2, end).ok_or(())? & 0xfff8;
+                if frag_off != 0 {
+                    return Ok(found.then_some(off));
                 }
                 8
             }
-            _ => return None,
+            ip_proto::AH => (usize::from(b[off + 1]) + 2) * 4,
+            _ => (usize::from(b[off + 1]) + 1) * 8,
         };
-        if off + 2 > end {
-            return None;
+        if found {
+            return Ok(Some(off));
         }
         next = b[off];
         off += len;
     }
-    None
 }
 
 fn ah6(a: &AhMatch, b: &[u8], ip: usize, end: usize) -> bool {
-    let Some(at) = find_ah(b, ip, end) else {
+    let Ok(Some(at)) = find_ext(b, ip, end, ip_proto::AH) else {
         return false;
     };
     // `struct ip_auth_hdr`: next header, length, reserved, SPI, sequence number.
@@ -231,6 +258,53 @@ fn ah6(a: &AhMatch, b: &[u8], ip: usize, end: usize) -> bool {
     a.spi.matches(spi)
         && a.len.is_none_or(|(l, neg)| l == 0 || (l == hdrlen) != neg)
         && !(a.res && reserved != 0)
+}
+
+/// `rt_mt6`: the routing header's Segments Left, length and type, the type 0 reserved field and
+/// address list (strict: exactly these addresses in this order; not strict: these among the
+/// header's, in order).
+fn rt(r: &RtMatch, b: &[u8], ip: usize, end: usize) -> bool {
+    let Ok(Some(at)) = find_ext(b, ip, end, ip_proto::ROUTING) else {
+        return false; // no routing header, or a hotdrop
+    };
+    // `struct ipv6_rt_hdr`: next header, length, type, segments left.
+    let hdrlen = (usize::from(b[at + 1]) + 1) * 8;
+    if end - at < hdrlen {
+        return false; // shorter than its length field
+    }
+    let (typ, segs) = (u32::from(b[at + 2]), u32::from(b[at + 3]));
+    let mut ret = r.segsleft.matches(segs)
+        && r.len.is_none_or(|(l, n)| (l as usize == hdrlen) != n)
+        && r.rt_type.is_none_or(|(t, n)| (t == typ) != n);
+    if ret && r.res {
+        // the header is at least 8 bytes, all inside the packet
+        ret = be32(b, at + 4, end) == Some(0);
+    }
+    let Some((want, not_strict)) = &r.addrs else {
+        return ret;
+    };
+    let have = (hdrlen - 8) / 16;
+    if want.len() > have {
+        return false;
+    }
+    let addr = |k: usize| {
+        let o = at + 8 + k * 16;
+        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&b[o..o + 16]).expect("16 bytes"))
+    };
+    if *not_strict {
+        let mut i = 0;
+        for k in 0..have {
+            if addr(k) == want[i] {
+                i += 1;
+            }
+            if i == want.len() {
+                break;
+            }
+        }
+        ret && i == want.len()
+    } else {
+        ret && want.len() == have && (0..have).all(|k| addr(k) == want[k])
+    }
 }
 
 #[cfg(test)]
@@ -544,5 +618,84 @@ mod tests {
         // A later fragment before any AH.
         let frag = v6(44, &[51, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert!(!check(&ah(SpiMatch::ANY, None, false), &frag));
+    }
+
+    /// A type `typ` routing header with `segs` Segments Left, reserved field `res` and
+    /// `addrs` (the last byte of 2001:2::N each), before a UDP header.
+    fn rh(typ: u8, segs: u8, res: u8, addrs: &[u8]) -> Vec<u8> {
+        let mut r = vec![17, (addrs.len() * 2) as u8, typ, segs, 0, 0, 0, res];
+        for &last in addrs {
+            r.extend_from_slice(&[0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+        }
+        r.extend_from_slice(&[0, 53, 0, 53, 0, 8, 0, 0]);
+        r
+    }
+
+    fn a6(last: u8) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, u16::from(last))
+    }
+
+    #[test]
+    fn rt_reads_the_routing_header_as_ip6t_rt() {
+        let rt = |f: fn(&mut RtMatch)| {
+            let mut m = RtMatch::default();
+            f(&mut m);
+            ProtoCheck::Rt(m)
+        };
+        let f = v6(43, &rh(0, 2, 0, &[7, 8]));
+        assert!(check(&rt(|_| {}), &f), "any routing header");
+        assert!(check(&rt(|m| m.rt_type = Some((0, false))), &f));
+        assert!(!check(&rt(|m| m.rt_type = Some((0, true))), &f));
+        assert!(!check(&rt(|m| m.rt_type = Some((2, false))), &f));
+        assert!(check(&rt(|m| m.segsleft = spi(2, 5, false)), &f));
+        assert!(!check(&rt(|m| m.segsleft = spi(2, 5, true)), &f));
+        assert!(!check(&rt(|m| m.segsleft = spi(3, 3, false)), &f));
+        // `--rt-len` is the whole header: 8 + 2 * 16 bytes
+        assert!(check(&rt(|m| m.len = Some((40, false))), &f));
+        assert!(!check(&rt(|m| m.len = Some((40, true))), &f));
+        assert!(check(&rt(|m| m.res = true), &f));
+        assert!(!check(
+            &rt(|m| m.res = true),
+            &v6(43, &rh(0, 2, 1, &[7, 8]))
+        ));
+        // strict: exactly these addresses, in order
+        let addrs = |list: &[u8], not_strict: bool| {
+            ProtoCheck::Rt(RtMatch {
+                addrs: Some((list.iter().map(|&l| a6(l)).collect(), not_strict)),
+                ..RtMatch::default()
+            })
+        };
+        assert!(check(&addrs(&[7, 8], false), &f));
+        assert!(!check(&addrs(&[7], false), &f), "strict: all of them");
+        assert!(!check(&addrs(&[8, 7], false), &f));
+        assert!(
+            !check(&addrs(&[7, 8, 9], false), &f),
+            "more than the header has"
+        );
+        // not strict: these among the header's, in order
+        assert!(check(&addrs(&[8], true), &f));
+        assert!(check(&addrs(&[7, 8], true), &f));
+        assert!(!check(&addrs(&[8, 7], true), &f));
+        // found after a hop-by-hop header
+        let mut hbh = vec![43, 0, 1, 4, 0, 0, 0, 0];
+        hbh.extend_from_slice(&rh(2, 1, 0, &[7]));
+        assert!(check(&rt(|m| m.rt_type = Some((2, false))), &v6(0, &hbh)));
+        // no routing header: no match
+        assert!(!check(&rt(|_| {}), &v6(17, &[0, 53, 0, 53, 0, 8, 0, 0])));
+        // one longer than the packet, one cut short: wire's parse drops them as malformed
+        // before any rule; the match itself still says no without reading past the end
+        let mut long = rh(0, 2, 0, &[7, 8]);
+        long[1] = 200;
+        for f in [v6(43, &long), v6(43, &[17, 0])] {
+            assert!(wire::parse_frame(&f).is_err());
+            assert!(!super::rt(&RtMatch::default(), &f, 14, f.len()));
+        }
+        // a routing header before a later fragment's header is found, as the kernel finds it
+        let mut later = vec![44, 0, 0, 0, 0, 0, 0, 0];
+        later.extend_from_slice(&[17, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(check(&rt(|_| {}), &v6(43, &later)));
+        // and not after one
+        let frag = v6(44, &[43, 0, 0, 8, 0, 0, 0, 1, 17, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(!check(&rt(|_| {}), &frag));
     }
 }

@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 use dataplane::{compile, CompileConfig, PortInfo};
 use rules::Family;
 
+/// Files whose constructs the rules crate parses but the data plane does not run yet, with
+/// the construct its error names. Each must still fail so (a file here that compiles fails the
+/// test: take it off the list).
+const PENDING: &[(&str, &str)] = &[
+    ("stateful-limits.v4", "`-m time` is not supported here"),
+    ("stateful-limits.v6", "`-m time` is not supported here"),
+];
+
 fn corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/rulesets");
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -62,18 +70,25 @@ fn every_accepted_corpus_file_compiles() {
             Family::Ipv4 => (Some(&rs), None),
             Family::Ipv6 => (None, Some(&rs)),
         };
-        if let Err(es) = compile(v4, v6, &config()) {
-            let es: Vec<String> = es.iter().map(|e| e.to_string()).collect();
-            failed.push(format!(
-                "{}: does not compile:\n{}",
-                p.display(),
-                es.join("\n")
-            ));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let pending = PENDING.iter().find(|(f, _)| *f == name);
+        match (compile(v4, v6, &config()), pending) {
+            (Ok(_), None) => {}
+            (Ok(_), Some(_)) => failed.push(format!("{name}: compiles now: take it off PENDING")),
+            (Err(es), Some((_, why))) if es.iter().any(|e| e.to_string().contains(why)) => {}
+            (Err(es), _) => {
+                let es: Vec<String> = es.iter().map(|e| e.to_string()).collect();
+                failed.push(format!(
+                    "{}: does not compile:\n{}",
+                    p.display(),
+                    es.join("\n")
+                ));
+            }
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     // the real hosts' dumps are among them
-    for name in ["docker-host.v4", "ufw-host.v4"] {
+    for name in ["docker-host.v4", "ufw-host.v4", "ufw-host.v6"] {
         assert!(
             files.iter().any(|p| p.ends_with(name)),
             "{name} is in tests/rulesets"

@@ -4,8 +4,8 @@
 //! forward byte for byte, every frame the kernel holds back fwd must drop. Covers the mangle and
 //! security tables, MARK / `-m mark`, CONNMARK / `-m connmark` across the two directions of one
 //! connection, `-m physdev`, `-m pkttype`, `-m addrtype`, `-m dscp`, `-m ecn`, `-m recent` and
-//! `-m statistic --mode nth`, and REDIRECT (the local stack's: a
-//! bump in the wire forwards none of it).
+//! `-m statistic --mode nth`, REDIRECT (the local stack's: a
+//! bump in the wire forwards none of it), and ip6tables' `-m rt` on IPv6 routing headers.
 //!
 //! Needs root, iproute2, iptables and python3 (CI has them). Namespaces `dpbr<pid>{h,f}` are
 //! removed afterwards, also on failure.
@@ -136,16 +136,25 @@ fn frames() -> Vec<(Side, Vec<u8>)> {
     out
 }
 
-#[test]
-fn breadth_constructs_agree_with_the_kernel_bridge() {
-    let br = Bridge::new("dpbr");
-    let p = br.p.clone();
-    let text = rules(&p);
-    br.restore(&text, "");
-    let frames = frames();
-    let kernel = br.exchange(&frames, 25);
-
-    let rs = rules::parse_restore("kernel_bridge", &text, rules::Family::Ipv4).unwrap();
+/// Runs `frames` through the kernel bridge `br` with the rules `v4`/`v6` loaded and through a
+/// worker with the same rules; returns the frames they disagree on (forwarded by one and not
+/// the other, or forwarded with different bytes) and how many the kernel held back.
+fn disagreements(
+    br: &Bridge,
+    v4: &str,
+    v6: &str,
+    frames: &[(Side, Vec<u8>)],
+) -> (Vec<String>, usize) {
+    br.restore(v4, v6);
+    let kernel = br.exchange(frames, 25);
+    let parse = |text: &str, family| {
+        (!text.is_empty()).then(|| rules::parse_restore("kernel_bridge", text, family).unwrap())
+    };
+    let (rs4, rs6) = (
+        parse(v4, rules::Family::Ipv4),
+        parse(v6, rules::Family::Ipv6),
+    );
+    let p = &br.p;
     let cfg = CompileConfig {
         ports: [
             PortInfo::named(&format!("{p}fa")),
@@ -153,7 +162,7 @@ fn breadth_constructs_agree_with_the_kernel_bridge() {
         ],
         workers: 1,
     };
-    let compiled = compile(Some(&rs), None, &cfg).unwrap();
+    let compiled = compile(rs4.as_ref(), rs6.as_ref(), &cfg).unwrap();
     let t0 = 1_000_000_000u64;
     let mut w = Worker::new(
         Arc::new(ArcSwap::from_pointee(compiled)),
@@ -193,16 +202,98 @@ fn breadth_constructs_agree_with_the_kernel_bridge() {
             ));
         }
     }
+    let held_back = frames.len()
+        - kernel
+            .iter()
+            .filter(|k| k.side != frames[k.after].0)
+            .count();
+    (disagree, held_back)
+}
+
+#[test]
+fn breadth_constructs_agree_with_the_kernel_bridge() {
+    let br = Bridge::new("dpbr");
+    let text = rules(&br.p);
+    let (disagree, dropped) = disagreements(&br, &text, "", &frames());
     assert!(
         disagree.is_empty(),
         "fwd and the kernel bridge disagree:\n{}",
         disagree.join("\n")
     );
     // The oracle held back what the rules say (the test is not vacuous).
-    let dropped = frames.len()
-        - kernel
-            .iter()
-            .filter(|k| k.side != frames[k.after].0)
-            .count();
     assert!(dropped >= 10, "kernel dropped only {dropped} frames");
+}
+
+/// An IPv6 UDP frame from `side` with `ext` (extension headers, the first one's type `first`)
+/// spliced in after the fixed header: the UDP checksum does not cover them.
+fn udp6_with(side: Side, dport: u16, first: u8, ext: &[u8]) -> (Side, Vec<u8>) {
+    let (a, b) = (
+        [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+    );
+    let ips = match side {
+        Side::A => IpPair::V6(a, b),
+        Side::B => IpPair::V6(b, a),
+    };
+    let mut f = from(side).udp(ips, 5000, dport, b"oracle6");
+    if ext.is_empty() {
+        return (side, f);
+    }
+    let ip = 14;
+    let plen = u16::from_be_bytes([f[ip + 4], f[ip + 5]]) + ext.len() as u16;
+    f[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+    f[ip + 6] = first;
+    f.splice(ip + 40..ip + 40, ext.iter().copied());
+    (side, f)
+}
+
+/// A routing header of type `typ`, `segs` Segments Left, reserved `res`, with the given
+/// addresses (last bytes of 2001:2::N), followed by UDP.
+fn routing(typ: u8, segs: u8, res: u8, addrs: &[u8]) -> Vec<u8> {
+    let mut r = vec![17, (addrs.len() * 2) as u8, typ, segs, 0, 0, 0, res];
+    for &last in addrs {
+        r.extend_from_slice(&[0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+    }
+    r
+}
+
+#[test]
+fn ipv6_routing_header_matches_agree_with_the_kernel_bridge() {
+    let br = Bridge::new("dprt");
+    let v6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+              -A FORWARD -p udp -m udp --dport 1 -m rt --rt-type 0 -j DROP\n\
+              -A FORWARD -p udp -m udp --dport 2 -m rt ! --rt-segsleft 1:2 -j DROP\n\
+              -A FORWARD -p udp -m udp --dport 3 -m rt --rt-type 0 --rt-0-res -j DROP\n\
+              -A FORWARD -p udp -m udp --dport 4 -m rt --rt-type 0 --rt-0-addrs 2001:2::7,2001:2::8 -j DROP\n\
+              -A FORWARD -p udp -m udp --dport 5 -m rt --rt-type 0 --rt-0-addrs 2001:2::8 --rt-0-not-strict -j DROP\n\
+              -A FORWARD -p udp -m udp --dport 6 -m rt --rt-len 24 -j DROP\n\
+              COMMIT\n";
+    let hbh = |next_is_rt: bool, rest: &[u8]| {
+        let mut h = vec![if next_is_rt { 43 } else { 17 }, 0, 1, 4, 0, 0, 0, 0];
+        h.extend_from_slice(rest);
+        h
+    };
+    let frames = vec![
+        udp6_with(Side::A, 1, 17, &[]),                     // no RH: passes
+        udp6_with(Side::A, 1, 43, &routing(0, 0, 0, &[7])), // type 0: dropped
+        udp6_with(Side::A, 1, 43, &routing(2, 0, 0, &[7])), // type 2: passes
+        udp6_with(Side::A, 1, 0, &hbh(true, &routing(0, 0, 0, &[7]))), // after HBH: dropped
+        udp6_with(Side::A, 2, 43, &routing(4, 1, 0, &[7])), // segsleft 1: passes
+        udp6_with(Side::A, 2, 43, &routing(4, 3, 0, &[7])), // segsleft 3: dropped
+        udp6_with(Side::B, 3, 43, &routing(0, 0, 0, &[7])), // reserved 0: dropped
+        udp6_with(Side::B, 3, 43, &routing(0, 0, 5, &[7])), // reserved set: passes
+        udp6_with(Side::A, 4, 43, &routing(0, 0, 0, &[7, 8])), // strict list: dropped
+        udp6_with(Side::A, 4, 43, &routing(0, 0, 0, &[7, 8, 9])), // one more: passes
+        udp6_with(Side::A, 5, 43, &routing(0, 0, 0, &[7, 8, 9])), // 8 among them: dropped
+        udp6_with(Side::A, 5, 43, &routing(0, 0, 0, &[7, 9])), // not there: passes
+        udp6_with(Side::A, 6, 43, &routing(0, 0, 0, &[7])), // 24 bytes: dropped
+        udp6_with(Side::A, 6, 43, &routing(0, 0, 0, &[7, 8])), // 40 bytes: passes
+    ];
+    let (disagree, dropped) = disagreements(&br, "", v6, &frames);
+    assert!(
+        disagree.is_empty(),
+        "fwd and the kernel bridge disagree:\n{}",
+        disagree.join("\n")
+    );
+    assert_eq!(dropped, 7, "the kernel held back the frames the rules name");
 }

@@ -8,7 +8,7 @@
 //! wildcard, protocol, fragment flag) plus its [`Match`] list in load order plus a [`Target`].
 //! Every field that can be negated carries `negated`; all conditions of a rule are ANDed.
 
-pub use crate::proto_ast::{AhMatch, DccpMatch, SctpMatch, SpiMatch};
+pub use crate::proto_ast::{AhMatch, DccpMatch, RtMatch, SctpMatch, SpiMatch, RT_HOPS};
 pub use crate::stateful_ast::*;
 use std::net::IpAddr;
 
@@ -545,6 +545,8 @@ pub enum Match {
     Dccp(DccpMatch),
     Esp(SpiMatch),
     Ah(AhMatch),
+    /// `-m rt` (ip6tables).
+    Rt(RtMatch),
     /// `-m mark`: the packet's mark.
     Mark(MarkMatch),
     /// `-m connmark`: the connection's mark (never matches an untracked packet, negated or not).
@@ -647,6 +649,7 @@ impl Match {
             Match::Dccp(_) => "dccp",
             Match::Esp(_) => "esp",
             Match::Ah(_) => "ah",
+            Match::Rt(_) => "rt",
             Match::Mark(_) => "mark",
             Match::Connmark(_) => "connmark",
             Match::Time(_) => "time",

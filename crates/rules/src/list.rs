@@ -238,7 +238,7 @@ fn details(r: &Rule, v6: bool) -> String {
                 );
                 let _ = write!(o, " {w} match {w} {sym} {value}");
             }
-            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
+            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) | Match::Rt(_) => {
                 crate::proto_print::list(m, &mut o)
             }
             Match::Comment(c) => {

@@ -283,7 +283,7 @@ pub fn rule_spec(rule: &Rule) -> String {
                     TtlOp::Gt => write!(o, " --{p}-gt {value}"),
                 };
             }
-            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) => {
+            Match::Sctp(_) | Match::Dccp(_) | Match::Esp(_) | Match::Ah(_) | Match::Rt(_) => {
                 crate::proto_print::save(m, &mut o)
             }
             Match::Comment(c) => {

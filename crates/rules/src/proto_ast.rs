@@ -127,3 +127,33 @@ pub const DCCP_TYPES: &[&str] = &[
 
 /// The bits `--dccp-types INVALID` sets: types 10 to 15.
 pub const DCCP_INVALID_BITS: u16 = 0xfc00;
+
+/// The most addresses `--rt-0-addrs` takes (`IP6T_RT_HOPS`).
+pub const RT_HOPS: usize = 16;
+
+/// `-m rt` (`ip6t_rt`): the IPv6 routing header, found anywhere in the extension header chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RtMatch {
+    /// `--rt-type N`, negated.
+    pub rt_type: Option<(u32, bool)>,
+    /// `--rt-segsleft`: the Segments Left range; `0:4294967295` not negated is "any".
+    pub segsleft: SpiMatch,
+    /// `--rt-len N` (the whole header's length in bytes), negated.
+    pub len: Option<(u32, bool)>,
+    /// `--rt-0-res`: the type 0 header's reserved field is zero.
+    pub res: bool,
+    /// `--rt-0-addrs`: type 0 addresses (at most [`RT_HOPS`]), and `--rt-0-not-strict`.
+    pub addrs: Option<(Vec<std::net::Ipv6Addr>, bool)>,
+}
+
+impl Default for RtMatch {
+    fn default() -> Self {
+        RtMatch {
+            rt_type: None,
+            segsleft: SpiMatch::ANY,
+            len: None,
+            res: false,
+            addrs: None,
+        }
+    }
+}

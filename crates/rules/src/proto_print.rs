@@ -167,6 +167,31 @@ pub(crate) fn save(m: &Match, o: &mut String) {
                 o.push_str(" --ahres");
             }
         }
+        Match::Rt(r) => {
+            if let Some((t, n)) = r.rt_type {
+                neg(o, n);
+                let _ = write!(o, " --rt-type {t}");
+            }
+            if !r.segsleft.is_full() {
+                neg(o, r.segsleft.negated);
+                o.push_str(" --rt-segsleft ");
+                spi_text(o, &r.segsleft);
+            }
+            if let Some((l, n)) = r.len {
+                neg(o, n);
+                let _ = write!(o, " --rt-len {l}");
+            }
+            if r.res {
+                o.push_str(" --rt-0-res");
+            }
+            if let Some((addrs, not_strict)) = &r.addrs {
+                o.push_str(" --rt-0-addrs");
+                rt_addrs(o, addrs);
+                if *not_strict {
+                    o.push_str(" --rt-0-not-strict");
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -214,6 +239,41 @@ pub(crate) fn list(m: &Match, o: &mut String) {
                 o.push_str(" reserved");
             }
         }
+        Match::Rt(r) => {
+            o.push_str(" rt");
+            if let Some((t, n)) = r.rt_type {
+                let _ = write!(o, " type:{}{t}", if n { "!" } else { "" });
+            }
+            let s = &r.segsleft;
+            if !s.is_full() || s.negated {
+                let inv = if s.negated { "!" } else { "" };
+                if s.lo == s.hi {
+                    let _ = write!(o, " segsleft:{inv}{}", s.lo);
+                } else {
+                    let _ = write!(o, " segslefts:{inv}{}:{}", s.lo, s.hi);
+                }
+            }
+            if let Some((l, n)) = r.len {
+                let _ = write!(o, " length:{}{l}", if n { "!" } else { "" });
+            }
+            if r.res {
+                o.push_str(" reserved");
+            }
+            if let Some((addrs, not_strict)) = &r.addrs {
+                o.push_str(" 0-addrs");
+                rt_addrs(o, addrs);
+                if *not_strict {
+                    o.push_str(" 0-not-strict");
+                }
+            }
+        }
         _ => {}
+    }
+}
+
+/// `print_addresses` of `libip6t_rt.c`: the first after a blank, the rest after commas.
+fn rt_addrs(o: &mut String, addrs: &[std::net::Ipv6Addr]) {
+    for (i, a) in addrs.iter().enumerate() {
+        let _ = write!(o, "{}{a}", if i == 0 { ' ' } else { ',' });
     }
 }

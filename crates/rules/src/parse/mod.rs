@@ -20,6 +20,7 @@ pub(crate) mod hashlimit;
 mod hostonly;
 mod icmp;
 mod iprange;
+mod ipv6ext;
 mod length;
 mod limit;
 mod mac;
@@ -1124,7 +1125,7 @@ mod tests {
             "`frag` is a real ip6tables extension that fwd does not support"
         );
         let v6 = parse_command(
-            &split_restore("-A INPUT -m rt --rt-type 0 -j DROP").unwrap(),
+            &split_restore("-A INPUT -m mh --mh-type 1 -j DROP").unwrap(),
             3,
             Family::Ipv6,
             &t,
@@ -1133,8 +1134,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             v6.msg,
-            "`rt` is a real ip6tables extension that fwd does not support"
+            "`mh` is a real ip6tables extension that fwd does not support"
         );
+        // and an ip6tables one fwd has is named as the other tool's in iptables
+        let e = parse("-A INPUT -m rt --rt-type 0", &t).unwrap_err();
+        assert_eq!(e.msg, "`rt` is an ip6tables match: iptables has no `rt`");
         // Supported ones of the other family keep their hint; unknown names their suggestion.
         assert_eq!(
             parse("-A INPUT -m hl --hl-eq 1", &t)

@@ -144,7 +144,7 @@ fn apply(m: &mut Match, a: &OptArg) -> VResult<()> {
 
 /// A number as `strtoul(.., 0)` reads it (decimal, `0x` hex, leading-zero octal), at most
 /// 2^32 - 1 (`XTTYPE_UINT32`).
-fn uint32(s: &str, what: &str) -> VResult<u32> {
+pub(super) fn uint32(s: &str, what: &str) -> VResult<u32> {
     let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         (h, 16)
     } else if s.len() > 1 && s.starts_with('0') {
@@ -166,23 +166,29 @@ fn uint32(s: &str, what: &str) -> VResult<u32> {
 
 /// `--espspi`/`--ahspi`: `N`, `LO:HI`, `:HI`, `LO:` (`XTTYPE_UINT32RC`).
 fn spi(a: &OptArg, opt: &str) -> VResult<SpiMatch> {
+    uint32_range(a, opt, "SPI")
+}
+
+/// An `XTTYPE_UINT32RC` option (`N`, `LO:HI`, `:HI`, `LO:`) as a range; the full range
+/// negated is refused (see below).
+pub(super) fn uint32_range(a: &OptArg, opt: &str, what: &str) -> VResult<SpiMatch> {
     let (lo, hi) = match a.value.split_once(':') {
         None => {
-            let v = uint32(a.value, "SPI")?;
+            let v = uint32(a.value, what)?;
             (v, v)
         }
         Some((l, h)) => (
-            if l.is_empty() { 0 } else { uint32(l, "SPI")? },
+            if l.is_empty() { 0 } else { uint32(l, what)? },
             if h.is_empty() {
                 u32::MAX
             } else {
-                uint32(h, "SPI")?
+                uint32(h, what)?
             },
         ),
     };
     if lo > hi {
         return fail_hint(
-            format!("invalid SPI range `{}`: start is above end", a.value),
+            format!("invalid {what} range `{}`: start is above end", a.value),
             format!("write `{hi}:{lo}`"),
         );
     }

@@ -8,9 +8,9 @@
 
 use super::targets::{ct, log, mark as mark_t, nat, reject, rewrite};
 use super::{
-    comment, connbytes, connlimit, conntrack, hashlimit, hostonly, icmp, iprange, length, limit,
-    mac, mark, multiport, proto, real, recent, stateless, statistic, suggest, tcp_udp, time, ttl,
-    OptSpec,
+    comment, connbytes, connlimit, conntrack, hashlimit, hostonly, icmp, iprange, ipv6ext, length,
+    limit, mac, mark, multiport, proto, real, recent, stateless, statistic, suggest, tcp_udp, time,
+    ttl, OptSpec,
 };
 use crate::ast::*;
 use crate::values::{Fail, VResult};
@@ -47,6 +47,7 @@ pub(super) static MATCHES: &[MatchExt] = &[
     proto::ESP,
     proto::AH4,
     proto::AH6,
+    ipv6ext::RT,
     mark::MARK,
     mark::CONNMARK,
     time::TIME,
@@ -157,8 +158,15 @@ pub(super) fn find_target(name: &str, family: Family) -> Option<&'static TargetE
         .find(|t| t.name == name && t.family.is_none_or(|f| f == family))
 }
 
+/// Each name once (`ah` is two extensions, one per family).
 pub(super) fn match_names() -> Vec<&'static str> {
-    MATCHES.iter().map(|m| m.name).collect()
+    let mut names: Vec<&'static str> = Vec::new();
+    for m in MATCHES {
+        if !names.contains(&m.name) {
+            names.push(m.name);
+        }
+    }
+    names
 }
 
 pub(super) fn target_names(family: Family) -> Vec<&'static str> {
@@ -178,6 +186,19 @@ pub(super) fn unknown_match(name: &str, family: Family) -> Fail {
         "ttl" => Some("ip6tables uses `-m hl`".to_string()),
         "hl" => Some("iptables uses `-m ttl`".to_string()),
         _ => {
+            let other = match family {
+                Family::Ipv4 => (Family::Ipv6, "ip6tables", "iptables"),
+                Family::Ipv6 => (Family::Ipv4, "iptables", "ip6tables"),
+            };
+            if find_match(name, other.0).is_some() {
+                return Fail {
+                    msg: format!(
+                        "`{name}` is an {} match: {} has no `{name}`",
+                        other.1, other.2
+                    ),
+                    hint: Some(format!("move the rule to the {} rules file", other.1)),
+                };
+            }
             if let Some(msg) = real::unsupported(real::Kind::Match, name, family) {
                 return Fail {
                     msg,
