@@ -43,12 +43,12 @@ fn config() -> CompileConfig {
             PortInfo {
                 name: "eth0".into(),
                 ipv4: Some("198.18.0.253".parse().unwrap()),
-                ..PortInfo::default()
+                ipv6: Some("2001:2::fd".parse().unwrap()),
             },
             PortInfo {
                 name: "eth1".into(),
                 ipv4: Some("198.18.1.254".parse().unwrap()),
-                ..PortInfo::default()
+                ipv6: Some("2001:2:0:1::fe".parse().unwrap()),
             },
         ],
         workers: 2,
