@@ -44,11 +44,13 @@ fn config() -> CompileConfig {
                 name: "eth0".into(),
                 ipv4: Some("198.18.0.253".parse().unwrap()),
                 ipv6: Some("2001:2::fd".parse().unwrap()),
+                ..PortInfo::default()
             },
             PortInfo {
                 name: "eth1".into(),
                 ipv4: Some("198.18.1.254".parse().unwrap()),
                 ipv6: Some("2001:2:0:1::fe".parse().unwrap()),
+                ..PortInfo::default()
             },
         ],
         workers: 2,
