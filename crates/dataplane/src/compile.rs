@@ -746,7 +746,10 @@ pub(crate) mod tests {
              *filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m limit --limit 1/sec -j ACCEPT\nCOMMIT\n");
         let c = compile(Some(&rs), None, &cfg()).unwrap();
         let pre = c.v4.hooks[HookPoint::NatPrerouting as usize].unwrap();
-        assert_eq!(c.v4.chains[pre as usize].rules[0].action, RuleTarget::Redirect);
+        assert_eq!(
+            c.v4.chains[pre as usize].rules[0].action,
+            RuleTarget::Redirect
+        );
     }
 
     #[test]
