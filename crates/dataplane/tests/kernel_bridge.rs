@@ -10,42 +10,14 @@
 //! Needs root, iproute2, iptables and python3 (CI has them). Namespaces `dpbr<pid>{h,f}` are
 //! removed afterwards, also on failure.
 
-use std::sync::Arc;
+mod common;
 
-use arc_swap::ArcSwap;
-use dataplane::{compile, CompileConfig, PortInfo, Verdict, Worker};
+use common::{from, ips, udp, A_IP};
+use dataplane::PortInfo;
 use testkit::{Bridge, Side};
-use wire::builder::{FrameBuilder, IpPair, TcpSpec};
+use wire::builder::{IpPair, TcpSpec};
 use wire::ethernet::MacAddr;
 use wire::tcp::TcpFlags;
-
-const A_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
-const B_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
-const A_IP: [u8; 4] = [198, 18, 0, 1];
-const B_IP: [u8; 4] = [198, 18, 1, 2];
-
-fn from(side: Side) -> FrameBuilder {
-    let (src_mac, dst_mac) = match side {
-        Side::A => (A_MAC, B_MAC),
-        Side::B => (B_MAC, A_MAC),
-    };
-    FrameBuilder {
-        src_mac,
-        dst_mac,
-        ..FrameBuilder::default()
-    }
-}
-
-fn ips(side: Side) -> IpPair {
-    match side {
-        Side::A => IpPair::V4(A_IP, B_IP),
-        Side::B => IpPair::V4(B_IP, A_IP),
-    }
-}
-
-fn udp(side: Side, sport: u16, dport: u16) -> (Side, Vec<u8>) {
-    (side, from(side).udp(ips(side), sport, dport, b"oracle"))
-}
 
 fn rules(p: &str) -> String {
     format!(
@@ -136,85 +108,12 @@ fn frames() -> Vec<(Side, Vec<u8>)> {
     out
 }
 
-/// Runs `frames` through the kernel bridge `br` with the rules `v4`/`v6` loaded and through a
-/// worker with the same rules; returns the frames they disagree on (forwarded by one and not
-/// the other, or forwarded with different bytes) and how many the kernel held back.
-fn disagreements(
-    br: &Bridge,
-    v4: &str,
-    v6: &str,
-    frames: &[(Side, Vec<u8>)],
-) -> (Vec<String>, usize) {
-    br.restore(v4, v6);
-    let kernel = br.exchange(frames, 25);
-    let parse = |text: &str, family| {
-        (!text.is_empty()).then(|| rules::parse_restore("kernel_bridge", text, family).unwrap())
-    };
-    let (rs4, rs6) = (
-        parse(v4, rules::Family::Ipv4),
-        parse(v6, rules::Family::Ipv6),
-    );
-    let p = &br.p;
-    let cfg = CompileConfig {
-        ports: [
-            PortInfo::named(&format!("{p}fa")),
-            PortInfo::named(&format!("{p}fb")),
-        ],
-        workers: 1,
-    };
-    let compiled = compile(rs4.as_ref(), rs6.as_ref(), &cfg).unwrap();
-    let t0 = 1_000_000_000u64;
-    let mut w = Worker::new(
-        Arc::new(ArcSwap::from_pointee(compiled)),
-        &conntrack::Config::default(),
-        1024,
-        0,
-        1,
-        t0,
-    );
-    let mut disagree = Vec::new();
-    for (i, (side, f)) in frames.iter().enumerate() {
-        let by_kernel: Vec<&Vec<u8>> = kernel
-            .iter()
-            .filter(|k| k.after == i && k.side == side.other())
-            .map(|k| &k.frame)
-            .collect();
-        let mut buf = f.clone();
-        buf.resize(2048, 0);
-        let ingress = match side {
-            Side::A => 0,
-            Side::B => 1,
-        };
-        let v = w.process(ingress, &mut buf, f.len(), t0 + i as u64 * 25_000_000);
-        let by_fwd = match v {
-            Verdict::Forward => Some(&buf[..f.len()]),
-            _ => None,
-        };
-        let same = match (by_kernel.as_slice(), by_fwd) {
-            ([k], Some(ours)) => k.as_slice() == ours,
-            ([], None) => true,
-            _ => false,
-        };
-        if !same {
-            disagree.push(format!(
-                "frame {i} from {side:?}: kernel forwarded {}, fwd {v:?}",
-                by_kernel.len()
-            ));
-        }
-    }
-    let held_back = frames.len()
-        - kernel
-            .iter()
-            .filter(|k| k.side != frames[k.after].0)
-            .count();
-    (disagree, held_back)
-}
-
 #[test]
 fn breadth_constructs_agree_with_the_kernel_bridge() {
     let br = Bridge::new("dpbr");
     let text = rules(&br.p);
-    let (disagree, dropped) = disagreements(&br, &text, "", &frames());
+    let out = common::against_kernel(&br, &text, "", &frames(), PortInfo::named, |_, _| {});
+    let (disagree, dropped) = (out.disagree, out.held_back);
     assert!(
         disagree.is_empty(),
         "fwd and the kernel bridge disagree:\n{}",
@@ -289,7 +188,8 @@ fn ipv6_routing_header_matches_agree_with_the_kernel_bridge() {
         udp6_with(Side::A, 6, 43, &routing(0, 0, 0, &[7])), // 24 bytes: dropped
         udp6_with(Side::A, 6, 43, &routing(0, 0, 0, &[7, 8])), // 40 bytes: passes
     ];
-    let (disagree, dropped) = disagreements(&br, "", v6, &frames);
+    let out = common::against_kernel(&br, "", v6, &frames, PortInfo::named, |_, _| {});
+    let (disagree, dropped) = (out.disagree, out.held_back);
     assert!(
         disagree.is_empty(),
         "fwd and the kernel bridge disagree:\n{}",

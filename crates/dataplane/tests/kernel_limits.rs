@@ -9,41 +9,12 @@
 //! Needs root, iproute2, iptables and python3 (CI has them). Namespaces `dplim<pid>{h,f}` are
 //! removed afterwards, also on failure.
 
-use std::sync::Arc;
+mod common;
 
-use arc_swap::ArcSwap;
-use dataplane::{compile, CompileConfig, PortInfo, Verdict, Worker};
+use common::{from, udp, B_IP};
+use dataplane::PortInfo;
 use testkit::{Bridge, Side};
-use wire::builder::{FrameBuilder, IpPair};
-use wire::ethernet::MacAddr;
-
-const A_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
-const B_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
-const A_IP: [u8; 4] = [198, 18, 0, 1];
-const B_IP: [u8; 4] = [198, 18, 1, 2];
-
-fn from(side: Side) -> FrameBuilder {
-    let (src_mac, dst_mac) = match side {
-        Side::A => (A_MAC, B_MAC),
-        Side::B => (B_MAC, A_MAC),
-    };
-    FrameBuilder {
-        src_mac,
-        dst_mac,
-        ..FrameBuilder::default()
-    }
-}
-
-fn ips(side: Side) -> IpPair {
-    match side {
-        Side::A => IpPair::V4(A_IP, B_IP),
-        Side::B => IpPair::V4(B_IP, A_IP),
-    }
-}
-
-fn udp(side: Side, sport: u16, dport: u16) -> (Side, Vec<u8>) {
-    (side, from(side).udp(ips(side), sport, dport, b"oracle"))
-}
+use wire::builder::IpPair;
 
 fn rules(_p: &str) -> String {
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -104,78 +75,26 @@ fn frames() -> Vec<(Side, Vec<u8>)> {
 #[test]
 fn hashlimit_conntrack_and_time_agree_with_the_kernel_bridge() {
     let br = Bridge::new("dplim");
-    let p = br.p.clone();
-    let text = rules(&p);
-    br.restore(&text, "");
-    let frames = frames();
-    let kernel = br.exchange(&frames, 25);
-
-    let rs = rules::parse_restore("kernel_bridge", &text, rules::Family::Ipv4).unwrap();
-    let cfg = CompileConfig {
-        ports: [
-            PortInfo::named(&format!("{p}fa")),
-            PortInfo::named(&format!("{p}fb")),
-        ],
-        workers: 1,
-    };
-    let compiled = compile(Some(&rs), None, &cfg).unwrap();
-    let t0 = 1_000_000_000u64;
-    let mut w = Worker::new(
-        Arc::new(ArcSwap::from_pointee(compiled)),
-        &conntrack::Config::default(),
-        1024,
-        0,
-        1,
-        t0,
-    );
-    // the wall clock as the appliance's poll loop hands it over
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    w.set_wall_offset(wall - t0 as i64);
-    let mut disagree = Vec::new();
-    for (i, (side, f)) in frames.iter().enumerate() {
-        let by_kernel: Vec<&Vec<u8>> = kernel
-            .iter()
-            .filter(|k| k.after == i && k.side == side.other())
-            .map(|k| &k.frame)
-            .collect();
-        let mut buf = f.clone();
-        buf.resize(2048, 0);
-        let ingress = match side {
-            Side::A => 0,
-            Side::B => 1,
-        };
-        let v = w.process(ingress, &mut buf, f.len(), t0 + i as u64 * 25_000_000);
-        let by_fwd = match v {
-            Verdict::Forward => Some(&buf[..f.len()]),
-            _ => None,
-        };
-        let same = match (by_kernel.as_slice(), by_fwd) {
-            ([k], Some(ours)) => k.as_slice() == ours,
-            ([], None) => true,
-            _ => false,
-        };
-        if !same {
-            disagree.push(format!(
-                "frame {i} from {side:?}: kernel forwarded {}, fwd {v:?}",
-                by_kernel.len()
-            ));
-        }
-    }
+    let text = rules(&br.p);
+    let out = common::against_kernel(&br, &text, "", &frames(), PortInfo::named, |w, t0| {
+        // the wall clock as the appliance's poll loop hands it over
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        w.set_wall_offset(wall - t0 as i64);
+    });
     assert!(
-        disagree.is_empty(),
+        out.disagree.is_empty(),
         "fwd and the kernel bridge disagree:\n{}",
-        disagree.join("\n")
+        out.disagree.join("\n")
     );
-    // The oracle held back what the rules say (the test is not vacuous).
-    let dropped = frames.len()
-        - kernel
-            .iter()
-            .filter(|k| k.side != frames[k.after].0)
-            .count();
-    // 3 + 1 over the hashlimit, 2 above it, the 1020 reply, the 1040 reply and request, 1030,
-    // the 1050 connection's third and fourth packets
-    assert_eq!(dropped, 12, "the kernel dropped {dropped} frames");
+    // The oracle held back what the rules say (the test is not vacuous): 3 + 1 over the
+    // hashlimit, 2 above it, the 1020 reply, the 1040 reply and request, 1030, the 1050
+    // connection's third and fourth packets.
+    assert_eq!(
+        out.held_back, 12,
+        "the kernel dropped {} frames",
+        out.held_back
+    );
 }

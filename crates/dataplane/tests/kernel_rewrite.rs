@@ -8,10 +8,9 @@
 //! Needs root, iproute2, iptables and python3 (CI has them). Namespaces `dprw<pid>{h,f}` are
 //! removed afterwards, also on failure.
 
-use std::sync::Arc;
+mod common;
 
-use arc_swap::ArcSwap;
-use dataplane::{compile, CompileConfig, PortInfo, Verdict, Worker};
+use dataplane::PortInfo;
 use testkit::{Bridge, Side};
 use wire::builder::{FrameBuilder, IpPair, TcpSpec};
 use wire::ethernet::MacAddr;
@@ -167,75 +166,22 @@ fn rewriting_targets_agree_with_the_kernel_bridge() {
     br.exec(&format!(
         "ip link set {p}fa mtu {MTU} && ip link set {p}fb mtu {MTU}"
     ));
-    br.restore(V4_RULES, V6_RULES);
-    let frames = frames();
-    let kernel = br.exchange(&frames, 25);
-
-    let v4 = rules::parse_restore("rw.v4", V4_RULES, rules::Family::Ipv4).unwrap();
-    let v6 = rules::parse_restore("rw.v6", V6_RULES, rules::Family::Ipv6).unwrap();
     let port = |n: &str| PortInfo {
         mtu: MTU,
         ..PortInfo::named(n)
     };
-    let cfg = CompileConfig {
-        ports: [port(&format!("{p}fa")), port(&format!("{p}fb"))],
-        workers: 1,
-    };
-    let compiled = compile(Some(&v4), Some(&v6), &cfg).unwrap();
-    let t0 = 1_000_000_000u64;
-    let mut w = Worker::new(
-        Arc::new(ArcSwap::from_pointee(compiled)),
-        &conntrack::Config::default(),
-        1024,
-        0,
-        1,
-        t0,
-    );
-    let mut disagree = Vec::new();
-    let mut changed = 0;
-    for (i, (side, f)) in frames.iter().enumerate() {
-        let by_kernel: Vec<&Vec<u8>> = kernel
-            .iter()
-            .filter(|k| k.after == i && k.side == side.other())
-            .map(|k| &k.frame)
-            .collect();
-        let mut buf = f.clone();
-        buf.resize(2048, 0);
-        let ingress = match side {
-            Side::A => 0,
-            Side::B => 1,
-        };
-        let v = w.process(ingress, &mut buf, f.len(), t0 + i as u64 * 25_000_000);
-        let by_fwd = match v {
-            Verdict::Forward => Some(&buf[..w.grown_len().unwrap_or(f.len())]),
-            _ => None,
-        };
-        if by_kernel
-            .first()
-            .is_some_and(|k| k.as_slice() != f.as_slice())
-        {
-            changed += 1;
-        }
-        let same = match (by_kernel.as_slice(), by_fwd) {
-            ([k], Some(ours)) => k.as_slice() == ours,
-            ([], None) => true,
-            _ => false,
-        };
-        if !same {
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-            disagree.push(format!(
-                "frame {i}: kernel {:?}\n         fwd    {:?} ({v:?})",
-                by_kernel.iter().map(|k| hex(k)).collect::<Vec<_>>(),
-                by_fwd.map(hex)
-            ));
-        }
-    }
+    let out = common::against_kernel(&br, V4_RULES, V6_RULES, &frames(), port, |_, _| {});
     assert!(
-        disagree.is_empty(),
+        out.disagree.is_empty(),
         "fwd and the kernel bridge disagree:\n{}",
-        disagree.join("\n")
+        out.disagree.join("\n")
     );
     // The oracle rewrote what the rules say (the test is not vacuous).
-    assert!(changed >= 20, "the kernel changed only {changed} frames");
-    assert!(w.stats().rewrites >= 20, "{:?}", w.stats().rewrites);
+    assert!(
+        out.changed >= 20,
+        "the kernel changed only {} frames",
+        out.changed
+    );
+    let rewrites = out.worker.stats().rewrites;
+    assert!(rewrites >= 20, "{rewrites:?}");
 }
