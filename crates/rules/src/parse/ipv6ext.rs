@@ -59,8 +59,9 @@ fn apply(m: &mut Match, a: &OptArg) -> VResult<()> {
         }
         RT_ADDRS => {
             type0("rt-0-addrs")?;
-            let strict = r.addrs.as_ref().is_some_and(|a| a.1);
-            r.addrs = Some((addresses(a.value)?, strict));
+            // a repeated list keeps a `--rt-0-not-strict` given before it
+            let not_strict = r.addrs.as_ref().is_some_and(|a| a.1);
+            r.addrs = Some((addresses(a.value)?, not_strict));
         }
         _ => match &mut r.addrs {
             Some((_, not_strict)) => *not_strict = true,
